@@ -1,0 +1,68 @@
+# Two commands matter: `make demo` (stack up + the whole loop) and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STACK := $(PY) scripts/stack.py
+
+.PHONY: help venv dev-venv demo up down status reset test lint bench clean prod-up prod-down prod-status
+
+help:
+	@echo "make demo   - install, start SeaweedFS + MLflow + Airflow on loopback, run the main job"
+	@echo "make test   - install test tools and run the test suite on real services"
+	@echo "make up     - start the stack only;  make down - stop it;  make status"
+	@echo "make reset  - stop the stack and wipe its state (.stack/)"
+	@echo "make lint   - ruff"
+	@echo "make prod-up - the production topology on this machine: PostgreSQL, Redis, Airflow with"
+	@echo "              two Celery workers (state in .stack/prod/);  make prod-down;  make prod-status"
+
+# The stamp files make installs incremental: they rerun only when a requirements file changes.
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+dev-venv: $(VENV)/.installed-dev
+
+up: venv
+	$(STACK) up
+
+demo: venv
+	$(STACK) up
+	$(PY) scripts/demo.py
+
+down:
+	@if [ -x $(PY) ]; then $(STACK) down; else echo "nothing to stop (no .venv)"; fi
+
+status: venv
+	$(STACK) status
+
+reset: down
+	rm -rf .stack
+
+# The production topology (CeleryExecutor) on one machine. Installs Debian's postgresql and
+# redis-server when missing (as root).
+prod-up: venv
+	$(STACK) --topology celery up
+
+prod-down:
+	@if [ -x $(PY) ]; then $(STACK) --topology celery down; else echo "nothing to stop (no .venv)"; fi
+
+prod-status: venv
+	$(STACK) --topology celery status
+
+test: dev-venv
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: dev-venv
+	$(VENV)/bin/ruff check .
+
+bench: venv
+	$(PY) bench/ingest.py
+	$(PY) bench/scoring.py
+	$(PY) bench/drift.py

@@ -1,0 +1,144 @@
+"""Benchmark: ingest of one large batch shaped like the example data, side by side in one run.
+
+    .venv/bin/python bench/ingest.py [--rows 1000000]
+
+The script starts its own SeaweedFS (scripts/stack.py's start_object_store) on free loopback
+ports with a temporary state folder and a SQLite warehouse file in it; a running stack is
+never touched, and everything started is stopped at the end.
+
+1. Generates a CSV of --rows hourly rows cut from the Turku data (fresh timestamps), with 0.1%
+   of the rows broken (text in a numeric column, out-of-range humidity) and the example's
+   share of pressure zeros (nulled by the row policy).
+2. CSV parse: pandas.read_csv of the whole file, the cost any loader pays.
+3. mlops.ingest.validate_file on the same file, chunked as in production, its time split into
+   parse (CSV chunks + types), validate (Great Expectations suite on every chunk, row rules,
+   duplicate check) and stage (kept rows to Parquet).
+4. End to end: upload to landing/, then mlops.ingest.process_object(key), the function the
+   DAG's ingest_files task calls: download + checksum, verified raw copy, validation, one
+   transaction into the warehouse, reports, landing removed. Airflow's own task overhead is
+   not included (it does not depend on the file).
+
+Prints validation time / CSV parse time (goal <= 1) and end-to-end rows per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "plugins"))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import stack as stack_module  # noqa: E402
+
+TURKU = ROOT / "include" / "data" / "port_of_turku_weather.csv.gz"
+
+
+def make_file(path: Path, rows: int, seed: int = 7) -> None:
+    """`rows` distinct hours shaped like the example, written piece by piece."""
+    base = pd.read_csv(TURKU, dtype=str).drop_duplicates("Timestamp").reset_index(drop=True)
+    rng = random.Random(seed)
+    start = pd.Timestamp("1900-01-01")
+    written = 0
+    with open(path, "w") as out:
+        while written < rows:
+            n = min(len(base), rows - written)
+            piece = base.head(n).copy()
+            piece["Timestamp"] = pd.date_range(start + pd.Timedelta(hours=written), periods=n, freq="h").strftime(
+                "%Y-%m-%d %H:%M:%S"
+            )
+            for i in rng.sample(range(n), max(1, n // 2000)):
+                piece.loc[i, "Temperature_C"] = "n/a"
+            for i in rng.sample(range(n), max(1, n // 2000)):
+                piece.loc[i, "Humidity"] = "7.5"
+            piece.to_csv(out, index=False, header=written == 0)
+            written += n
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+
+    for name in [n for n in os.environ if n.startswith("MLOPS__")]:
+        del os.environ[name]  # the shipped configuration
+    state = Path(tempfile.mkdtemp(prefix="mlops-bench-ingest-"))
+    settings = stack_module.Settings.from_env(state)
+    settings.s3_port, settings.weed_base_port = stack_module.free_port(), stack_module.free_weed_base()
+    os.environ.update(settings.connection_env())
+
+    from mlops import ingest
+    from mlops.config import get_config
+
+    storage = get_config().storage
+    data = state / "batch.csv"
+    t0 = time.perf_counter()
+    make_file(data, args.rows)
+    size_mb = data.stat().st_size / 1e6
+    print(f"generated {args.rows:,} rows, {size_mb:.0f} MB in {time.perf_counter() - t0:.1f}s", flush=True)
+
+    # Warm-up on a small file: imports and the GX context are a per-process constant.
+    ingest.validate_file(ROOT / "tests" / "data" / "bad" / "few_bad_rows.csv", state / "warm.parquet", "warm")
+
+    t0 = time.perf_counter()
+    whole = pd.read_csv(data)
+    csv_parse = time.perf_counter() - t0
+    del whole
+
+    timings: dict = {}
+    t0 = time.perf_counter()
+    result = ingest.validate_file(data, state / "staged.parquet", "bench", timings)
+    validate_total = time.perf_counter() - t0
+
+    try:
+        print("starting SeaweedFS ...", flush=True)
+        stack_module.start_object_store(settings)
+        client = ingest._client()
+        key = f"{storage.landing_prefix}bench/batch.csv"
+        t0 = time.perf_counter()
+        client.upload_file(str(data), storage.bucket, key)
+        upload = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        summary = ingest.process_object(key)
+        end_to_end = time.perf_counter() - t0
+    finally:
+        stack_module.stop_process(settings, "seaweedfs")
+        shutil.rmtree(state, ignore_errors=True)
+
+    figures = {
+        "rows": args.rows,
+        "file_mb": round(size_mb, 1),
+        "rows_kept": result["rows_kept"],
+        "rows_dropped": result["rows_dropped"],
+        "nulled": result["nulled_by_rule"],
+        "csv_parse_s (pandas.read_csv, whole file)": round(csv_parse, 2),
+        "chunked_parse_s (CSV + types)": round(timings["parse"], 2),
+        "validate_s (GX suite + row rules + duplicates)": round(timings["validate"], 2),
+        "stage_s (Parquet)": round(timings["stage"], 2),
+        "validate_file_total_s": round(validate_total, 2),
+        "upload_to_landing_s": round(upload, 2),
+        "process_object_s": round(end_to_end, 2),
+        "new_rows_in_warehouse": summary["new_rows"],
+    }
+    print(json.dumps(figures, indent=2))
+    print(
+        f"\nvalidation / CSV parse (read_csv):        {timings['validate'] / csv_parse:.2f}  (goal <= 1)"
+        f"\nvalidation / chunked parse incl. types:   {timings['validate'] / timings['parse']:.2f}"
+        f"\nend to end (process_object) rows/second:  {args.rows / end_to_end:,.0f}"
+        f"\n  (S3 download + checksum, verified raw copy, validation, one-transaction SQLite load, reports)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

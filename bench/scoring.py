@@ -1,0 +1,302 @@
+"""Benchmark of batch scoring: end-to-end throughput against raw predict, and peak memory.
+
+    .venv/bin/python bench/scoring.py                       # 1M and 10M rows
+    .venv/bin/python bench/scoring.py --sizes 1000000 --model logreg
+
+For each size N it
+1. generates N rows shaped like the example data (Turku rows resampled, minute timestamps)
+   and stores them the way the pipeline does: one batch in the warehouse's `observations`
+   table, in a SQLite file, through the project's schema (include/sql/schema/);
+2. in a fresh process, loads all N rows into memory (untimed) and times the model's raw
+   `predict_proba` on them: the baseline;
+3. in another fresh process, times the project's scoring path on the batch,
+   `mlops.scoring.score_with`: chunked keyset reads from the warehouse, the signature
+   check, predict_proba, the delete + insert of the predictions in one transaction, the
+   Parquet file written and put in place in the object store (a real SeaweedFS started by
+   this script on free ports). Not included: resolving the alias and loading the model
+   from MLflow (once per batch, independent of N) and Airflow's task start-up.
+It prints end-to-end rows/s divided by raw rows/s (goal >= 0.6), and the peak RSS of each
+scoring process (goal: about the same at every N: memory does not grow with the batch).
+
+The model is trained on the real example data with the pipeline's model contract (a
+scikit-learn Pipeline taking the time column + configured features). The ratio depends on
+the model's own cost: --model hgb (HistGradientBoosting, default) or logreg (much cheaper
+predict, so the I/O share is larger).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "scripts")]
+
+BATCH_ID = "bench"
+MODEL_NAME = "bench_model"
+MODEL_VERSION = "1"
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+# ---------------------------------------------------------------- model
+
+
+def train_model(kind: str, path: Path) -> None:
+    import joblib
+    import pandas as pd
+    from mlflow.models import infer_signature
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from mlops import labels, scoring
+    from mlops.config import get_config
+
+    dataset = get_config().dataset
+    frame = pd.read_csv(ROOT / "include" / "data" / "port_of_turku_weather.csv.gz")
+    frame[dataset.time_column] = pd.to_datetime(frame[dataset.time_column])
+    frame = labels.add_label(frame.drop_duplicates(dataset.time_column), dataset).dropna(subset=[dataset.label.name])
+    x = frame[[dataset.time_column, *dataset.features]]
+    y = frame[dataset.label.name].astype(int)
+    if kind == "hgb":
+        classifier = HistGradientBoostingClassifier(max_iter=200, random_state=0)
+    else:
+        classifier = LogisticRegression(max_iter=1000)
+    model = Pipeline(
+        [
+            (
+                "columns",
+                ColumnTransformer(
+                    [
+                        (
+                            "num",
+                            Pipeline(
+                                [
+                                    ("impute", SimpleImputer()),
+                                    ("scale", StandardScaler()),
+                                ]
+                            ),
+                            dataset.features,
+                        )
+                    ]
+                ),
+            ),
+            ("classify", classifier),
+        ]
+    ).fit(x, y)
+    spec = scoring.input_spec(infer_signature(x, model.predict_proba(x)[:, 1]))
+    joblib.dump({"model": model, "spec": spec}, path)
+
+
+def load_model(path: Path):
+    import joblib
+
+    saved = joblib.load(path)
+    return saved["model"], [tuple(s) for s in saved["spec"]]
+
+
+# ---------------------------------------------------------------- children
+
+
+def child_generate(rows: int) -> dict:
+    """N rows like the example data into the warehouse's observations table, in chunks."""
+    import numpy as np
+    import pandas as pd
+
+    from mlops import warehouse
+    from mlops.config import get_config
+
+    dataset = get_config().dataset
+    warehouse.ensure_schema()
+    source = pd.read_csv(ROOT / "include" / "data" / "port_of_turku_weather.csv.gz").drop(columns=[dataset.time_column])
+    rng = np.random.default_rng(0)
+    start = pd.Timestamp("2000-01-01")
+    loaded_at = pd.Timestamp.now(tz="UTC").strftime(warehouse.TIMESTAMP_FORMAT)
+    step = 200_000
+    engine = warehouse.engine()
+    with engine.begin() as conn:
+        for offset in range(0, rows, step):
+            n = min(step, rows - offset)
+            chunk = source.iloc[rng.integers(0, len(source), n)].reset_index(drop=True)
+            times = start + pd.to_timedelta(np.arange(offset, offset + n), unit="min")
+            chunk.insert(0, dataset.time_column, times.strftime(warehouse.TIMESTAMP_FORMAT))
+            chunk["batch_id"] = BATCH_ID
+            chunk["loaded_at"] = loaded_at
+            chunk.to_sql("observations", conn, if_exists="append", index=False, chunksize=50_000)
+    return {"rows": rows}
+
+
+def child_raw(rows: int, model_path: Path) -> dict:
+    """Baseline: all rows in memory (loaded untimed), then predict_proba timed."""
+    import pandas as pd
+    import sqlalchemy as sa
+
+    from mlops import scoring, warehouse
+
+    model, spec = load_model(model_path)
+    columns = ", ".join(warehouse.quote(name) for name, _ in spec)
+    with warehouse.engine().connect() as conn:
+        frame = pd.read_sql_query(
+            sa.text(f"SELECT {columns} FROM observations WHERE batch_id = :b"),
+            conn,
+            params={"b": BATCH_ID},
+        )
+    x = scoring.coerce_to_spec(frame, spec, "bench")
+    assert len(x) == rows, (len(x), rows)
+    t0 = time.perf_counter()
+    probability = model.predict_proba(x)[:, 1]
+    seconds = time.perf_counter() - t0
+    return {"rows": len(probability), "seconds": seconds, "peak_rss_mb": peak_rss_mb()}
+
+
+def child_score(rows: int, model_path: Path) -> dict:
+    """The project's scoring path on the stored batch."""
+    from mlops import scoring
+
+    model, spec = load_model(model_path)
+    before = peak_rss_mb()
+    t0 = time.perf_counter()
+    summary = scoring.score_with(BATCH_ID, MODEL_NAME, {"champion": (MODEL_VERSION, model, spec)})
+    seconds = time.perf_counter() - t0
+    assert summary["rows"] == rows, summary
+    return {
+        "rows": summary["rows"],
+        "seconds": seconds,
+        "rss_before_mb": before,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+# ---------------------------------------------------------------- driver
+
+
+def run_child(role: str, rows: int, env: dict, model_path: Path) -> dict:
+    argv = [
+        sys.executable,
+        __file__,
+        "--child",
+        role,
+        "--rows",
+        str(rows),
+        "--model-path",
+        str(model_path),
+    ]
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"{role} child failed:\n{out.stderr[-4000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1000000,10000000", help="comma-separated row counts")
+    parser.add_argument("--model", choices=["hgb", "logreg"], default="hgb")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="keep generated warehouses here (reused when present)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="OpenMP/BLAS threads of the measured processes (default 1: on a shared machine, "
+        "oversubscribed OpenMP threads make chunked predict erratic; both sides use the same)",
+    )
+    parser.add_argument("--child", choices=["generate", "raw", "score"], help=argparse.SUPPRESS)
+    parser.add_argument("--rows", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--model-path", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:
+        result = {
+            "generate": lambda: child_generate(args.rows),
+            "raw": lambda: child_raw(args.rows, args.model_path),
+            "score": lambda: child_score(args.rows, args.model_path),
+        }[args.child]()
+        print(json.dumps(result), flush=True)
+        return 0
+
+    import stack
+
+    sizes = [int(s) for s in args.sizes.split(",")]
+    workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="bench-scoring-"))).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    settings = stack.Settings.from_env(workdir / "stack")
+    settings.s3_port, settings.weed_base_port = stack.free_port(), stack.free_weed_base()
+    base_env = {
+        **os.environ,
+        **settings.connection_env(),
+        "AIRFLOW_HOME": str(workdir / "airflow_home"),
+    }
+    base_env = {k: v for k, v in base_env.items() if not k.startswith("MLOPS__")}
+    threads = str(args.threads)
+    base_env.update(OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    model_path = workdir / f"model-{args.model}.joblib"
+    print(
+        f"[bench] workdir {workdir}; training the {args.model} model on the example data",
+        flush=True,
+    )
+    sys.path.insert(0, str(ROOT / "plugins"))
+    train_model(args.model, model_path)
+    print("[bench] starting SeaweedFS on free ports", flush=True)
+    stack.start_object_store(settings)
+    results = []
+    try:
+        for rows in sizes:
+            db = workdir / f"warehouse-{rows}.db"
+            env = {
+                **base_env,
+                "AIRFLOW_CONN_WAREHOUSE": json.dumps({"conn_type": "sqlite", "host": str(db)}),
+            }
+            marker = db.with_suffix(".complete")
+            if not marker.exists():
+                db.unlink(missing_ok=True)
+                t0 = time.perf_counter()
+                run_child("generate", rows, env, model_path)
+                marker.write_text("ok")
+                print(
+                    f"[bench] generated {rows:,} rows in {time.perf_counter() - t0:.0f}s",
+                    flush=True,
+                )
+            raw = run_child("raw", rows, env, model_path)
+            print(f"[bench] {rows:,} raw predict_proba: {raw['seconds']:.1f}s", flush=True)
+            e2e = run_child("score", rows, env, model_path)
+            print(
+                f"[bench] {rows:,} scoring path: {e2e['seconds']:.1f}s, peak RSS {e2e['peak_rss_mb']:.0f} MB",
+                flush=True,
+            )
+            results.append((rows, raw, e2e))
+    finally:
+        stack.stop_process(settings, "seaweedfs")
+
+    print(
+        f"\nmodel: {args.model}; threads: {args.threads}; chunk rows: include/config/pipeline.yaml (scoring.chunk_rows)"
+    )
+    print(
+        f"{'rows':>12} {'raw rows/s':>12} {'e2e rows/s':>12} {'e2e/raw':>8} {'scoring peak RSS':>17} {'(after model load)':>19}"
+    )
+    for rows, raw, e2e in results:
+        raw_rate, e2e_rate = rows / raw["seconds"], rows / e2e["seconds"]
+        print(
+            f"{rows:>12,} {raw_rate:>12,.0f} {e2e_rate:>12,.0f} {e2e_rate / raw_rate:>8.2f} "
+            f"{e2e['peak_rss_mb']:>14.0f} MB {e2e['rss_before_mb']:>16.0f} MB"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""
+### Batch score
+
+Scores new observations with the registered model's **champion** and stores the predictions,
+versioned, in the warehouse (`predictions` table) and as Parquet in the object store
+(`predictions/model_name=<name>/model_version=<v>/role=<role>/batch_id=<id>/part-00000.parquet`).
+
+**When it runs**
+
+* when `ingest` updates the `observations` asset: every loaded batch that has no predictions
+  yet from the current champion (or challenger) version is scored;
+* manually, with params: `batch_id` replays one batch, or `start` / `end` (UTC, end exclusive)
+  backfill every batch with observations in that range. Replayed batches are replaced.
+
+**Policy**
+
+* `models:/<name>@champion` (and `@challenger`) are resolved to version numbers once per run;
+  every row records the model name, version, role, threshold and batch id.
+* No champion yet: the run is skipped with a log line, not failed.
+* A `challenger` alias (other than the champion's version) is scored in the shadow with
+  `role='challenger'`: stored apart, never served, there for drift_check to compare.
+* Rerunning a batch with the same model replaces its rows (one transaction) and its Parquet
+  file (staged, then copied into place): never duplicates. A new version adds its own set.
+* A batch whose columns or types do not match the model's signature fails without retry,
+  naming the columns, and nothing of it is written.
+* Each batch is read in chunks of `scoring.chunk_rows` (include/config/pipeline.yaml).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+from mlops.assets import OBSERVATIONS, PREDICTIONS
+
+default_args = {"owner": "mlops", "retries": 2, "retry_delay": timedelta(seconds=30)}
+
+
+@dag(
+    schedule=[OBSERVATIONS],
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    tags=["mlops", "scoring"],
+    default_args=default_args,
+    doc_md=__doc__,
+    params={
+        "batch_id": Param(None, type=["null", "string"], description="Replay: score this batch again."),
+        "start": Param(
+            None,
+            type=["null", "string"],
+            description="Backfill: from this time (UTC, inclusive).",
+        ),
+        "end": Param(
+            None,
+            type=["null", "string"],
+            description="Backfill: until this time (UTC, exclusive).",
+        ),
+    },
+)
+def batch_score():
+    @task
+    def resolve_models() -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from mlops.scoring import resolve_models
+
+        models = resolve_models()
+        if models is None:
+            raise AirflowSkipException("no model has the champion alias yet: nothing to score with")
+        print(f"scoring with {models}")
+        return models
+
+    @task
+    def plan(models: dict, params: dict | None = None) -> list[dict]:
+        from mlops.scoring import plan_batches
+
+        batches = plan_batches(models, params.get("batch_id"), params.get("start"), params.get("end"))
+        print(f"{len(batches)} batch(es) to score: {batches}")
+        return batches
+
+    # The SQLite warehouse takes one writer at a time: batches are scored one after another.
+    @task(
+        outlets=[PREDICTIONS],
+        max_active_tis_per_dagrun=1,
+        map_index_template="{{ batch_label }}",
+    )
+    def score(batch: dict, models: dict, outlet_events=None) -> dict:
+        from airflow.sdk import get_current_context
+
+        from mlops.scoring import score_batch
+
+        get_current_context()["batch_label"] = batch["batch_id"]  # names the mapped task in the UI
+
+        summary = score_batch(batch["batch_id"], models, batch["roles"])
+        print(f"scored {summary}")
+        outlet_events[PREDICTIONS].extra = {
+            "batch_id": summary["batch_id"],
+            "model_name": models["model_name"],
+            "versions": {o["role"]: o["model_version"] for o in summary["outputs"]},
+            "rows": summary["rows"],
+        }
+        return summary
+
+    models = resolve_models()
+    score.partial(models=models).expand(batch=plan(models))
+
+
+batch_score()

@@ -1,0 +1,179 @@
+"""
+### Drift check
+
+Compares recent data with the data the **champion** model was trained on, measures how the
+champion actually performs now that the truth has arrived, and triggers the `train` DAG
+when the data-set rule fires.
+
+1. **champion**: resolves `models:/<model.registered_name>@champion` in MLflow and the
+   reference profile of its training data (artifact `reference/reference_profile.json` of
+   its run). No champion yet: the run is skipped (the log says so).
+2. **measure**: the window is the last `drift.window_days` days up to the latest observation
+   in the warehouse (replayed history is fine). Per feature: PSI on the reference's decile
+   bins and the Kolmogorov-Smirnov test (numeric) or PSI and the chi-square test
+   (categorical), and the change of missing rate. The champion's score distribution.
+   Realized performance: the champion's predictions joined to the label that arrived
+   `label.steps_ahead` periods later: accuracy, F1 and Brier against its holdout metrics
+   (and the challenger's, where shadow predictions exist). Rows go to the warehouse tables
+   `drift` (one per feature) and `drift_runs` (one per run).
+3. **report**: an HTML report with plots, stored at
+   `s3://<bucket>/<reports_prefix>drift/<run id>/report.html` (URI in the task log).
+4. **decide_retrain** / **trigger_train**: when the rule fires (a share of drifted features
+   of at least `drift.drifted_feature_share`, or realized performance worse than holdout by
+   more than `drift.performance_drop`), `train` is triggered with conf
+   `{reason, drifted_features, report_uri}`, unless a train run is queued or
+   running, or the last one was less than `drift.cooldown_hours` ago. A skipped trigger
+   logs why, and the decision is stored in `drift_runs.retrain_decision`.
+
+Params (manual runs) override the window and thresholds; empty means the configuration.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+from mlops.config import get_config
+from mlops.retrain import TRAIN_DAG_ID
+
+default_args = {"owner": "mlops", "retries": 2, "retry_delay": timedelta(seconds=30)}
+
+# Threshold params: same names as the drift section of the configuration.
+THRESHOLD_PARAMS = (
+    "psi_threshold",
+    "ks_pvalue",
+    "chi2_pvalue",
+    "missing_rate_change",
+    "drifted_feature_share",
+    "performance_drop",
+    "min_labeled_predictions",
+)
+
+
+def _optional_number(description: str, integer: bool = False) -> Param:
+    return Param(None, type=["null", "integer" if integer else "number"], minimum=0, description=description)
+
+
+@dag(
+    schedule=get_config().schedules.drift_check,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,  # two runs at once could both decide to trigger train
+    tags=["mlops", "monitoring"],
+    default_args=default_args,
+    doc_md=__doc__,
+    params={
+        "window_days": _optional_number("Days of recent data to compare (default: drift.window_days).", integer=True),
+        "window_end": Param(
+            None,
+            type=["null", "string"],
+            description="End of the window, 'YYYY-MM-DD HH:MM:SS' UTC (default: the latest observation).",
+        ),
+        "psi_threshold": _optional_number("PSI at or above which a feature may drift."),
+        "ks_pvalue": _optional_number("KS p-value below which a numeric shift is significant."),
+        "chi2_pvalue": _optional_number("Chi-square p-value below which a categorical shift is significant."),
+        "missing_rate_change": _optional_number("Missing-rate change beyond which a feature drifts."),
+        "drifted_feature_share": _optional_number("Share of drifted features that fires the rule."),
+        "performance_drop": _optional_number("Realized-vs-holdout drop that fires the rule."),
+        "min_labeled_predictions": _optional_number("Labeled predictions needed to judge performance.", integer=True),
+        "cooldown_hours": _optional_number("No new train run within this many hours of the last one."),
+    },
+)
+def drift_check():
+    @task
+    def champion() -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from mlops.monitoring import resolve_champion
+
+        config = get_config()
+        found = resolve_champion(config)
+        if found is None:
+            raise AirflowSkipException(
+                f"no champion: models:/{config.model.registered_name}@champion does not exist yet, nothing to compare against"
+            )
+        print(f"reference: {config.model.registered_name} version {found['version']}, profile {found['profile_uri']}")
+        return found
+
+    @task
+    def measure(champion: dict, params=None, run_id=None) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+        from mlops import monitoring
+        from mlops.drift import Thresholds
+
+        config = get_config()
+        if params.get("window_end"):
+            import pandas as pd
+
+            try:
+                pd.Timestamp(params["window_end"])
+            except ValueError as exc:
+                raise AirflowFailException(
+                    f"param window_end {params['window_end']!r} is not a timestamp: {exc}"
+                ) from None
+        thresholds = Thresholds.from_config(config.drift, {k: params.get(k) for k in THRESHOLD_PARAMS})
+        window_days = params.get("window_days") or config.drift.window_days
+        result = monitoring.measure(config, champion, run_id, window_days, params.get("window_end"), thresholds)
+        if result is None:
+            raise AirflowSkipException(
+                f"no observations in the warehouse window of {window_days} days: nothing to check"
+            )
+        for feature in result["features"]:
+            status = "DRIFT" if feature["drifted"] else "ok"
+            print(
+                f"{status:5} {feature['feature']}: PSI {feature['psi']}, {feature['test']} p={feature['p_value']}, "
+                f"missing {feature['reference_missing_rate']:.3f} -> {feature['current_missing_rate']:.3f}"
+            )
+        print(f"rule: {result['rule']['reason']}")
+        return monitoring.summary(result)
+
+    @task
+    def report(summary: dict) -> str:
+        import json
+
+        from mlops import drift_report, monitoring
+
+        config = get_config()
+        result = json.loads(monitoring.get_object_text(config, summary["result_uri"]))
+        key = summary["report_uri"].removeprefix(f"s3://{config.storage.bucket}/")
+        uri = monitoring.put_object(config, key, drift_report.render(result), "text/html")
+        print(f"drift report: {uri}")
+        return uri
+
+    @task.short_circuit
+    def decide_retrain(summary: dict, report_uri: str, params=None, ti=None):
+        """The train run to create (run id and conf) when train should run now; False skips trigger_train."""
+        import datetime as dt
+
+        from mlops import monitoring, retrain
+
+        config = get_config()
+        cooldown = params.get("cooldown_hours")
+        cooldown = config.drift.cooldown_hours if cooldown is None else cooldown
+        in_flight = retrain.train_runs_in_flight(ti) if summary["fired"] else 0
+        last = retrain.last_run_time() if summary["fired"] and not in_flight else None
+        decision, why = retrain.decide(summary["fired"], in_flight, last, dt.datetime.now(dt.UTC), cooldown)
+        run_id = retrain.train_run_id(summary["drift_run_id"]) if decision == "trigger" else None
+        monitoring.record_decision(summary["drift_run_id"], decision, why, run_id)
+        if decision != "trigger":
+            print(f"train not triggered ({decision}): {why}")
+            return False
+        conf = retrain.train_conf({**summary, "report_uri": report_uri})
+        print(f"triggering {TRAIN_DAG_ID} as run {run_id}: {conf['reason']}")
+        return {"run_id": run_id, "conf": conf}
+
+    @task
+    def trigger_train(request: dict) -> None:
+        """Trigger train: what TriggerDagRunOperator does in Airflow 3, without its parse-time imports."""
+        from mlops.retrain import trigger
+
+        trigger(request["run_id"], request["conf"])
+
+    summary = measure(champion())
+    trigger_train(decide_retrain(summary, report(summary)))
+
+
+drift_check()

@@ -1,0 +1,145 @@
+"""
+### Ingest
+
+Loads the CSV files (optionally gzipped) that upstream systems drop under the landing prefix
+of the object store (`storage.bucket` / `storage.landing_prefix` in `include/config/pipeline.yaml`).
+Nobody has to click: the DAG runs continuously, one run at a time, and each run starts by
+**waiting for a landing object** with a deferrable sensor built on the Amazon provider
+(`S3KeyTrigger` in the triggerer: no worker slot is held while waiting). The files found are spread over at most
+`ingest.max_mapped_tasks` mapped `ingest_files` tasks (one file per task when few landed);
+each file goes through:
+
+1. streamed to a temporary file, hashed; batch id = hash of the key and the content checksum
+   (the same file dropped twice is recognised through the `batches` table and not loaded twice);
+2. copied to `raw/<batch_id>/` and the copy verified (size and MD5);
+3. read in chunks and validated with the Great Expectations suite in `include/expectations/`;
+4. loaded in one transaction (`batches` row + observations, deduplicated on the time column),
+   or quarantined to `quarantine/<batch_id>/` with the raw file, `validation.json` and
+   `report.html`; the landing object is removed only once the outcome is committed.
+
+**Row policy** (`validation` in the configuration): rows with a missing required value, an
+unparseable value, an out-of-range value (`on_out_of_range: drop_row`), a disallowed value or
+a timestamp repeated with different values are dropped and reported; `on_out_of_range: set_null`
+keeps the row and nulls the value (pressure 0 is a broken sensor). Exact duplicate rows collapse
+to one. If more than `max_bad_row_fraction` of the rows are dropped, or the file is structurally
+broken (empty, header only, wrong delimiter, missing/extra/renamed column, not UTF-8, corrupt
+gzip, no valid row), the whole batch is quarantined and its task fails with the reason. A
+failure raises an alert through `alerts.channel` (log, email or webhook).
+
+A task that loaded new rows updates the `observations` asset, which schedules the downstream DAGs;
+a task whose files added nothing new (all seen before) ends *skipped* and emits no asset event.
+A task with a quarantined file fails (after processing the other files of its group).
+
+**Replay**: trigger with the param `object_key` set to a landing key, or to the raw file of an
+earlier batch (`raw/<batch_id>/<file>` or `quarantine/<batch_id>/<file>`) to validate and load
+it again (for example after changing the row policy).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from mlops.alerts import alert_on_failure
+from mlops.assets import OBSERVATIONS
+from mlops.config import get_config
+from mlops.sensors import LandingObjectSensor
+
+cfg = get_config()
+
+default_args = {
+    "owner": "mlops",
+    "retries": 2,
+    "retry_delay": timedelta(seconds=20),
+    "retry_exponential_backoff": True,
+    "on_failure_callback": alert_on_failure,
+}
+
+
+@dag(
+    schedule=cfg.schedules.ingest,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["mlops", "ingest"],
+    default_args=default_args,
+    doc_md=__doc__,
+    params={
+        "object_key": Param(
+            "",
+            type="string",
+            title="Object key to replay",
+            description=(
+                f"Leave empty to process everything under {cfg.storage.landing_prefix}. Or name one object: "
+                f"a landing key, or {cfg.storage.raw_prefix}<batch_id>/<file> to replay a batch."
+            ),
+        )
+    },
+)
+def ingest():
+    @task.branch
+    def route(params=None) -> list[str]:
+        """A replay goes straight to the named object; otherwise wait for landing objects."""
+        if (params or {}).get("object_key"):
+            return ["list_objects"]
+        return ["wait_for_landing", "list_objects"]
+
+    wait_for_landing = LandingObjectSensor(
+        task_id="wait_for_landing",
+        aws_conn_id=cfg.connections.object_store,
+        bucket_name=cfg.storage.bucket,
+        bucket_key=f"{cfg.storage.landing_prefix}*",
+        deferrable=cfg.ingest.sensor_deferrable,
+        mode="poke" if cfg.ingest.sensor_deferrable else "reschedule",
+        poke_interval=cfg.ingest.sensor_poke_seconds,
+        timeout=cfg.ingest.sensor_timeout_minutes * 60,
+        # Nothing landed for a while: the run ends skipped and @continuous starts the next one.
+        soft_fail=True,
+    )
+
+    @task(trigger_rule="none_failed_min_one_success")
+    def list_objects(params=None) -> list[list[str]]:
+        """The objects to ingest, in groups: one mapped ingest_files task per group."""
+        from mlops import ingest as ingest_logic
+
+        key = (params or {}).get("object_key")
+        if key:
+            if not ingest_logic.object_exists(key):
+                raise AirflowFailException(f"replay: no object {key!r} in bucket {cfg.storage.bucket}")
+            return [[key]]
+        keys = ingest_logic.landing_keys(limit=cfg.ingest.max_files_per_run)
+        print(f"{len(keys)} object(s) to ingest: {keys}")
+        return ingest_logic.spread(keys, cfg.ingest.max_mapped_tasks)
+
+    @task(outlets=[OBSERVATIONS], map_index_template="{{ files_label }}")
+    def ingest_files(object_keys: list[str]) -> dict:
+        """Raw copy, validation, then load or quarantine each object of the group."""
+        from mlops import ingest as ingest_logic
+
+        more = f" (+{len(object_keys) - 1} more)" if len(object_keys) > 1 else ""
+        get_current_context()["files_label"] = object_keys[0] + more
+        outcome = ingest_logic.process_objects(object_keys)
+        for summary in outcome["processed"]:
+            print(f"ingested: {summary}")
+        if outcome["failed"]:
+            # Bad data: retrying would not help. Each message names file, rule, column, examples.
+            raise AirflowFailException(
+                f"{len(outcome['failed'])} of {len(object_keys)} file(s) quarantined"
+                f" ({len(outcome['processed'])} processed):\n\n" + "\n\n".join(outcome["failed"])
+            )
+        if not outcome["new_rows"]:
+            # No new observations: no asset event, downstream DAGs are not woken up for nothing.
+            raise AirflowSkipException(f"nothing new to load from {object_keys}")
+        return {"new_rows": outcome["new_rows"], "batches": [s["batch_id"] for s in outcome["processed"]]}
+
+    routed = route()
+    keys = list_objects()
+    routed >> [wait_for_landing, keys]
+    wait_for_landing >> keys
+    ingest_files.expand(object_keys=keys)
+
+
+ingest()

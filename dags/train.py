@@ -1,0 +1,155 @@
+"""
+### Train
+
+Trains the rain-in-4-hours model (every name, column and threshold comes from
+`include/config/pipeline.yaml`) and decides, in a separate visible task, whether it replaces
+the champion.
+
+1. **snapshot**: the training window = the last `training_window_days` days of the warehouse
+   table `observations` up to the newest row (`include/sql/training_window.sql`); its row
+   count, batch ids and a content digest. Logs who or what triggered the run and why.
+2. **train_candidates**: label = `Current_weather_condition` 4 hours later (gap-aware; the
+   shipped `Future_weather_condition` is never used). Time-ordered split: the most recent
+   `model.holdout_fraction` of rows is the holdout; the older rows are tuned with
+   `TimeSeriesSplit`. Each family in `model_families` is one scikit-learn Pipeline
+   (calendar features, imputation, scaling, estimator) tuned by a seeded randomized search.
+   MLflow: one parent run, one child run per candidate with params, metrics, confusion matrix
+   and calibration plot, dataset inputs (query, batch ids, digest), beside the persistence
+   and base-rate baselines. The candidate with the best cross-validated score is logged with
+   signature, input example and the reference profile drift_check uses.
+3. **register**: a new version of the registered model, tagged (data_digest, batch_ids,
+   holdout_<metric>), alias `challenger`.
+4. **promote**: challenger vs `champion` on the same holdout. Promoted only if it beats the
+   champion by `promotion.min_improvement` with the paired bootstrap CI of the difference
+   above 0, and beats both baselines; the first model becomes champion if it beats the
+   baselines. `force_promote` overrides (recorded). The decision goes to the version's tags
+   and description and to the warehouse table `model_decisions`.
+
+**Triggers**: the schedule (`schedules.train`), a manual run (the form below: empty = the
+configured value), or drift_check with conf `{"reason": ..., "drifted_features": [...],
+"report_uri": ...}`. One run at a time (`max_active_runs=1`): a second trigger waits.
+Undo a promotion with the `rollback_champion` DAG.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, get_current_context, task
+
+from mlops.config import get_config
+
+_cfg = get_config()
+default_args = {"owner": "mlops", "retries": 2, "retry_delay": timedelta(seconds=30)}
+FAMILIES = ["logistic_regression", "hist_gradient_boosting", "random_forest", "svm"]
+
+
+def _context() -> tuple[dict, dict]:
+    """(settings, trigger) of the running DAG run."""
+    from mlops.training import resolve_settings, trigger_info
+
+    ctx = get_current_context()
+    params = dict(ctx["params"])
+    return resolve_settings(params), trigger_info(params, ctx["dag_run"])
+
+
+@dag(
+    schedule=_cfg.schedules.train,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["mlops", "train"],
+    default_args=default_args,
+    doc_md=__doc__,
+    params={
+        "training_window_days": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            description=f"Days of observations up to the newest one. Empty: model.training_window_days ({_cfg.model.training_window_days}).",
+        ),
+        "model_families": Param(
+            None,
+            type=["null", "array"],
+            items={"type": "string", "enum": FAMILIES},
+            description=f"Candidate families. Empty: model.families ({', '.join(_cfg.model.families)}).",
+        ),
+        "search_iterations": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            description=f"Random-search budget per family. Empty: model.search_iterations ({_cfg.model.search_iterations}).",
+        ),
+        "force_promote": Param(
+            False, type="boolean", description="Promote even if the gate refuses (recorded as forced)."
+        ),
+        "reason": Param(None, type=["null", "string"], description="Why this run (drift_check sets it)."),
+        "drifted_features": Param(None, type=["null", "array"], description="Set by drift_check."),
+        "report_uri": Param(None, type=["null", "string"], description="Drift report (set by drift_check)."),
+    },
+)
+def train():
+    @task
+    def snapshot() -> dict:
+        from mlops.training import describe_window, load_window, resolve_window
+
+        settings, trigger = _context()
+        print(
+            f"trigger: {trigger['triggered_by']}; reason: {trigger['reason']}; "
+            f"drifted features: {trigger['drifted_features'] or '-'}; report: {trigger['report_uri'] or '-'}"
+        )
+        print(f"settings: {settings}")
+        window = resolve_window(settings["training_window_days"])
+        described = describe_window(load_window(window), get_config().dataset)
+        print(
+            f"window {window['window_start']}..{window['window_end']}: {described['rows']} rows, "
+            f"{described['labelled_rows']} labelled, digest {described['data_digest']}"
+        )
+        return {**window, **described}
+
+    @task(retries=1, execution_timeout=timedelta(minutes=45))
+    def train_candidates(window: dict) -> dict:
+        from mlops.training import train_candidates as run
+
+        settings, trigger = _context()
+        result = run(window, window, settings, trigger)
+        for candidate in result["candidates"]:
+            print(candidate)
+        return result
+
+    @task
+    def register(window: dict, trained: dict) -> dict:
+        from mlops.training import register as run
+
+        _, trigger = _context()
+        return run(trained, window, window, trigger)
+
+    @task
+    def promote(window: dict, trained: dict, registered: dict) -> dict:
+        from mlops.promotion import promote as run
+
+        settings, trigger = _context()
+        decision = run(window, window, trained, registered, settings, trigger)
+        print(f"{decision['outcome']}: {decision['reason']}")
+        keys = (
+            "outcome",
+            "promoted",
+            "reason",
+            "candidate_version",
+            "champion_before",
+            "champion_after",
+            "metric",
+            "scores",
+            "test",
+            "holdout_metrics",
+        )
+        return {k: decision[k] for k in keys}
+
+    window = snapshot()
+    trained = train_candidates(window)
+    registered = register(window, trained)
+    promote(window, trained, registered)
+
+
+train()

@@ -1,0 +1,26 @@
+-- Warehouse tables. Rendered with Jinja from the data set configuration (the observation
+-- columns come from dataset.columns). Portable: runs on SQLite and PostgreSQL.
+-- Timestamps are stored as ISO-8601 text in UTC ('YYYY-MM-DD HH:MM:SS'), which sorts and
+-- compares correctly in both databases.
+
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id      TEXT PRIMARY KEY,
+    object_key    TEXT NOT NULL,
+    checksum      TEXT NOT NULL,
+    raw_uri       TEXT,
+    rows_in       INTEGER,
+    rows_kept     INTEGER,
+    rows_dropped  INTEGER,
+    status        TEXT NOT NULL,
+    reason        TEXT,
+    report_uri    TEXT,
+    loaded_at     TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS observations (
+{%- for column in columns %}
+    {{ column.quoted }} {{ column.sql_type }}{% if column.name == time_column %} PRIMARY KEY{% endif %},
+{%- endfor %}
+    batch_id      TEXT NOT NULL,
+    loaded_at     TEXT NOT NULL
+);

@@ -1,0 +1,222 @@
+"""Load and validate include/config/pipeline.yaml, with environment overrides.
+
+Override any key with MLOPS__<SECTION>__<KEY>[__<SUBKEY>]=<yaml value>, for example
+MLOPS__DRIFT__PSI_THRESHOLD=0.25. Set MLOPS_CONFIG to use another file.
+Errors name the offending key, e.g. "promotion.min_improvement: Input should be a valid number".
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG_PATH = PROJECT_ROOT / "include" / "config" / "pipeline.yaml"
+ENV_PREFIX = "MLOPS__"
+
+
+class ConfigError(ValueError):
+    """The configuration file or an override is invalid."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnSpec(_Strict):
+    type: Literal["datetime", "float", "int", "string"]
+    required: bool = False
+    min: float | None = None
+    max: float | None = None
+    allowed: list[int | float | str] | None = None
+    on_out_of_range: Literal["drop_row", "set_null"] = "drop_row"
+
+
+class LabelSpec(_Strict):
+    name: str
+    source_column: str
+    positive_values: list[int | float | str]
+    steps_ahead: int = Field(ge=1)
+
+
+class DatasetConfig(_Strict):
+    name: str
+    columns: dict[str, ColumnSpec]
+    time_column: str
+    time_format: str
+    frequency: str
+    ignored_columns: list[str] = []
+    label: LabelSpec
+    features: list[str] = Field(min_length=1)
+    calendar_features: list[Literal["hour", "dayofweek", "month"]] = []
+
+    @model_validator(mode="after")
+    def _columns_exist(self):
+        known = set(self.columns)
+        problems = []
+        if self.time_column not in known:
+            problems.append(f"time_column {self.time_column!r} is not in dataset.columns")
+        elif self.columns[self.time_column].type != "datetime":
+            problems.append(f"time_column {self.time_column!r} must have type datetime")
+        if self.label.source_column not in known:
+            problems.append(f"label.source_column {self.label.source_column!r} is not in dataset.columns")
+        for name in self.features:
+            if name not in known:
+                problems.append(f"features: {name!r} is not in dataset.columns")
+            if name in self.ignored_columns:
+                problems.append(f"features: {name!r} is listed in ignored_columns")
+        for name in self.ignored_columns:
+            if name not in known:
+                problems.append(f"ignored_columns: {name!r} is not in dataset.columns")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def numeric_features(self) -> list[str]:
+        return [c for c in self.features if self.columns[c].type in ("float", "int")]
+
+    @property
+    def categorical_features(self) -> list[str]:
+        return [c for c in self.features if self.columns[c].type == "string"]
+
+
+class StorageConfig(_Strict):
+    bucket: str
+    landing_prefix: str
+    raw_prefix: str
+    quarantine_prefix: str
+    predictions_prefix: str
+    reports_prefix: str
+    mlflow_bucket: str
+
+
+class ConnectionsConfig(_Strict):
+    object_store: str
+    warehouse: str
+    mlflow: str
+
+
+class ValidationConfig(_Strict):
+    max_bad_row_fraction: float = Field(ge=0, le=1)
+    min_rows: int = Field(ge=1)
+    suite_file: str
+    chunk_rows: int = Field(ge=1000)
+
+
+class ModelConfig(_Strict):
+    registered_name: str
+    decision_threshold: float = Field(gt=0, lt=1)
+    random_seed: int
+    families: list[Literal["logistic_regression", "random_forest", "hist_gradient_boosting", "svm"]] = Field(
+        min_length=1
+    )
+    search_iterations: int = Field(ge=1)
+    cv_splits: int = Field(ge=2)
+    holdout_fraction: float = Field(gt=0, lt=1)
+    svm_max_rows: int = Field(ge=0)
+    training_window_days: int = Field(ge=1)
+    n_jobs: int = Field(default=1, ge=1)
+
+
+class ScoringConfig(_Strict):
+    chunk_rows: int = Field(ge=1)
+
+
+class PromotionConfig(_Strict):
+    metric: Literal["roc_auc", "f1", "accuracy", "neg_log_loss", "neg_brier"]
+    min_improvement: float
+    bootstrap_samples: int = Field(ge=100)
+    confidence: float = Field(gt=0, lt=1)
+
+
+class DriftConfig(_Strict):
+    window_days: int = Field(ge=1)
+    psi_threshold: float = Field(gt=0)
+    ks_pvalue: float = Field(gt=0, lt=1)
+    chi2_pvalue: float = Field(gt=0, lt=1)
+    missing_rate_change: float = Field(ge=0, le=1)
+    drifted_feature_share: float = Field(gt=0, le=1)
+    performance_drop: float = Field(ge=0)
+    min_labeled_predictions: int = Field(ge=1)
+    cooldown_hours: float = Field(ge=0)
+
+
+class SchedulesConfig(_Strict):
+    train: str | None
+    drift_check: str | None
+    health_check: str | None
+    ingest: str | None
+
+
+class IngestConfig(_Strict):
+    sensor_deferrable: bool = True
+    sensor_poke_seconds: float = Field(gt=0)
+    sensor_timeout_minutes: float = Field(gt=0)
+    max_files_per_run: int = Field(ge=1)
+    max_mapped_tasks: int = Field(ge=1)
+
+
+class AlertsConfig(_Strict):
+    channel: Literal["log", "email", "webhook"]
+    email_to: list[str] = []
+    webhook_url: str = ""
+
+
+class PipelineConfig(_Strict):
+    dataset: DatasetConfig
+    storage: StorageConfig
+    connections: ConnectionsConfig
+    validation: ValidationConfig
+    model: ModelConfig
+    scoring: ScoringConfig
+    promotion: PromotionConfig
+    drift: DriftConfig
+    schedules: SchedulesConfig
+    ingest: IngestConfig
+    alerts: AlertsConfig
+
+
+def _apply_env_overrides(raw: dict, environ: dict[str, str]) -> dict:
+    for name, value in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
+        node = raw
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                raise ConfigError(f"{name}: {'.'.join(path)} does not name a key of the configuration")
+            node = child
+        node[path[-1]] = yaml.safe_load(value)
+    return raw
+
+
+def load_config(path: str | Path | None = None, environ: dict[str, str] | None = None) -> PipelineConfig:
+    """Read, override and validate the configuration. Raises ConfigError naming the bad key."""
+    path = Path(path or os.environ.get("MLOPS_CONFIG") or DEFAULT_CONFIG_PATH)
+    environ = os.environ if environ is None else environ
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read configuration: {exc}") from exc
+    raw = _apply_env_overrides(raw, environ)
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            lines.append(f"  {key}: {err['msg']}")
+        raise ConfigError(f"{path}: invalid configuration\n" + "\n".join(lines)) from None
+
+
+@functools.cache
+def get_config() -> PipelineConfig:
+    """The configuration of this process (read once)."""
+    return load_config()

@@ -1,0 +1,51 @@
+"""Access to the three services, always through Airflow connections.
+
+The connection ids come from the configuration (connections.*). In the embedded stack and
+in tests the connections are defined by AIRFLOW_CONN_<ID> environment variables.
+"""
+
+from __future__ import annotations
+
+from mlops.config import get_config
+
+
+def object_store_hook():
+    """An S3Hook for the object store (SeaweedFS locally, MinIO or AWS S3 elsewhere)."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    return S3Hook(aws_conn_id=get_config().connections.object_store)
+
+
+def s3_client():
+    """A boto3 S3 client built from the object store connection."""
+    return object_store_hook().get_conn()
+
+
+def warehouse_hook():
+    """The DB-API hook of the warehouse connection (SqliteHook, PostgresHook, ...)."""
+    from airflow.sdk import BaseHook
+
+    return BaseHook.get_connection(get_config().connections.warehouse).get_hook()
+
+
+def warehouse_engine():
+    """A SQLAlchemy engine on the warehouse."""
+    return warehouse_hook().get_sqlalchemy_engine()
+
+
+def mlflow_tracking_uri() -> str:
+    """http://host:port of the MLflow tracking server, from the mlflow connection."""
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection(get_config().connections.mlflow)
+    scheme = conn.schema or "http"
+    port = f":{conn.port}" if conn.port else ""
+    return f"{scheme}://{conn.host}{port}"
+
+
+def configure_mlflow():
+    """Point the mlflow client at the tracking server and return the module."""
+    import mlflow
+
+    mlflow.set_tracking_uri(mlflow_tracking_uri())
+    return mlflow

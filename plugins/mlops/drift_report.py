@@ -1,0 +1,180 @@
+"""The HTML report of a drift_check run: one self-contained file (plots embedded as PNG).
+
+Rendered from the result dict of mlops.monitoring.measure: the verdict and its reason, a
+table of every feature's statistics, reference against current distribution per feature
+(the reference's bins, so what is plotted is what PSI and the tests compared), the model's
+score distribution, and realized performance per day beside the holdout metrics.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+
+import numpy as np
+
+TITLE = "Drift report"
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _share(counts) -> np.ndarray:
+    counts = np.asarray(counts, dtype=float)
+    return counts / counts.sum() if counts.sum() else counts
+
+
+def distribution_plot(title: str, bins: dict) -> str:
+    """Bars of the reference and current share per bin."""
+    import matplotlib.pyplot as plt
+
+    labels = bins["labels"]
+    x = np.arange(len(labels))
+    fig, ax = plt.subplots(figsize=(7, 2.8))
+    ax.bar(x - 0.2, _share(bins["reference"]), width=0.4, label="reference", color="#4c72b0")
+    ax.bar(x + 0.2, _share(bins["current"]), width=0.4, label="current", color="#dd8452")
+    ax.set_xticks(x, labels, rotation=35, ha="right", fontsize=7)
+    ax.set_ylabel("share of rows")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def performance_plot(performance: dict) -> str | None:
+    """Realized accuracy, F1 and Brier per day (champion solid, challenger dashed), holdout as lines."""
+    import matplotlib.pyplot as plt
+
+    champion, challenger = performance.get("champion"), performance.get("challenger")
+    if not champion or not champion.get("daily"):
+        return None
+    metrics = ("accuracy", "f1", "brier")
+    fig, axes = plt.subplots(1, 3, figsize=(11, 2.8), sharex=False)
+    for ax, metric in zip(axes, metrics, strict=True):
+        for name, block, style in (("champion", champion, "-"), ("challenger", challenger, "--")):
+            if not block or not block.get("daily"):
+                continue
+            days = [d["day"] for d in block["daily"]]
+            values = [np.nan if d[metric] is None else d[metric] for d in block["daily"]]
+            ax.plot(days, values, style, marker=".", label=name)
+        if metric in performance.get("holdout", {}):
+            ax.axhline(performance["holdout"][metric], color="grey", linestyle=":", label="holdout")
+        ax.set_title(metric, fontsize=10)
+        ax.tick_params(axis="x", labelrotation=60, labelsize=6)
+        if len(ax.get_xticks()) > 10:
+            ax.set_xticks(ax.get_xticks()[:: max(1, len(ax.get_xticks()) // 8)])
+    axes[0].legend(fontsize=7)
+    return _png(fig)
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        if value != 0 and abs(value) < 10**-digits:
+            return f"{value:.2e}"
+        return f"{value:.{digits}f}"
+    return html.escape(str(value))
+
+
+def _metrics_table(performance: dict) -> str:
+    rows = []
+    for name in ("champion", "challenger"):
+        block = performance.get(name)
+        if block:
+            rows.append(
+                f"<tr><td>{name} (realized)</td><td>{block['n']}</td>"
+                + "".join(f"<td>{_fmt(block.get(m))}</td>" for m in ("accuracy", "f1", "brier"))
+                + "</tr>"
+            )
+    holdout = performance.get("holdout") or {}
+    if holdout:
+        rows.append(
+            "<tr><td>champion (holdout)</td><td>–</td>"
+            + "".join(f"<td>{_fmt(holdout.get(m))}</td>" for m in ("accuracy", "f1", "brier"))
+            + "</tr>"
+        )
+    if not rows:
+        return "<p>No predictions with arrived labels in the window.</p>"
+    return (
+        "<table><tr><th></th><th>labeled</th><th>accuracy</th><th>F1</th><th>Brier</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def render(result: dict) -> str:
+    """The report as one HTML string."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    rule, window, champion = result["rule"], result["window"], result["champion"]
+    thresholds = result["thresholds"]
+    verdict = "RETRAINING RULE FIRED" if rule["fired"] else "no drift rule fired"
+    feature_rows = []
+    for f in result["features"]:
+        css = ' class="drift"' if f["drifted"] else ""
+        feature_rows.append(
+            f"<tr{css}><td>{html.escape(f['feature'])}</td><td>{f['type']}</td><td>{f['n_current']}</td>"
+            f"<td>{_fmt(f['psi'])}</td><td>{f['test']}</td><td>{_fmt(f['statistic'])}</td><td>{_fmt(f['p_value'])}</td>"
+            f"<td>{_fmt(f.get('distance'))} <small>{html.escape(f.get('distance_name') or '')}</small></td>"
+            f"<td>{_fmt(f['reference_missing_rate'])} → {_fmt(f['current_missing_rate'])}</td>"
+            f"<td>{'yes' if f['drifted'] else 'no'}</td><td>{html.escape('; '.join(f['reasons']))}</td></tr>"
+        )
+    plots = [
+        f'<h3>{html.escape(f["feature"])}{" (drifted)" if f["drifted"] else ""}</h3><img src="{distribution_plot(f["feature"], f["bins"])}">'
+        for f in result["features"]
+        if f.get("bins")
+    ]
+    scores = result.get("scores")
+    score_html = "<p>No champion predictions in the window.</p>"
+    if scores:
+        score_html = (
+            f"<p>PSI {_fmt(scores['psi'])}, chi-square p-value {_fmt(scores['p_value'])}, mean score "
+            f"{_fmt(scores['reference_mean'])} (reference) → {_fmt(scores['current_mean'])} (current), "
+            f"{scores['n_current']} predictions.</p>"
+            f'<img src="{distribution_plot("champion score", scores["bins"])}">'
+        )
+    performance = result["performance"]
+    perf_plot = performance_plot(performance)
+    drops = performance.get("drops") or []
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{TITLE} {html.escape(result["drift_run_id"])}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; max-width: 1200px; }}
+table {{ border-collapse: collapse; font-size: 13px; }}
+td, th {{ border: 1px solid #ccc; padding: 3px 7px; text-align: left; }}
+tr.drift td {{ background: #fde2e1; }}
+.verdict {{ font-size: 1.2em; font-weight: bold; color: {"#b00" if rule["fired"] else "#070"}; }}
+</style></head><body>
+<h1>{TITLE}: {html.escape(result["drift_run_id"])}</h1>
+<p class="verdict">{verdict}</p>
+<p>{html.escape(rule["reason"])}</p>
+<p>Model <b>{html.escape(champion["model_name"])}</b> version {html.escape(champion["version"])} (champion);
+reference: its training data, {result["n_reference"]} rows (profile of {html.escape(str(result.get("reference_created_at")))}).
+Current: {result["n_current"]} observations in ({window["start"]}, {window["end"]}] ({window["days"]} days).
+Generated {result["created_at"]} UTC by Airflow run {html.escape(result["airflow_run_id"])}.</p>
+<p>Thresholds: PSI ≥ {thresholds["psi"]:g} together with KS p &lt; {thresholds["ks_pvalue"]:g} (numeric) or
+chi-square p &lt; {thresholds["chi2_pvalue"]:g} (categorical); missing rate change &gt; {thresholds["missing_rate_change"]:g};
+rule: drifted share ≥ {thresholds["drifted_feature_share"]:g} or realized performance worse than holdout by
+&gt; {thresholds["performance_drop"]:g} (over ≥ {thresholds["min_labeled"]} labeled predictions).</p>
+<h2>Features</h2>
+<table><tr><th>feature</th><th>type</th><th>rows</th><th>PSI</th><th>test</th><th>statistic</th><th>p-value</th>
+<th>effect</th><th>missing rate</th><th>drifted</th><th>why</th></tr>
+{"".join(feature_rows)}</table>
+<h2>Prediction drift</h2>
+{score_html}
+<h2>Realized performance</h2>
+{_metrics_table(performance)}
+{"".join(f"<p>{html.escape(d)}</p>" for d in drops)}
+{f'<img src="{perf_plot}">' if perf_plot else ""}
+<h2>Distributions: reference against current</h2>
+{"".join(plots)}
+</body></html>
+"""

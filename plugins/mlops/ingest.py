@@ -1,0 +1,934 @@
+"""Ingest one object from the landing area: raw copy, validation, then load or quarantine.
+
+The path of a file (all keys under config.storage.bucket):
+
+1. ``landing/<name>`` is streamed to a local temporary file while its SHA-256 and MD5 are
+   computed. The batch id is ``sha256(key + "\\n" + content sha256)[:16]``: the same file
+   dropped twice has the same id and is not loaded twice (the ``batches`` table says so).
+2. It is copied to the immutable ``raw/<batch_id>/<safe name>`` and the copy is verified
+   (size and MD5 against what was read). The landing object is removed only at the very end,
+   after the batch's final status is committed: if anything dies on the way, the file is still
+   in landing and the next run finishes the job (every step is idempotent).
+3. The file is read in chunks (never whole), parsed to the configured types and validated with
+   the Great Expectations suite (see mlops.validation for the row policy). Kept rows are staged
+   to a local Parquet file.
+4. A good batch is loaded in ONE transaction: its ``batches`` row and its observations
+   (``INSERT ... ON CONFLICT DO NOTHING`` on the time column: an overlapping later batch adds no
+   duplicates). A bad batch goes to ``quarantine/<batch_id>/`` with the raw file, the validation
+   result (JSON) and an HTML report; its ``batches`` row says why; nothing of it is loaded.
+
+Keys are only ever used as S3 keys; names derived from them are sanitised, so spaces, unicode
+or ``..`` in a key cannot escape the batch's folder.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import contextvars
+import dataclasses
+import gzip
+import hashlib
+import json
+import logging
+import re
+import tempfile
+import time
+import unicodedata
+import zlib
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mlops.config import get_config
+
+log = logging.getLogger(__name__)
+
+READ_BLOCK = 1024 * 1024
+FINAL_STATUSES = ("loaded", "quarantined", "duplicate")
+
+
+class BadBatch(Exception):
+    """The file cannot be loaded: quarantined. The message names file, column and rule."""
+
+    def __init__(self, message: str, result: dict):
+        super().__init__(message)
+        self.result = result
+
+
+class StructuralError(Exception):
+    """The file's structure is wrong (encoding, delimiter, columns, compression, no rows)."""
+
+
+# ---------------------------------------------------------------- keys and ids
+
+
+def safe_name(key: str, max_length: int = 120) -> str:
+    """A file name derived from an object key that is safe in any path: ASCII, no '..' or '/'."""
+    name = key.rstrip("/").rsplit("/", 1)[-1]
+    name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+    name = re.sub(r"\.{2,}", ".", name).strip("._")
+    return (name or "file")[-max_length:]
+
+
+def batch_id_for(key: str, content_sha256: str) -> str:
+    """The batch id of a landing object: its key and its content, hashed."""
+    return hashlib.sha256(f"{key}\n{content_sha256}".encode()).hexdigest()[:16]
+
+
+def batch_id_of_content(key: str, content: bytes) -> str:
+    """batch_id_for() computed from the bytes themselves (for clients that uploaded the file)."""
+    return batch_id_for(key, hashlib.sha256(content).hexdigest())
+
+
+def _uri(key: str) -> str:
+    return f"s3://{get_config().storage.bucket}/{key}"
+
+
+# ---------------------------------------------------------------- object store
+
+
+# Within one process_object() call the S3 client and the warehouse engine are made once:
+# building them (connection lookup, boto3 client, SQLAlchemy engine) costs more than a small file.
+_SHARED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("ingest_shared", default=None)
+
+
+@contextlib.contextmanager
+def shared_connections():
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        cache = _SHARED.get() or {}
+        if "engine" in cache:
+            cache["engine"].dispose()
+        _SHARED.reset(token)
+
+
+def _shared(name: str, make):
+    cache = _SHARED.get()
+    if cache is None:
+        return make()
+    if name not in cache:
+        cache[name] = make()
+    return cache[name]
+
+
+def _client():
+    from mlops.connections import s3_client
+
+    return _shared("s3", s3_client)
+
+
+def _engine():
+    from mlops import warehouse
+
+    def make():
+        engine = warehouse.engine()
+        warehouse.ensure_schema()
+        return engine
+
+    return _shared("engine", make)
+
+
+def _read(name: str, params: dict):
+    import pandas as pd
+    import sqlalchemy as sa
+
+    from mlops import warehouse
+
+    with _engine().connect() as conn:
+        return pd.read_sql_query(sa.text(warehouse.render_sql(name)), conn, params=params)
+
+
+def landing_keys(limit: int | None = None) -> list[str]:
+    """Objects waiting under the landing prefix, oldest first (folder markers ignored)."""
+    storage = get_config().storage
+    paginator = _client().get_paginator("list_objects_v2")
+    found = []
+    for page in paginator.paginate(Bucket=storage.bucket, Prefix=storage.landing_prefix):
+        for obj in page.get("Contents", []):
+            if not obj["Key"].endswith("/"):
+                found.append((obj["LastModified"], obj["Key"]))
+    keys = [key for _, key in sorted(found)]
+    return keys[:limit] if limit else keys
+
+
+def spread(keys: list[str], groups: int) -> list[list[str]]:
+    """Keys dealt round-robin into at most `groups` non-empty lists (oldest keys first in each)."""
+    count = min(len(keys), groups)
+    return [keys[i::count] for i in range(count)]
+
+
+def process_objects(keys: list[str]) -> dict:
+    """Process several objects one after the other; every one is tried even if some are bad.
+
+    Returns {"loaded": [...summaries], "new_rows": n, "failed": [messages]}.
+    """
+    done, failed, new_rows = [], [], 0
+    for key in keys:
+        try:
+            summary = process_object(key)
+        except BadBatch as exc:
+            failed.append(str(exc))
+            continue
+        done.append(summary)
+        new_rows += summary.get("new_rows") or 0
+    return {"processed": done, "new_rows": new_rows, "failed": failed}
+
+
+def object_exists(key: str) -> bool:
+    from botocore.exceptions import ClientError
+
+    try:
+        _client().head_object(Bucket=get_config().storage.bucket, Key=key)
+        return True
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+
+
+@dataclasses.dataclass
+class Download:
+    path: Path
+    size: int
+    sha256: str
+    md5: str
+
+
+def download(key: str, directory: Path) -> Download:
+    """Stream an object to a local file, hashing as it goes (memory stays at one block)."""
+    body = _client().get_object(Bucket=get_config().storage.bucket, Key=key)["Body"]
+    sha, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
+    path = directory / "object"
+    with open(path, "wb") as out:
+        for block in body.iter_chunks(READ_BLOCK):
+            sha.update(block)
+            md5.update(block)
+            size += len(block)
+            out.write(block)
+    return Download(path=path, size=size, sha256=sha.hexdigest(), md5=md5.hexdigest())
+
+
+def put_verified(local: Download, key: str) -> None:
+    """Upload a local file and check that the stored object has the same size and MD5.
+
+    An existing object at `key` with the right size and MD5 is kept as is (raw is immutable;
+    a rerun finds the copy already made).
+    """
+    from botocore.exceptions import ClientError
+
+    client, bucket = _client(), get_config().storage.bucket
+    with contextlib.suppress(ClientError):
+        head = client.head_object(Bucket=bucket, Key=key)
+        if head["ContentLength"] == local.size and head["ETag"].strip('"') == local.md5:
+            return
+    with open(local.path, "rb") as body:
+        client.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=body,
+            ContentMD5=base64.b64encode(bytes.fromhex(local.md5)).decode(),
+            Metadata={"sha256": local.sha256},
+        )
+    head = client.head_object(Bucket=bucket, Key=key)
+    if head["ContentLength"] != local.size or head["ETag"].strip('"') != local.md5:
+        # Raised as a plain error: the task is retried, the landing object is still there.
+        raise OSError(
+            f"copy to {_uri(key)} not verified: size {head['ContentLength']} vs {local.size}, "
+            f"etag {head['ETag']} vs md5 {local.md5}"
+        )
+
+
+def put_json(key: str, payload: dict) -> None:
+    _client().put_object(
+        Bucket=get_config().storage.bucket,
+        Key=key,
+        Body=json.dumps(payload, indent=2, default=str).encode(),
+        ContentType="application/json",
+    )
+
+
+def put_text(key: str, text: str, content_type: str) -> None:
+    _client().put_object(Bucket=get_config().storage.bucket, Key=key, Body=text.encode(), ContentType=content_type)
+
+
+def delete_object(key: str) -> None:
+    _client().delete_object(Bucket=get_config().storage.bucket, Key=key)
+
+
+# ---------------------------------------------------------------- warehouse
+
+
+def _now() -> str:
+    from mlops.warehouse import TIMESTAMP_FORMAT
+
+    return datetime.now(UTC).strftime(TIMESTAMP_FORMAT)
+
+
+def get_batch(batch_id: str) -> dict | None:
+    frame = _read("ingest/batch_by_id.sql", {"batch_id": batch_id})
+    return None if frame.empty else _record(frame.iloc[0].to_dict())
+
+
+def loaded_batch_with_checksum(checksum: str) -> dict | None:
+    frame = _read("ingest/batch_by_checksum.sql", {"checksum": checksum})
+    return None if frame.empty else _record(frame.iloc[0].to_dict())
+
+
+def batches_for_key(object_key: str) -> list[dict]:
+    """Every batch recorded for an object key, newest first (the demo and tests read this)."""
+    frame = _read("ingest/batches_by_key.sql", {"object_key": object_key})
+    return [_record(r) for r in frame.to_dict("records")]
+
+
+def _record(row: dict) -> dict:
+    return {k: (None if v != v else v) if isinstance(v, float) else v for k, v in row.items()}  # NaN -> None
+
+
+def _batch_params(**values) -> dict:
+    params = dict.fromkeys(
+        (
+            "batch_id",
+            "object_key",
+            "checksum",
+            "raw_uri",
+            "rows_in",
+            "rows_kept",
+            "rows_dropped",
+            "status",
+            "reason",
+            "report_uri",
+        )
+    )
+    params.update(values)
+    params["loaded_at"] = _now()
+    return params
+
+
+def record_batch(connection=None, **values) -> None:
+    """Insert or update the batch's row (portable upsert on batch_id)."""
+    import sqlalchemy as sa
+
+    from mlops import warehouse
+
+    statement = sa.text(warehouse.render_sql("ingest/upsert_batch.sql"))
+    if connection is not None:
+        connection.execute(statement, _batch_params(**values))
+        return
+    with _engine().begin() as conn:
+        conn.execute(statement, _batch_params(**values))
+
+
+def load_batch(staged: Path, batch_values: dict) -> int:
+    """One transaction: the batches row and the staged observations. Returns rows new to the table."""
+    import pyarrow.parquet as pq
+    import sqlalchemy as sa
+
+    from mlops import warehouse
+
+    columns = list(get_config().dataset.columns)
+    (insert,) = warehouse.split_statements(warehouse.render_sql("ingest/insert_observations.sql"))
+    loaded_at = _now()
+    batch_id = batch_values["batch_id"]
+    with _engine().begin() as conn:
+        record_batch(conn, **batch_values)
+        dbapi = conn.connection.driver_connection
+        cursor = dbapi.cursor()
+        try:
+            for arrow_batch in pq.ParquetFile(staged).iter_batches(batch_size=50_000):
+                rows = _rows_for_insert(arrow_batch.to_pandas(), columns, batch_id, loaded_at)
+                _insert_many(cursor, insert, rows)
+        finally:
+            cursor.close()
+        new_rows = conn.execute(
+            sa.text(warehouse.render_sql("ingest/count_batch_rows.sql")), {"batch_id": batch_id}
+        ).scalar_one()
+    return int(new_rows)
+
+
+def _insert_many(cursor, sql: str, rows: list[tuple]) -> None:
+    """executemany on the DB-API cursor: sqlite3 takes the file's `?` placeholders, the
+    PostgreSQL drivers (psycopg 3 pipelines executemany) take %s."""
+    if not type(cursor).__module__.startswith("sqlite3"):
+        sql = sql.replace("?", "%s")
+    cursor.executemany(sql, rows)
+
+
+def _rows_for_insert(frame, columns: list[str], batch_id: str, loaded_at: str) -> list[tuple]:
+    import numpy as np
+
+    data = []
+    for name in columns:
+        values = frame[name].to_numpy(dtype=object, na_value=None)
+        data.append(values)
+    n = len(frame)
+    data.append(np.full(n, batch_id, dtype=object))
+    data.append(np.full(n, loaded_at, dtype=object))
+    return list(zip(*data, strict=True))
+
+
+# ---------------------------------------------------------------- parsing and validating
+
+
+def _compression(path: Path) -> str | None:
+    """gzip by content (magic bytes), whatever the key's extension says."""
+    with open(path, "rb") as probe:
+        magic = probe.read(2)
+    return "gzip" if magic == b"\x1f\x8b" else None
+
+
+def _coerce(chunk, dataset, parse_errors: dict):
+    """Parse each configured column to its type. Unparseable values become null and are counted.
+
+    Returns (typed chunk, unparseable-row mask, the time column as warehouse text).
+    """
+    import pandas as pd
+
+    unparseable = pd.Series(False, index=chunk.index)
+    time_text = None
+    for name, spec in dataset.columns.items():
+        if name not in chunk.columns:
+            continue
+        raw = chunk[name]
+        if spec.type in ("float", "int"):
+            if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+                typed = raw.astype("float64")
+            else:
+                text = raw.astype("string").str.strip()
+                typed = pd.to_numeric(text, errors="coerce").astype("float64")
+            bad = raw.notna() & typed.isna()
+            if spec.type == "int":
+                fractional = typed.notna() & (typed % 1 != 0)
+                bad |= fractional
+                typed = typed.mask(fractional)
+        elif spec.type == "datetime":
+            text = raw.astype("string")
+            parsed = pd.to_datetime(text, format=dataset.time_format, errors="coerce")
+            bad = raw.notna() & parsed.isna()
+            typed = parsed
+            if name == dataset.time_column:
+                time_text = _timestamp_text(text, parsed, dataset.time_format)
+        else:
+            typed = raw.astype("string")
+            bad = pd.Series(False, index=chunk.index)
+        if bad.any():
+            entry = parse_errors.setdefault(name, {"column": name, "type": spec.type, "count": 0, "examples": []})
+            entry["count"] += int(bad.sum())
+            for value in raw[bad].astype(str).unique()[:10]:
+                if len(entry["examples"]) < 10 and value not in entry["examples"]:
+                    entry["examples"].append(value)
+            unparseable |= bad
+        chunk[name] = typed
+    return chunk, unparseable, time_text
+
+
+def _timestamp_text(text, parsed, time_format: str):
+    """Timestamps as warehouse text. Strings that parsed with the warehouse format and have its
+    length (19) are already canonical and are reused: formatting a million dates costs a second."""
+    from mlops.warehouse import TIMESTAMP_FORMAT
+
+    out = text.copy()
+    redo = parsed.notna()
+    if time_format == TIMESTAMP_FORMAT:
+        redo &= text.str.len() != len("2000-01-01 00:00:00")
+    if redo.any():
+        out[redo] = parsed[redo].dt.strftime(TIMESTAMP_FORMAT)
+    out[parsed.isna()] = None
+    return out.astype("string")
+
+
+def _stage_frame(frame, dataset):
+    """The kept rows in warehouse shape: timestamp text, floats, nullable ints, strings."""
+    out = frame[list(dataset.columns)].copy()
+    for name, spec in dataset.columns.items():
+        if spec.type == "datetime":
+            out[name] = frame[f"__text__{name}"]
+        elif spec.type == "int":
+            out[name] = out[name].astype("Int64")
+        elif spec.type == "float":
+            out[name] = out[name].astype("float64")
+        else:
+            out[name] = out[name].astype("string")
+    return out
+
+
+def validate_file(path: Path, staged: Path, object_key: str, timings: dict | None = None) -> dict:
+    """Read, parse and validate a local copy of an object; stage kept rows as Parquet.
+
+    Returns the validation result (JSON-able). result["status"] is "passed" or "quarantined".
+    `timings` (if given) receives seconds spent parsing (CSV + types), validating (GX, row rules,
+    duplicates) and staging (Parquet).
+    """
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mlops import validation
+
+    cfg = get_config()
+    dataset, policy = cfg.dataset, cfg.validation
+    suite_file = validation.suite_path(policy)
+    suite = validation.load_suite(suite_file)
+    runner = validation.runner_for(str(suite_file))
+    rules = validation.row_rules(suite)
+    time_col = dataset.time_column
+    timings = timings if timings is not None else {}
+    for phase in ("parse", "validate", "stage"):
+        timings.setdefault(phase, 0.0)
+
+    result: dict = {
+        "object_key": object_key,
+        "suite": suite["name"],
+        "great_expectations_version": _gx_version(),
+        "rows_in": 0,
+        "rows_kept": 0,
+        "rows_dropped": 0,
+        "rows_duplicate": 0,
+        "max_bad_row_fraction": policy.max_bad_row_fraction,
+        "structural_errors": [],
+        "parse_errors": [],
+        "dropped_by_rule": {},
+        "nulled_by_rule": {},
+        "expectations": [],
+    }
+    totals: dict[str, dict] = {}
+    parse_errors: dict[str, dict] = {}
+    dropped: dict[str, int] = {}
+    nulled: dict[str, int] = {}
+    # Timestamps seen so far (int64 ns) and the hash of their row, to find duplicates across chunks.
+    seen: list[tuple] = []
+    policy_counts: dict[str, int] = {}
+    gx_rows: list = []
+    gx_budget = {"flagged": GX_MAX_FLAGGED_ROWS, "clean": GX_CLEAN_SAMPLE_ROWS, "rng": np.random.default_rng(0)}
+    conflicting_ts: set[int] = set()
+    writer = None
+    staged_rows = 0
+
+    def drop(mask, rule: str) -> None:
+        count = int(mask.sum())
+        if count:
+            dropped[rule] = dropped.get(rule, 0) + count
+
+    def guarded(step):
+        """Run a read step; bad input becomes a structural error (and None), other errors propagate."""
+        try:
+            return step()
+        except StopIteration:
+            return None
+        except pd.errors.EmptyDataError:
+            problem = "empty file: no header and no data"
+        except UnicodeDecodeError as exc:
+            problem = f"not UTF-8 text: byte {exc.object[exc.start : exc.start + 1]!r} cannot be decoded"
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            problem = f"corrupt or truncated gzip: {exc}"
+        except pd.errors.ParserError as exc:
+            problem = f"malformed CSV (wrong delimiter, quoting or field count): {exc}"
+        except (ValueError, OSError) as exc:  # pandas' other complaints about undecodable input
+            problem = f"unreadable file: {type(exc).__name__}: {exc}"
+        result["structural_errors"].append(problem)
+        return None
+
+    t0 = time.perf_counter()
+    reader = guarded(
+        lambda: pd.read_csv(
+            path,
+            compression=_compression(path),
+            encoding="utf-8",
+            encoding_errors="strict",
+            chunksize=policy.chunk_rows,
+            low_memory=True,
+        )
+    )
+    timings["parse"] += time.perf_counter() - t0
+    chunks = iter(reader) if reader is not None else iter(())
+    index = 0
+    try:
+        while True:
+            t0 = time.perf_counter()
+            chunk = guarded(lambda: next(chunks))
+            if chunk is None:
+                timings["parse"] += time.perf_counter() - t0
+                break
+            index += 1
+            header = list(chunk.columns)
+            if index == 1 and set(header) != set(dataset.columns):
+                timings["parse"] += time.perf_counter() - t0
+                t1 = time.perf_counter()
+                validation.merge_results(totals, runner.run(chunk.head(1000)))
+                timings["validate"] += time.perf_counter() - t1
+                result["structural_errors"].append(_column_problem(header, list(dataset.columns)))
+                break
+            result["rows_in"] += len(chunk)
+            chunk, unparseable, time_text = _coerce(chunk, dataset, parse_errors)
+            timings["parse"] += time.perf_counter() - t0
+
+            t1 = time.perf_counter()
+            # Exact duplicate rows (same timestamp, same values) collapse to one, silently counted.
+            ts = chunk[time_col].to_numpy(dtype="datetime64[ns]").astype("int64")
+            has_ts = chunk[time_col].notna().to_numpy()
+            row_hash = pd.util.hash_pandas_object(chunk, index=False).to_numpy()
+            # The row hash covers the timestamp too: equal hashes = equal rows (64-bit hash).
+            exact_dup = pd.Series(row_hash).duplicated().to_numpy() & has_ts
+            for seen_ts, seen_hash in seen:
+                pos = np.minimum(np.searchsorted(seen_ts, ts), len(seen_ts) - 1)
+                ts_seen = (seen_ts[pos] == ts) & has_ts
+                exact_dup = exact_dup | (ts_seen & (seen_hash[pos] == row_hash))
+                conflicting_ts.update(ts[ts_seen & (seen_hash[pos] != row_hash)].tolist())
+            result["rows_duplicate"] += int(exact_dup.sum())
+            fresh_rows = ~exact_dup
+            chunk, unparseable = chunk[fresh_rows], unparseable[fresh_rows]
+            ts, row_hash, has_ts = ts[fresh_rows], row_hash[fresh_rows], has_ts[fresh_rows]
+            in_chunk = pd.Series(ts[has_ts]).duplicated(keep=False).to_numpy()
+            conflicting_ts.update(ts[has_ts][in_chunk].tolist())
+
+            # Every rule on every row, vectorised (the masks read the suite's kwargs).
+            masks = {validation.rule_name(r): validation.violation_mask(chunk, r).to_numpy() for r in rules}
+            flagged = unparseable.to_numpy().copy()
+            if conflicting_ts:
+                flagged |= np.isin(ts, np.fromiter(conflicting_ts, dtype="int64"))
+            for name, mask in masks.items():
+                policy_counts[name] = policy_counts.get(name, 0) + int(mask.sum())
+                flagged = flagged | mask
+            # GX sees every flagged row and a sample of the clean ones (see _gx_subset).
+            gx_rows.append(_gx_subset(chunk, flagged, gx_budget))
+
+            # set_null first (the row stays), then the drop rules on what remains.
+            keep = ~unparseable.to_numpy()
+            drop(unparseable.to_numpy(), "unparseable value")
+            for rule in rules:
+                name = validation.rule_name(rule)
+                if rule["meta"]["on_failure"] == "set_null" and masks[name].any():
+                    nulled[name] = nulled.get(name, 0) + int(masks[name].sum())
+                    chunk.loc[masks[name], rule["kwargs"]["column"]] = np.nan
+            for rule in rules:
+                if rule["meta"]["on_failure"] != "set_null":
+                    mask = validation.violation_mask(chunk, rule).to_numpy()  # after set_null
+                    drop(mask & keep, validation.rule_name(rule))
+                    keep = keep & ~mask
+            # Remember this chunk's timestamps (sorted) and row hashes for the later chunks:
+            # 16 bytes per row is the only state that grows with the file.
+            if has_ts.any():
+                order = np.argsort(ts[has_ts], kind="stable")
+                seen.append((ts[has_ts][order], row_hash[has_ts][order]))
+            timings["validate"] += time.perf_counter() - t1
+            t2 = time.perf_counter()
+            kept = chunk[keep].copy()
+            kept[f"__text__{time_col}"] = time_text.loc[kept.index]
+            frame = _stage_frame(kept, dataset)
+            frame["__ts__"] = ts[keep]
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(staged, table.schema)
+            writer.write_table(table.cast(writer.schema))
+            staged_rows += len(frame)
+            timings["stage"] += time.perf_counter() - t2
+    finally:
+        if writer is not None:
+            writer.close()
+
+    if gx_rows:
+        t1 = time.perf_counter()
+        _validate_with_gx(result, totals, runner, pd.concat(gx_rows), policy_counts, gx_budget)
+        timings["validate"] += time.perf_counter() - t1
+
+    conflicts_dropped = 0
+    if conflicting_ts and staged_rows:
+        # Rows sharing a timestamp with different values: all of them go (rewrite the staging file).
+        staged_rows, conflicts_dropped = _drop_timestamps(staged, conflicting_ts)
+        if conflicts_dropped:
+            dropped["expect_column_values_to_be_unique(" + time_col + ") conflicting values"] = conflicts_dropped
+
+    result["expectations"] = list(totals.values())
+    result["parse_errors"] = list(parse_errors.values())
+    result["dropped_by_rule"] = dropped
+    result["nulled_by_rule"] = nulled
+    result["rows_kept"] = staged_rows
+    result["rows_dropped"] = sum(dropped.values())
+    considered = max(result["rows_in"] - result["rows_duplicate"], 1)
+    result["bad_row_fraction"] = round(result["rows_dropped"] / considered, 6)
+
+    if not result["structural_errors"]:
+        if result["rows_in"] < policy.min_rows:
+            result["structural_errors"].append(
+                f"{result['rows_in']} data row(s) (header only?); at least {policy.min_rows} required"
+            )
+        elif staged_rows == 0:
+            result["structural_errors"].append("no valid rows: every row broke a rule")
+    for exp in result["expectations"]:
+        if exp["on_failure"] == "quarantine" and not exp["success"] and not result["structural_errors"]:
+            result["structural_errors"].append(
+                f"{exp['expectation']} failed: {exp.get('details') or exp.get('observed_value')}"
+            )
+
+    if result["structural_errors"]:
+        result["status"] = "quarantined"
+        result["reason"] = "; ".join(result["structural_errors"])
+    elif result["bad_row_fraction"] > policy.max_bad_row_fraction:
+        result["status"] = "quarantined"
+        worst = ", ".join(f"{k}: {v}" for k, v in sorted(dropped.items(), key=lambda kv: -kv[1]))
+        result["reason"] = (
+            f"{result['rows_dropped']} of {considered} rows ({result['bad_row_fraction']:.1%}) break row rules, "
+            f"above validation.max_bad_row_fraction={policy.max_bad_row_fraction:.1%} ({worst})"
+        )
+    else:
+        result["status"] = "passed"
+        result["reason"] = f"dropped {result['rows_dropped']} bad row(s): {dropped}" if result["rows_dropped"] else None
+    return result
+
+
+# GX validates every row that breaks a rule (up to this many) plus a sample of the clean rows.
+GX_MAX_FLAGGED_ROWS = 50_000
+GX_CLEAN_SAMPLE_ROWS = 10_000
+
+
+def _gx_subset(chunk, flagged, budget: dict):
+    """The rows of a chunk that GX will see: the flagged ones and a random share of the clean.
+
+    Running the whole suite on every row costs ~4x the CSV parse (GX builds a metric graph per
+    run and copies frames per expectation). For column-map expectations a run on the flagged
+    rows plus clean rows gives the same verdicts, unexpected counts and examples as a run on the
+    whole batch, because every unexpected row is in it; the clean sample lets GX check that
+    the vectorised masks missed nothing (_validate_with_gx compares the counts).
+    """
+    import numpy as np
+
+    bad = np.flatnonzero(flagged)[: budget["flagged"]]
+    budget["flagged"] -= len(bad)
+    budget.setdefault("flagged_truncated", False)
+    if len(bad) < int(flagged.sum()):
+        budget["flagged_truncated"] = True
+    clean = np.flatnonzero(~flagged)
+    take = min(len(clean), budget["clean"], max(1000, len(chunk) // 20))
+    sample = budget["rng"].choice(clean, size=take, replace=False) if take else clean[:0]
+    budget["clean"] = max(budget["clean"] - take, 0)
+    budget["rows"] = budget.get("rows", 0) + len(chunk)
+    return chunk.iloc[np.sort(np.concatenate([bad, sample]))]
+
+
+def _validate_with_gx(result: dict, totals: dict, runner, subset, policy_counts: dict, budget: dict) -> None:
+    """One GX run on the subset; its unexpected counts must equal the row policy's."""
+    from mlops import validation
+
+    validation.merge_results(totals, runner.run(subset))
+    result["gx_rows_validated"] = len(subset)
+    result["gx_note"] = (
+        f"Great Expectations validated {len(subset)} of {budget.get('rows', 0)} rows: every row breaking a rule"
+        f"{' (first ' + str(GX_MAX_FLAGGED_ROWS) + ')' if budget.get('flagged_truncated') else ''}"
+        " and a random sample of the others; counts of unexpected values are over the whole batch."
+    )
+    for item in totals.values():
+        if item.get("column") is None or item["expectation"] == "expect_column_values_to_be_unique":
+            continue
+        name = f"{item['expectation']}({item['column']})"
+        item["element_count"] = budget.get("rows", item.get("element_count"))
+        if name in policy_counts and not budget.get("flagged_truncated"):
+            gx_count, ours = item.get("unexpected_count") or 0, policy_counts[name]
+            if gx_count != ours:
+                result["structural_errors"].append(
+                    f"validation disagreement on {name}: Great Expectations found {gx_count} unexpected"
+                    f" value(s), the row policy {ours}; the batch is held back until this is understood"
+                )
+            item["unexpected_count"] = ours
+
+
+def _drop_timestamps(staged: Path, timestamps: set[int]) -> tuple[int, int]:
+    import numpy as np
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(staged)  # only reached for batches with conflicting duplicates
+    doomed = pc.is_in(table["__ts__"], value_set=__import__("pyarrow").array(np.array(sorted(timestamps))))
+    kept = table.filter(pc.invert(doomed))
+    pq.write_table(kept, staged)
+    return kept.num_rows, table.num_rows - kept.num_rows
+
+
+def _column_problem(header: list[str], expected: list[str]) -> str:
+    missing = [c for c in expected if c not in header]
+    extra = [c for c in header if c not in expected]
+    if len(header) == 1 and any(sep in header[0] for sep in (";", "\t", "|")):
+        return f"wrong delimiter: the header is one column {header[0][:80]!r}; expected comma-separated {expected}"
+    parts = []
+    if missing:
+        parts.append(f"missing column(s) {missing}")
+    if extra:
+        parts.append(f"unexpected column(s) {extra}")
+    if missing and extra:
+        parts.append("(renamed?)")
+    return "columns do not match the data set: " + " ".join(parts)
+
+
+def _gx_version() -> str:
+    import great_expectations
+
+    return great_expectations.__version__
+
+
+# ---------------------------------------------------------------- one object, end to end
+
+
+def _resolve(key: str) -> tuple[str, str | None]:
+    """(kind, batch_id) of a key: landing objects, or replays of raw/ and quarantine/ copies."""
+    storage = get_config().storage
+    for kind, prefix in (("raw", storage.raw_prefix), ("quarantine", storage.quarantine_prefix)):
+        if key.startswith(prefix):
+            rest = key[len(prefix) :].split("/", 1)
+            if len(rest) == 2 and re.fullmatch(r"[0-9a-f]{16}", rest[0]) and rest[1] and "report" not in rest[1]:
+                return kind, rest[0]
+            raise BadBatch(
+                f"{key}: a replay key must look like {prefix}<batch_id>/<file> (the raw file of a batch)",
+                {"object_key": key},
+            )
+    if key.startswith(storage.landing_prefix) and not key.endswith("/"):
+        return "landing", None
+    raise BadBatch(
+        f"{key}: not under {storage.landing_prefix}, {storage.raw_prefix} or {storage.quarantine_prefix}",
+        {"object_key": key},
+    )
+
+
+def process_object(key: str) -> dict:
+    """Ingest one object end to end. Returns a small summary; raises BadBatch when quarantined."""
+    with shared_connections():
+        return _process_object(key)
+
+
+def _process_object(key: str) -> dict:
+    from mlops import validation
+
+    storage = get_config().storage
+    kind, replay_batch = _resolve(key)
+    with tempfile.TemporaryDirectory(prefix="ingest-") as tmp:
+        tmpdir = Path(tmp)
+        if kind == "landing" and not object_exists(key):
+            done = [b for b in batches_for_key(key) if b["status"] in FINAL_STATUSES]
+            if done:  # a retry after the object was already handled
+                return {"object_key": key, **_summary(done[0]), "new_rows": 0, "note": "already processed"}
+            raise BadBatch(f"{key}: no such object in s3://{storage.bucket}", {"object_key": key})
+        local = download(key, tmpdir)
+        if kind == "landing":
+            original_key = key
+            batch_id = batch_id_for(key, local.sha256)
+        else:
+            previous = get_batch(replay_batch)
+            if previous is None or previous["checksum"] != local.sha256:
+                raise BadBatch(f"{key}: no batch {replay_batch} with this content in the batches table", {})
+            original_key, batch_id = previous["object_key"], replay_batch
+        raw_key = f"{storage.raw_prefix}{batch_id}/{safe_name(original_key)}"
+        log.info("object %s: %d bytes, sha256 %s -> batch %s", key, local.size, local.sha256, batch_id)
+
+        existing = get_batch(batch_id)
+        if kind == "landing" and existing and existing["status"] in ("loaded", "duplicate"):
+            put_verified(local, raw_key)  # make sure the raw copy exists before the landing object goes
+            delete_object(key)
+            log.info("batch %s was already %s: landing object removed, nothing loaded", batch_id, existing["status"])
+            return {"object_key": key, **_summary(existing), "new_rows": 0, "note": "same file seen before"}
+        put_verified(local, raw_key)
+        same_content = loaded_batch_with_checksum(local.sha256)
+        if kind == "landing" and same_content and same_content["batch_id"] != batch_id:
+            record_batch(
+                batch_id=batch_id,
+                object_key=key,
+                checksum=local.sha256,
+                raw_uri=_uri(raw_key),
+                rows_in=0,
+                rows_kept=0,
+                rows_dropped=0,
+                status="duplicate",
+                reason=f"same content as batch {same_content['batch_id']} ({same_content['object_key']})",
+                report_uri=same_content.get("report_uri"),
+            )
+            delete_object(key)
+            return {"object_key": key, "batch_id": batch_id, "status": "duplicate", "new_rows": 0}
+
+        staged = tmpdir / "staged.parquet"
+        result = validate_file(local.path, staged, original_key)
+        result.update(batch_id=batch_id, checksum=local.sha256, raw_uri=_uri(raw_key), replayed_from=key)
+        batch_values = {
+            "batch_id": batch_id,
+            "object_key": original_key,
+            "checksum": local.sha256,
+            "raw_uri": _uri(raw_key),
+            "rows_in": result["rows_in"],
+            "rows_kept": result["rows_kept"] if result["status"] == "passed" else 0,
+            "rows_dropped": result["rows_dropped"],
+            "reason": result["reason"],
+        }
+        if result["status"] != "passed":
+            folder = f"{storage.quarantine_prefix}{batch_id}/"
+            result["status"] = "quarantined"
+            report_uri = _uri(folder + "report.html")
+            result["report_uri"] = report_uri
+            put_verified(local, folder + safe_name(original_key))
+            put_json(folder + "validation.json", result)
+            put_text(folder + "report.html", validation.render_html(result), "text/html; charset=utf-8")
+            record_batch(**batch_values, status="quarantined", report_uri=report_uri)
+            if kind == "landing":
+                delete_object(key)
+            message = (
+                f"{original_key} (batch {batch_id}) quarantined: {result['reason']}\n"
+                f"{validation.describe_failures(result)}\nreport: {report_uri}"
+            )
+            log.error(message)
+            raise BadBatch(message, result)
+
+        folder = f"{storage.reports_prefix}{batch_id}/"
+        report_uri = _uri(folder + "report.html")
+        result["status"] = "loaded"
+        result["report_uri"] = report_uri
+        put_json(folder + "validation.json", result)
+        put_text(folder + "report.html", validation.render_html(result), "text/html; charset=utf-8")
+        new_rows = load_batch(staged, {**batch_values, "status": "loaded", "report_uri": report_uri})
+        if kind == "landing":
+            delete_object(key)
+        if result["rows_dropped"]:
+            log.warning(
+                "%s: loaded without %d bad row(s):\n%s",
+                original_key,
+                result["rows_dropped"],
+                validation.describe_failures(result),
+            )
+        log.info(
+            "%s: batch %s loaded, %d rows kept (%d new in observations), report %s",
+            original_key,
+            batch_id,
+            result["rows_kept"],
+            new_rows,
+            report_uri,
+        )
+        return {
+            "object_key": original_key,
+            "batch_id": batch_id,
+            "status": "loaded",
+            "rows_in": result["rows_in"],
+            "rows_kept": result["rows_kept"],
+            "rows_dropped": result["rows_dropped"],
+            "new_rows": new_rows,
+            "report_uri": report_uri,
+        }
+
+
+def _summary(batch: dict) -> dict:
+    return {k: batch.get(k) for k in ("batch_id", "status", "rows_kept", "report_uri")}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+__all__ = [
+    "BadBatch",
+    "batch_id_for",
+    "batch_id_of_content",
+    "batches_for_key",
+    "landing_keys",
+    "process_object",
+    "safe_name",
+    "validate_file",
+]

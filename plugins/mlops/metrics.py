@@ -1,0 +1,159 @@
+"""Classification metrics, the two baselines, the paired bootstrap, and evaluation plots.
+
+Every model and baseline is evaluated by the same functions on the same rows, so their
+numbers are comparable. `score()` is "higher is better" for every promotion metric
+(neg_log_loss and neg_brier are negated), as in scikit-learn's scorers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "brier")
+# Probabilities of exactly 0 or 1 (the persistence baseline) make log loss infinite.
+PROBABILITY_CLIP = 1e-6
+# promotion.metric -> (scikit-learn scorer for the search, sign applied to METRICS value)
+SCORERS = {
+    "roc_auc": ("roc_auc", "roc_auc", 1.0),
+    "f1": ("f1", "f1", 1.0),
+    "accuracy": ("accuracy", "accuracy", 1.0),
+    "neg_log_loss": ("neg_log_loss", "log_loss", -1.0),
+    "neg_brier": ("neg_brier_score", "brier", -1.0),
+}
+
+
+def classification_metrics(y_true, proba, threshold: float) -> dict[str, float]:
+    """The seven metrics logged for every candidate and baseline."""
+    from sklearn import metrics as skm
+
+    y = np.asarray(y_true, dtype=int)
+    p = np.clip(np.asarray(proba, dtype=float), PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
+    pred = (p >= threshold).astype(int)
+    both_classes = len(np.unique(y)) == 2
+    return {
+        "accuracy": float(skm.accuracy_score(y, pred)),
+        "precision": float(skm.precision_score(y, pred, zero_division=0)),
+        "recall": float(skm.recall_score(y, pred, zero_division=0)),
+        "f1": float(skm.f1_score(y, pred, zero_division=0)),
+        "roc_auc": float(skm.roc_auc_score(y, p)) if both_classes else float("nan"),
+        "log_loss": float(skm.log_loss(y, p, labels=[0, 1])),
+        "brier": float(skm.brier_score_loss(y, p)),
+    }
+
+
+def score(metric: str, y_true, proba, threshold: float) -> float:
+    """The promotion metric, higher is better."""
+    _, name, sign = SCORERS[metric]
+    return sign * classification_metrics(y_true, proba, threshold)[name]
+
+
+def search_scorer(metric: str) -> str:
+    """The scikit-learn scoring name used to tune candidates on the promotion metric."""
+    return SCORERS[metric][0]
+
+
+def persistence_proba(frame, dataset) -> np.ndarray:
+    """Persistence baseline: the label equals the current condition (a hard 0/1 forecast)."""
+    source = frame[dataset.label.source_column]
+    return source.isin(dataset.label.positive_values).to_numpy(dtype=float)
+
+
+def base_rate_proba(n_rows: int, positive_rate: float) -> np.ndarray:
+    """Base-rate baseline: the training set's positive rate for every row."""
+    return np.full(n_rows, float(positive_rate))
+
+
+def _fast_score(metric: str, y: np.ndarray, p: np.ndarray, threshold: float) -> float:
+    """score() for one bootstrap resample, without the other six metrics."""
+    from sklearn import metrics as skm
+
+    if metric == "roc_auc":
+        return float(skm.roc_auc_score(y, p))
+    p = np.clip(p, PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
+    if metric == "neg_log_loss":
+        return -float(skm.log_loss(y, p, labels=[0, 1]))
+    if metric == "neg_brier":
+        return -float(np.mean((p - y) ** 2))
+    pred = (p >= threshold).astype(int)
+    if metric == "accuracy":
+        return float(np.mean(pred == y))
+    return float(skm.f1_score(y, pred, zero_division=0))
+
+
+def paired_bootstrap(
+    metric: str,
+    y_true,
+    proba_a,
+    proba_b,
+    *,
+    samples: int,
+    confidence: float,
+    seed: int,
+    threshold: float,
+) -> dict[str, float]:
+    """Bootstrap CI of score(a) - score(b), resampling the same holdout rows for both models."""
+    y = np.asarray(y_true, dtype=int)
+    a = np.asarray(proba_a, dtype=float)
+    b = np.asarray(proba_b, dtype=float)
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(samples):
+        idx = rng.integers(0, len(y), len(y))
+        if metric == "roc_auc" and len(np.unique(y[idx])) < 2:
+            continue  # AUC is undefined on a one-class resample
+        diffs.append(_fast_score(metric, y[idx], a[idx], threshold) - _fast_score(metric, y[idx], b[idx], threshold))
+    diffs = np.asarray(diffs)
+    alpha = (1 - confidence) / 2
+    return {
+        "difference": score(metric, y, a, threshold) - score(metric, y, b, threshold),
+        "ci_low": float(np.quantile(diffs, alpha)),
+        "ci_high": float(np.quantile(diffs, 1 - alpha)),
+        "samples": int(len(diffs)),
+        "confidence": float(confidence),
+    }
+
+
+def confusion_matrix_figure(y_true, proba, threshold: float, title: str):
+    """A labelled confusion matrix as a matplotlib figure (Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import confusion_matrix
+
+    matrix = confusion_matrix(
+        np.asarray(y_true, dtype=int), (np.asarray(proba) >= threshold).astype(int), labels=[0, 1]
+    )
+    fig, ax = plt.subplots(figsize=(4, 3.5))
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(j, i, str(value), ha="center", va="center", color="black")
+    ax.set_xticks([0, 1], ["0", "1"])
+    ax.set_yticks([0, 1], ["0", "1"])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def calibration_figure(y_true, proba, title: str, bins: int = 10):
+    """Reliability diagram: observed positive rate per bin of predicted probability."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.calibration import calibration_curve
+
+    observed, predicted = calibration_curve(
+        np.asarray(y_true, dtype=int), np.asarray(proba), n_bins=bins, strategy="uniform"
+    )
+    fig, ax = plt.subplots(figsize=(4, 3.5))
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect")
+    ax.plot(predicted, observed, marker="o", label="model")
+    ax.set_xlabel("predicted probability")
+    ax.set_ylabel("observed positive rate")
+    ax.set_title(title)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,84 @@
+"""The SQL warehouse: SQL files under include/sql/, run through the warehouse connection.
+
+SQL files are Jinja templates rendered with the data set configuration (column names and
+types), so the SQL stays in include/sql/ and stays portable between SQLite and PostgreSQL.
+Identifiers of data set columns are always double-quoted, keeping their configured case.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlops.config import PROJECT_ROOT, get_config
+
+SQL_DIR = PROJECT_ROOT / "include" / "sql"
+SQL_TYPES = {"datetime": "TEXT", "float": "DOUBLE PRECISION", "int": "BIGINT", "string": "TEXT"}
+# How timestamps are written to the warehouse (UTC, ISO-8601, sortable as text).
+TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _template_context() -> dict:
+    dataset = get_config().dataset
+    columns = [
+        {"name": name, "quoted": quote(name), "sql_type": SQL_TYPES[spec.type]}
+        for name, spec in dataset.columns.items()
+    ]
+    return {"columns": columns, "time_column": dataset.time_column, "quote": quote}
+
+
+def render_sql(name: str, **context) -> str:
+    """Render include/sql/<name> with the configuration's columns (and any extra context)."""
+    import jinja2
+
+    template = jinja2.Template(Path(SQL_DIR / name).read_text(), undefined=jinja2.StrictUndefined)
+    return template.render(**_template_context(), **context)
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split a script on semicolons at line ends (our SQL files keep one statement per block)."""
+    lines = [line for line in sql.splitlines() if not line.strip().startswith("--")]
+    return [stmt.strip() for stmt in "\n".join(lines).split(";") if stmt.strip()]
+
+
+def engine():
+    from mlops.connections import warehouse_engine
+
+    return warehouse_engine()
+
+
+def run_script(name: str, connection=None, **context) -> None:
+    """Execute every statement of an SQL file, in one transaction unless a connection is given."""
+    import sqlalchemy as sa
+
+    statements = split_statements(render_sql(name, **context))
+    if connection is not None:
+        for statement in statements:
+            connection.execute(sa.text(statement))
+        return
+    with engine().begin() as conn:
+        for statement in statements:
+            conn.execute(sa.text(statement))
+
+
+def ensure_schema() -> None:
+    """Create the warehouse tables if they do not exist.
+
+    Every file in include/sql/schema/ runs, in name order; each DAG's tables have their own file.
+    Not cached: CREATE TABLE IF NOT EXISTS costs milliseconds, and a cache keyed by URL went
+    stale when a database of the same name was dropped and created again.
+    """
+    for path in sorted((SQL_DIR / "schema").glob("*.sql")):
+        run_script(f"schema/{path.name}")
+
+
+def read_sql(name: str, params: dict | None = None, **context):
+    """Run a query file and return a pandas DataFrame."""
+    import pandas as pd
+    import sqlalchemy as sa
+
+    with engine().connect() as conn:
+        return pd.read_sql_query(sa.text(render_sql(name, **context)), conn, params=params or {})

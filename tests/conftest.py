@@ -1,0 +1,119 @@
+"""Shared fixtures: real services on free loopback ports, and an Airflow in a temporary home.
+
+Airflow reads its configuration when first imported, so the environment (AIRFLOW_HOME,
+the SQLite metadata DB, the AIRFLOW_CONN_* connections) is set here, at import time,
+before any test module imports airflow. The services themselves start only when a test
+asks for the `stack` fixture, and stop at the end of the session even when tests fail.
+
+The warehouse: MLOPS_TEST_WAREHOUSE=sqlite (default), postgres, or sqlite,postgres (CI).
+`stack` is parametrized with it, so every test that uses it (or `run_dag`) runs once per
+warehouse, each time on fresh services (an empty object store, MLflow registry and
+warehouse). PostgreSQL is Debian's package, started for real; installed when missing
+(as root), and the PostgreSQL variants skip with the reason when it cannot be.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+import stack as stack_module
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# Imported by other test modules under these names.
+_free_port = stack_module.free_port
+_free_weed_base = stack_module.free_weed_base
+
+_STATE_DIR = Path(tempfile.mkdtemp(prefix="mlops-test-"))
+for _name in [n for n in os.environ if n.startswith("MLOPS__")]:
+    del os.environ[_name]  # tests run on the shipped configuration
+TEST_SETTINGS = stack_module.Settings.from_env(_STATE_DIR)
+TEST_SETTINGS.s3_port = _free_port()
+TEST_SETTINGS.mlflow_port = _free_port()
+TEST_SETTINGS.airflow_port = _free_port()
+TEST_SETTINGS.weed_base_port = _free_weed_base()
+TEST_SETTINGS.pg_port = _free_port()
+TEST_SETTINGS.redis_port = _free_port()
+os.environ.update(TEST_SETTINGS.airflow_env())
+
+TEST_WAREHOUSES = [w.strip() for w in os.environ.get("MLOPS_TEST_WAREHOUSE", "sqlite").split(",") if w.strip()]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_STATE_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """A migrated Airflow metadata DB (SQLite) in the temporary AIRFLOW_HOME."""
+    subprocess.run(
+        [str(stack_module.BIN / "airflow"), "db", "migrate"], check=True, capture_output=True, env=os.environ
+    )
+    return TEST_SETTINGS.airflow_home
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server on a free loopback port for the whole session."""
+    try:
+        stack_module.ensure_system_packages(["postgresql"])
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"PostgreSQL is not installed and cannot be installed here: {exc}")
+    try:
+        stack_module.start_postgres(TEST_SETTINGS)
+        yield TEST_SETTINGS
+    finally:
+        stack_module.stop_process(TEST_SETTINGS, "postgres")
+
+
+@pytest.fixture(scope="session", params=TEST_WAREHOUSES)
+def stack(request, airflow_db):
+    """SeaweedFS and an MLflow server, started for real, the migrated Airflow DB, and the
+    warehouse of this parameter (a SQLite file or a fresh PostgreSQL database)."""
+    backend = request.param
+    if backend == "postgres":
+        request.getfixturevalue("postgres_server")
+        stack_module.create_pg_database(TEST_SETTINGS, stack_module.PG_DATABASES["warehouse"], fresh=True)
+    settings = dataclasses.replace(TEST_SETTINGS, state_dir=_STATE_DIR / f"run-{backend}", warehouse=backend)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    saved = {name: os.environ.get(name) for name in settings.connection_env()}
+    os.environ.update(settings.connection_env())
+    try:
+        stack_module.start_object_store(settings)
+        stack_module.start_mlflow(settings)
+        yield settings
+    finally:
+        for name in stack_module.SERVICES:
+            stack_module.stop_process(settings, name)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(ROOT / "dags"))
+
+
+@pytest.fixture()
+def run_dag(stack, dagbag):
+    """Run a DAG in-process with dag.test() against the real services; returns the DagRun."""
+
+    def _run(dag_id: str, conf: dict | None = None, **kwargs):
+        dag = dagbag.dags.get(dag_id)
+        assert dag is not None, f"DAG {dag_id} not found; import errors: {dagbag.import_errors}"
+        return dag.test(run_conf=conf, **kwargs)
+
+    return _run

@@ -1,0 +1,160 @@
+"""The production topology on one machine: PostgreSQL, Redis, Airflow with two Celery workers.
+
+Starts it exactly as `make prod-up` does (`stack.py --topology celery up`) on free loopback
+ports in a temporary state folder, runs DAGs through the REST API and checks that
+
+* task instances ran on both workers (each worker names itself in the hostname);
+* killing one worker (SIGKILL, a crash, not a shutdown) in the middle of a run leaves the
+  run green: the scheduler notices the missing heartbeat, the retries go to the live worker,
+  and the warehouse holds exactly one row per item (no duplicates from the killed attempt);
+* `down` leaves no process behind.
+
+The DAG folder is the project's dags/ plus a test-only DAG (tests/distributed/dags/).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+import stack as stack_module
+from airflow_api import AirflowClient
+from conftest import _free_port, _free_weed_base
+
+pytestmark = [pytest.mark.integration, pytest.mark.distributed]
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = str(ROOT / "scripts" / "stack.py")
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) == pgid:
+                    members.append(int(entry.name))
+            except ProcessLookupError:
+                pass
+    return members
+
+
+@pytest.fixture(scope="module")
+def celery_stack():
+    try:
+        stack_module.ensure_system_packages()
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"PostgreSQL and Redis are not installed and cannot be installed here: {exc}")
+    # Directly under the temporary folder: PostgreSQL's user must be able to reach its data.
+    tmp = Path(tempfile.mkdtemp(prefix="mlops-celery-"))
+    tmp.chmod(0o711)
+    dags = tmp / "dags"
+    dags.mkdir()
+    for dag_file in [*(ROOT / "dags").glob("*.py"), *(Path(__file__).parent / "dags").glob("*.py")]:
+        (dags / dag_file.name).symlink_to(dag_file)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLOPS"))},
+        "MLOPS_STATE_DIR": str(tmp / "state"),
+        "MLOPS_DAGS_FOLDER": str(dags),
+        "MLOPS_AIRFLOW_PORT": str(_free_port()),
+        "MLOPS_MLFLOW_PORT": str(_free_port()),
+        "MLOPS_S3_PORT": str(_free_port()),
+        "MLOPS_WEED_BASE_PORT": str(_free_weed_base()),
+        "MLOPS_PG_PORT": str(_free_port()),
+        "MLOPS_REDIS_PORT": str(_free_port()),
+    }
+    settings = stack_module.Settings.from_env(environ=env, topology="celery")
+    groups: dict[str, int] = {}
+    try:
+        up = subprocess.run(
+            [sys.executable, SCRIPT, "--topology", "celery", "up"], env=env, capture_output=True, text=True, timeout=900
+        )
+        assert up.returncode == 0, up.stdout + up.stderr
+        pids = settings.state_dir / "pids"
+        groups = {name: int((pids / f"{name}.pid").read_text()) for name in stack_module.services(settings)}
+        client = AirflowClient(settings.airflow_url, settings.airflow_user, settings.airflow_password)
+        client.wait_for_dags({"health_check", "worker_probe"})
+        yield settings, client
+    finally:
+        # Groups of workers killed by a test are gone already; down stops the rest by pid file.
+        down = subprocess.run(
+            [sys.executable, SCRIPT, "--topology", "celery", "down"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        leftovers = {name: _group_members(pgid) for name, pgid in groups.items()}
+        for members in leftovers.values():
+            for pid in members:
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(tmp, ignore_errors=True)
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert leftovers == dict.fromkeys(groups, []), f"processes left after down: {leftovers}"
+
+
+def _worker(hostname: str | None) -> str | None:
+    return hostname.split("@")[0] if hostname else None
+
+
+def test_tasks_spread_over_both_workers(celery_stack):
+    settings, client = celery_stack
+    run_ids = [client.trigger("health_check") for _ in range(2)]
+    workers = set()
+    for run_id in run_ids:
+        assert client.wait_for_run("health_check", run_id, timeout=300)["state"] == "success"
+        workers |= {_worker(ti["hostname"]) for ti in client.task_instances("health_check", run_id)}
+    assert workers == {"w1", "w2"}
+
+
+def test_killing_a_worker_mid_run_leaves_the_run_green_without_duplicates(celery_stack):
+    import psycopg2
+
+    settings, client = celery_stack
+    items = 6
+    run_id = client.trigger("worker_probe", {"items": items, "seconds": 20})
+    victim = "w1"
+    deadline = time.monotonic() + 300
+    while True:
+        running = [
+            ti
+            for ti in client.task_instances("worker_probe", run_id)
+            if ti["task_id"] == "hold" and ti["state"] == "running" and _worker(ti["hostname"]) == victim
+        ]
+        if running:
+            break
+        assert time.monotonic() < deadline, "no task started on the worker to kill"
+        time.sleep(1)
+    # A crash, not a shutdown: the worker, its pool and the tasks it runs die at once.
+    pgid = int((settings.state_dir / "pids" / f"worker-{victim}.pid").read_text())
+    os.killpg(pgid, signal.SIGKILL)
+
+    run = client.wait_for_run("worker_probe", run_id, timeout=600)
+    tis = [ti for ti in client.task_instances("worker_probe", run_id) if ti["task_id"] == "hold"]
+    assert run["state"] == "success", [(ti["map_index"], ti["state"], ti["hostname"]) for ti in tis]
+    killed = {ti["map_index"] for ti in running}
+    retried = {ti["map_index"] for ti in tis if ti["try_number"] > 1}
+    # Every task the dead worker was running was retried, and the retries ran on the live one.
+    assert killed <= retried
+    assert all(_worker(ti["hostname"]) == "w2" for ti in tis if ti["map_index"] in killed)
+
+    conn = psycopg2.connect(settings.pg_url("warehouse", "postgresql"))
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT item, COUNT(*), MAX(try_number) FROM worker_probe WHERE run_id = %s GROUP BY item ORDER BY item",
+                (run_id,),
+            )
+            rows = cur.fetchall()
+    finally:
+        conn.close()
+    assert [(item, count) for item, count, _ in rows] == [(i, 1) for i in range(items)]
+    # The killed attempts had committed their rows; the retries replaced them instead of adding.
+    assert {item for item, _, max_try in rows if max_try > 1} >= killed

@@ -1,0 +1,43 @@
+"""The health_check DAG against the real object store, MLflow server and warehouse."""
+
+import boto3
+import pytest
+from botocore import UNSIGNED
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+pytestmark = pytest.mark.integration
+
+
+def test_health_check_dag_succeeds(run_dag):
+    dag_run = run_dag("health_check")
+    assert dag_run.state == "success"
+    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    assert states == dict.fromkeys(["object_store", "mlflow_server", "warehouse", "report"], "success")
+
+
+def test_health_check_fails_when_mlflow_is_unreachable(run_dag, monkeypatch, stack):
+    # Point the mlflow connection at a closed port: the DAG must fail, not report healthy.
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW", '{"conn_type": "http", "host": "127.0.0.1", "port": 9, "schema": "http"}')
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    dag_run = run_dag("health_check")
+    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    assert states["mlflow_server"] == "failed"
+    assert states["object_store"] == "success"
+
+
+def test_object_store_refuses_anonymous_and_accepts_the_key(stack):
+    anonymous = boto3.client(
+        "s3", endpoint_url=stack.s3_endpoint, config=Config(signature_version=UNSIGNED), region_name="us-east-1"
+    )
+    with pytest.raises(ClientError, match="AccessDenied"):
+        anonymous.put_object(Bucket="mlops-data", Key="anonymous.txt", Body=b"x")
+    keyed = boto3.client(
+        "s3",
+        endpoint_url=stack.s3_endpoint,
+        aws_access_key_id=stack.access_key,
+        aws_secret_access_key=stack.secret_key,
+        region_name="us-east-1",
+    )
+    keyed.put_object(Bucket="mlops-data", Key="keyed.txt", Body=b"x")
+    assert keyed.get_object(Bucket="mlops-data", Key="keyed.txt")["Body"].read() == b"x"

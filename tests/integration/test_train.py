@@ -1,0 +1,337 @@
+"""The train and rollback_champion DAGs on a real MLflow server and a real warehouse.
+
+The warehouse of this module is its own SQLite file (through the warehouse connection),
+filled with the Turku data the way ingest stores it (one batch per year, impossible pressure
+set to NULL), so these tests do not depend on ingest. To stay quick, runs use the last 365
+days, two families and a search budget of 2; each test registers under its own model name.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import uuid
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+import stack as stack_module
+from mlops import warehouse
+from mlops.config import PROJECT_ROOT, get_config
+
+pytestmark = pytest.mark.integration
+
+DATA = PROJECT_ROOT / "include" / "data" / "port_of_turku_weather.csv.gz"
+# dag.test() keeps the params of the previous run's conf on the DAG: every conf sets them all.
+CONF = {
+    "training_window_days": 365,
+    "model_families": ["logistic_regression", "hist_gradient_boosting"],
+    "search_iterations": 2,
+    "force_promote": False,
+}
+# The injected (worse or useless) models need no tuning to show what they are.
+QUICK_CONF = {**CONF, "model_families": ["logistic_regression"]}
+# Features without the current condition or the time: a weaker model, still better than persistence.
+WORSE_FEATURES = "[Humidity, Visibility_km]"
+# Wind bearing alone says nothing about rain 4 hours ahead: it loses to persistence.
+USELESS_FEATURES = "[Wind_bearing_degrees]"
+
+
+def load_observations() -> int:
+    """Insert the example data into observations as ingest would; returns the row count."""
+    frame = pd.read_csv(DATA)
+    frame = frame.drop_duplicates("Timestamp", keep="first")
+    frame.loc[frame["Pressure_millibars"] == 0, "Pressure_millibars"] = np.nan
+    frame["Timestamp"] = pd.to_datetime(frame["Timestamp"]).dt.strftime(warehouse.TIMESTAMP_FORMAT)
+    frame["batch_id"] = "turku-" + frame["Timestamp"].str[:4]
+    frame["loaded_at"] = "2026-01-01 00:00:00"
+    rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    warehouse.ensure_schema()
+    engine = warehouse.engine()
+    table = sa.Table("observations", sa.MetaData(), autoload_with=engine)
+    with engine.begin() as conn:
+        conn.execute(table.delete())
+        conn.execute(table.insert(), rows)
+    return len(rows)
+
+
+WAREHOUSE_CONN_ENV = f"AIRFLOW_CONN_{get_config().connections.warehouse.upper()}"
+
+
+def own_warehouse(stack, tmp_path_factory, name: str) -> dict:
+    """A fresh, empty database on the parametrized backend, as an Airflow connection."""
+    if stack.warehouse == "postgres":
+        stack_module.create_pg_database(stack, name, fresh=True)
+        return {**stack.warehouse_connection(), "schema": name}
+    return {"conn_type": "sqlite", "host": str(tmp_path_factory.mktemp(name) / "warehouse.db")}
+
+
+@pytest.fixture(scope="module")
+def turku_warehouse(stack, tmp_path_factory):
+    """A warehouse of this module's own, on the parametrized backend: other tests' rows cannot
+    move the newest observation (the end of the training window)."""
+    connection = own_warehouse(stack, tmp_path_factory, "train_tests")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(WAREHOUSE_CONN_ENV, json.dumps(connection))
+        get_config.cache_clear()
+        assert load_observations() > 19000
+        yield connection
+    get_config.cache_clear()
+
+
+def use_model_name(monkeypatch, prefix: str) -> str:
+    name = f"{prefix}_{uuid.uuid4().hex[:6]}"
+    monkeypatch.setenv("MLOPS__MODEL__REGISTERED_NAME", name)
+    get_config.cache_clear()
+    return name
+
+
+@pytest.fixture()
+def fresh_config():
+    get_config.cache_clear()
+    yield
+    get_config.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def champion_model(turku_warehouse, stack, dagbag):
+    """A model name whose first train run made version 1 champion."""
+    with pytest.MonkeyPatch.context() as mp:
+        name = use_model_name(mp, "rain_test")
+        dag_run = dagbag.dags["train"].test(
+            run_conf={
+                **CONF,
+                "reason": "integration test",
+                "drifted_features": ["Humidity"],
+                "report_uri": "s3://r/1.html",
+            }
+        )
+        yield {"name": name, "dag_run": dag_run}
+    get_config.cache_clear()
+
+
+@pytest.fixture()
+def on_champion_model(champion_model, monkeypatch, fresh_config):
+    monkeypatch.setenv("MLOPS__MODEL__REGISTERED_NAME", champion_model["name"])
+    get_config.cache_clear()
+    return champion_model["name"]
+
+
+def client():
+    import mlflow
+
+    from mlops.connections import mlflow_tracking_uri
+
+    mlflow.set_tracking_uri(mlflow_tracking_uri())
+    return mlflow.MlflowClient()
+
+
+def task_states(dag_run) -> dict:
+    return {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+
+
+def xcom(dag_run, task_id: str):
+    (ti,) = [ti for ti in dag_run.get_task_instances() if ti.task_id == task_id]
+    return ti.xcom_pull(task_ids=task_id)
+
+
+def decisions(name: str) -> pd.DataFrame:
+    with warehouse.engine().connect() as conn:
+        return pd.read_sql_query(
+            sa.text("SELECT * FROM model_decisions WHERE model_name = :n ORDER BY decided_at"), conn, params={"n": name}
+        )
+
+
+def alias(name: str, which: str) -> str | None:
+    from mlops.promotion import alias_version
+
+    return alias_version(client(), name, which)
+
+
+def parent_and_children(dag_run, name: str):
+    c = client()
+    experiment = c.get_experiment_by_name(name)
+    runs = c.search_runs([experiment.experiment_id], f"tags.`airflow.run_id` = '{dag_run.run_id}'")
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1
+    return parents[0], children
+
+
+def test_run_is_recorded_and_first_model_becomes_champion(champion_model, on_champion_model):
+    name, dag_run = champion_model["name"], champion_model["dag_run"]
+    assert dag_run.state == "success", task_states(dag_run)
+    assert task_states(dag_run) == dict.fromkeys(["snapshot", "train_candidates", "register", "promote"], "success")
+    parent, children = parent_and_children(dag_run, name)
+
+    # parent run: trigger, params, dataset inputs (query source, digest), baselines
+    tags = parent.data.tags
+    assert tags["trigger.reason"] == "integration test"
+    assert tags["trigger.drifted_features"] == "Humidity"
+    assert tags["airflow.dag_id"] == "train" and tags["airflow.run_id"] == dag_run.run_id
+    assert parent.data.params["training_window_days"] == "365"
+    assert parent.data.params["search_iterations"] == "2"
+    inputs = {d.tags[0].value: d.dataset for d in parent.inputs.dataset_inputs}
+    assert set(inputs) == {"training", "holdout"}
+    source = json.loads(inputs["training"].source)
+    assert "FROM observations" in source["query"] and source["batch_ids"] == ["turku-2016"]  # the last 365 days
+    assert len(inputs["training"].digest) == 32
+    assert 0.5 < parent.data.metrics["persistence_roc_auc"] < 1
+    assert parent.data.metrics["base_rate_roc_auc"] == pytest.approx(0.5)
+
+    # one child per candidate with params, the seven metrics, baselines and plots
+    assert sorted(r.data.tags["family"] for r in children) == ["hist_gradient_boosting", "logistic_regression"]
+    for child in children:
+        for metric in ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "brier"):
+            assert metric in child.data.metrics
+            assert f"persistence_{metric}" in child.data.metrics
+        assert any(k.startswith("best_") for k in child.data.params)
+        plots = {f.path for f in client().list_artifacts(child.info.run_id, "plots")}
+        assert plots == {"plots/confusion_matrix.png", "plots/calibration.png"}
+        assert len(child.inputs.dataset_inputs) == 2
+
+    # the registered version: alias, tags, signature, reference profile, loads and predicts
+    assert alias(name, "champion") == "1"
+    assert alias(name, "challenger") is None  # the challenger became champion
+    version = client().get_model_version(name, "1")
+    assert version.tags["batch_ids"] == "turku-2016"
+    assert len(version.tags["data_digest"]) == 32
+    assert 0.5 < float(version.tags["holdout_roc_auc"]) <= 1
+    assert version.tags["decision.outcome"] == "first_champion"
+    assert "first champion" in version.description
+    profile_path = client().download_artifacts(version.run_id, "reference/reference_profile.json")
+    with open(profile_path) as fh:
+        profile = json.load(fh)
+    assert "Pressure_millibars" in profile["features"] and "scores" in profile
+
+    import mlflow.sklearn
+
+    model = mlflow.sklearn.load_model(f"models:/{name}@champion")
+    assert "Future_weather_condition" not in model.feature_names_in_
+    assert model.feature_names_in_[0] == "Timestamp"
+    row = pd.DataFrame(
+        {"Timestamp": [pd.Timestamp("2016-12-01 12:00")], **{f: [np.nan] for f in model.feature_names_in_[1:]}}
+    )
+    assert 0 <= model.predict_proba(row)[0, 1] <= 1  # missing values are imputed
+
+    # the decision in the warehouse
+    (row,) = decisions(name).to_dict("records")
+    assert row["outcome"] == "first_champion" and row["champion_after"] == "1" and row["champion_before"] is None
+    assert row["candidate_score"] > row["persistence_score"] and row["candidate_score"] > row["base_rate_score"]
+    assert row["triggered_by"].startswith("manual")
+
+
+def test_retraining_same_data_and_seed_reproduces_metrics_and_is_not_promoted(
+    champion_model, on_champion_model, dagbag
+):
+    name, first = champion_model["name"], champion_model["dag_run"]
+    champion_before = alias(name, "champion")
+    again = dagbag.dags["train"].test(run_conf=CONF)
+    assert again.state == "success", task_states(again)
+    _, first_children = parent_and_children(first, name)
+    _, again_children = parent_and_children(again, name)
+    by_family = {r.data.tags["family"]: r.data.metrics for r in first_children}
+    for child in again_children:
+        expected = by_family[child.data.tags["family"]]
+        for metric in ("roc_auc", "log_loss", "brier", "f1", f"cv_{get_config().promotion.metric}"):
+            assert child.data.metrics[metric] == pytest.approx(expected[metric], rel=1e-9), metric
+    decision = xcom(again, "promote")
+    # the same model again: a zero difference is not an improvement
+    assert decision["outcome"] == "rejected" and decision["test"]["difference"] == pytest.approx(0, abs=1e-12)
+    assert alias(name, "champion") == champion_before
+    assert alias(name, "challenger") == decision["candidate_version"]
+
+
+def test_deliberately_worse_model_is_not_promoted(champion_model, on_champion_model, dagbag, monkeypatch):
+    name = champion_model["name"]
+    champion_before = alias(name, "champion")
+    monkeypatch.setenv("MLOPS__DATASET__FEATURES", WORSE_FEATURES)
+    get_config.cache_clear()
+    dag_run = dagbag.dags["train"].test(run_conf=QUICK_CONF)
+    assert dag_run.state == "success", task_states(dag_run)
+    decision = xcom(dag_run, "promote")
+    assert decision["outcome"] == "rejected"
+    assert f"champion v{champion_before}" in decision["reason"]
+    assert decision["scores"]["candidate"] < decision["scores"]["champion"]
+    assert decision["test"]["ci_high"] < 0
+    assert alias(name, "champion") == champion_before
+    version = client().get_model_version(name, decision["candidate_version"])
+    assert version.tags["decision.outcome"] == "rejected" and "champion" in version.tags["decision.reason"]
+    assert decisions(name)["outcome"].iloc[-1] == "rejected"
+
+
+def test_force_promote_then_rollback_restores_previous_champion(champion_model, on_champion_model, dagbag, monkeypatch):
+    name = champion_model["name"]
+    champion_before = alias(name, "champion")
+    monkeypatch.setenv("MLOPS__DATASET__FEATURES", WORSE_FEATURES)
+    get_config.cache_clear()
+    forced = dagbag.dags["train"].test(run_conf={**QUICK_CONF, "force_promote": True})
+    decision = xcom(forced, "promote")
+    assert decision["outcome"] == "forced" and "force_promote=True overrode the gate" in decision["reason"]
+    assert alias(name, "champion") == decision["candidate_version"] != champion_before
+
+    rollback = dagbag.dags["rollback_champion"].test(
+        run_conf={"reason": "forced model is worse", "target_version": None}
+    )
+    assert rollback.state == "success", task_states(rollback)
+    assert alias(name, "champion") == champion_before
+    row = decisions(name).iloc[-1]
+    assert row["action"] == "rollback" and row["champion_before"] == decision["candidate_version"]
+    assert row["champion_after"] == champion_before
+    tags = client().get_model_version(name, champion_before).tags
+    assert tags["decision.action"] == "rollback"
+
+
+def test_model_that_loses_to_persistence_is_not_promoted(turku_warehouse, run_dag, monkeypatch, fresh_config):
+    name = use_model_name(monkeypatch, "useless")
+    monkeypatch.setenv("MLOPS__DATASET__FEATURES", USELESS_FEATURES)
+    monkeypatch.setenv("MLOPS__DATASET__CALENDAR_FEATURES", "[]")
+    get_config.cache_clear()
+    dag_run = run_dag("train", QUICK_CONF)
+    assert dag_run.state == "success", task_states(dag_run)
+    decision = xcom(dag_run, "promote")
+    assert decision["outcome"] == "rejected"
+    assert "does not beat the persistence baseline" in decision["reason"]
+    assert decision["scores"]["candidate"] < decision["scores"]["persistence"]
+    assert alias(name, "champion") is None  # even the first model must beat the baselines
+    assert alias(name, "challenger") == decision["candidate_version"]
+    assert not math.isnan(decisions(name)["persistence_score"].iloc[0])
+
+
+def test_empty_warehouse_skips_the_run(stack, run_dag, monkeypatch, fresh_config, tmp_path_factory):
+    monkeypatch.setenv(WAREHOUSE_CONN_ENV, json.dumps(own_warehouse(stack, tmp_path_factory, "train_empty")))
+    dag_run = run_dag("train", QUICK_CONF)
+    assert dag_run.state == "success"
+    assert task_states(dag_run) == dict.fromkeys(["snapshot", "train_candidates", "register", "promote"], "skipped")
+
+
+@pytest.mark.skipif(
+    not os.environ.get("MLOPS_TRAIN_FULL_DATA"),
+    reason="set MLOPS_TRAIN_FULL_DATA=1 to train on all the data with the shipped configuration (a measurement)",
+)
+def test_full_data_with_the_shipped_configuration(turku_warehouse, run_dag, monkeypatch, fresh_config):
+    """The closing-note figures: wall time of the DAG and the champion against the baselines."""
+    use_model_name(monkeypatch, "rain_full")
+    conf = {"reason": "full-data measurement", "force_promote": False}
+    conf |= {"training_window_days": None, "model_families": None, "search_iterations": None}  # the configuration
+    dag_run = run_dag("train", conf)
+    assert dag_run.state == "success", task_states(dag_run)
+    decision = xcom(dag_run, "promote")
+    trained = xcom(dag_run, "train_candidates")
+    report = {
+        "dag_wall_seconds": (dag_run.end_date - dag_run.start_date).total_seconds(),
+        "task_seconds": {
+            ti.task_id: (ti.end_date - ti.start_date).total_seconds() for ti in dag_run.get_task_instances()
+        },
+        "n_training": trained["n_training"],
+        "n_holdout": trained["n_holdout"],
+        "candidates": trained["candidates"],
+        "chosen": trained["chosen"]["family"],
+        "outcome": decision["outcome"],
+        "holdout_metrics": decision["holdout_metrics"],
+    }
+    print("FULL DATA TRAIN REPORT " + json.dumps(report, indent=2, default=str))
+    assert decision["outcome"] == "first_champion"

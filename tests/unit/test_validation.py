@@ -1,0 +1,124 @@
+"""The expectation suite and the row policy, on local files (no services needed)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mlops import ingest, validation
+from mlops.config import get_config
+
+BAD = Path(__file__).resolve().parents[1] / "data" / "bad"
+MANIFEST = json.loads((BAD / "manifest.json").read_text())
+TURKU = Path(__file__).resolve().parents[2] / "include" / "data" / "port_of_turku_weather.csv.gz"
+
+
+def test_committed_suite_matches_the_configuration():
+    cfg = get_config()
+    committed = json.loads(validation.suite_path().read_text())
+    assert committed == validation.build_suite(cfg.dataset, cfg.validation), (
+        "include/expectations is out of date: run `python -m mlops.validation`"
+    )
+
+
+def test_suite_has_a_rule_for_each_configured_constraint():
+    suite = validation.load_suite()
+    kinds = {(e["type"], e["kwargs"].get("column")) for e in suite["expectations"]}
+    assert ("expect_column_values_to_be_between", "Pressure_millibars") in kinds
+    assert ("expect_column_values_to_be_in_set", "Current_weather_condition") in kinds
+    assert ("expect_column_values_to_not_be_null", "Timestamp") in kinds
+    assert ("expect_column_values_to_be_unique", "Timestamp") in kinds
+    pressure = next(e for e in suite["expectations"] if e["kwargs"].get("column") == "Pressure_millibars")
+    assert pressure["meta"]["on_failure"] == "set_null"
+
+
+def test_corpus_has_at_least_twenty_bad_files():
+    assert sum(1 for v in MANIFEST.values() if v["status"] == "quarantined") >= 20
+
+
+@pytest.mark.parametrize("name", sorted(MANIFEST))
+def test_bad_corpus_file(name, tmp_path):
+    expected = MANIFEST[name]
+    result = ingest.validate_file(BAD / name, tmp_path / "staged.parquet", f"landing/{name}")
+    if expected["status"] == "quarantined":
+        assert result["status"] == "quarantined", result
+        for word in expected["reason_contains"]:
+            assert word in result["reason"] + validation.describe_failures(result), (word, result["reason"])
+    else:
+        assert result["status"] == "passed", result["reason"]
+        assert result["rows_dropped"] == expected["rows_dropped"], result["dropped_by_rule"]
+        if "duplicates" in expected:
+            assert result["rows_duplicate"] == expected["duplicates"]
+        if "nulled" in expected:
+            assert sum(result["nulled_by_rule"].values()) == expected["nulled"]
+
+
+def test_turku_file_policy(tmp_path):
+    """The example data: 14 exact duplicate rows collapse, 335 pressure zeros are nulled, nothing dropped."""
+    import pandas as pd
+
+    staged = tmp_path / "staged.parquet"
+    result = ingest.validate_file(TURKU, staged, "landing/turku.csv.gz")
+    raw = pd.read_csv(TURKU)
+    assert result["status"] == "passed"
+    assert result["rows_in"] == len(raw)
+    assert result["rows_duplicate"] == raw.duplicated().sum()
+    assert result["nulled_by_rule"] == {
+        "expect_column_values_to_be_between(Pressure_millibars)": int((raw.Pressure_millibars == 0).sum())
+    }
+    staged_frame = pd.read_parquet(staged)
+    assert staged_frame["Timestamp"].is_unique
+    assert set(staged_frame["Timestamp"]) == set(raw["Timestamp"])
+    failing = validation.failing_expectations(result)
+    assert [(e["expectation"], e["column"]) for e in failing] == [
+        ("expect_column_values_to_be_between", "Pressure_millibars")
+    ]
+    assert failing[0]["examples"] == [0.0]
+
+
+def test_streaming_across_chunks_finds_duplicates(tmp_path, monkeypatch):
+    """With small chunks, duplicates in different chunks are still found: exact copies collapse,
+    a timestamp repeated with other values drops every copy."""
+    import pandas as pd
+
+    monkeypatch.setenv("MLOPS__VALIDATION__CHUNK_ROWS", "1000")
+    get_config.cache_clear()
+    try:
+        base = pd.read_csv(TURKU).drop_duplicates("Timestamp").head(1200)
+        changed = base.iloc[100:150].copy()
+        changed["Temperature_C"] += 5
+        frame = pd.concat([base, base.iloc[:100], changed])  # copies land in the second chunk
+        path = tmp_path / "dups.csv"
+        frame.to_csv(path, index=False)
+        staged = tmp_path / "s.parquet"
+        result = ingest.validate_file(path, staged, "landing/dups.csv")
+        assert result["rows_in"] == 1350
+        assert result["rows_duplicate"] == 100
+        assert result["dropped_by_rule"] == {"expect_column_values_to_be_unique(Timestamp) conflicting values": 100}
+        kept = pd.read_parquet(staged)
+        assert len(kept) == 1150 and kept["Timestamp"].is_unique
+        assert not set(changed["Timestamp"]) & set(kept["Timestamp"])
+    finally:
+        get_config.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("landing/plain.csv", "plain.csv"),
+        ("landing/with space.csv", "with_space.csv"),
+        ("landing/säätila 2016 ☂.csv", "saatila_2016_.csv"),
+        ("landing/../../etc/passwd", "passwd"),
+        ("landing/..", "file"),
+        ("landing/a..b...csv", "a.b.csv"),
+    ],
+)
+def test_safe_name_never_escapes(key, expected):
+    name = ingest.safe_name(key)
+    assert name == expected
+    assert "/" not in name and ".." not in name
+
+
+def test_html_report_escapes_values():
+    page = validation.render_html({"batch_id": "b", "object_key": "<script>x</script>", "status": "quarantined"})
+    assert "<script>x" not in page and "&lt;script&gt;" in page
