@@ -45,6 +45,25 @@ default_args = {"owner": "mlops", "retries": 2, "retry_delay": timedelta(seconds
 FAMILIES = ["logistic_regression", "hist_gradient_boosting", "random_forest", "svm"]
 
 
+def _train_candidates(window):
+    """The search, in the worker or (model.training_runtime=docker) in an isolated container."""
+    options = {"task_id": "train_candidates", "retries": 1, "execution_timeout": timedelta(minutes=45)}
+    if _cfg.model.training_runtime == "docker":
+        from mlops.container import PipelineContainerOperator
+
+        return PipelineContainerOperator(
+            function="mlops.training:train_from_snapshot", job_input={"window": window}, **options
+        ).output
+
+    @task(**options)
+    def train_candidates(window: dict) -> dict:
+        from mlops.training import train_from_snapshot
+
+        return train_from_snapshot(window)
+
+    return train_candidates(window)
+
+
 def _context() -> tuple[dict, dict]:
     """(settings, trigger) of the running DAG run."""
     from mlops.training import resolve_settings, trigger_info
@@ -92,7 +111,7 @@ def _context() -> tuple[dict, dict]:
 def train():
     @task
     def snapshot() -> dict:
-        from mlops.training import describe_window, load_window, resolve_window
+        from mlops.training import describe_window, git_commit, load_window, resolve_window
 
         settings, trigger = _context()
         print(
@@ -106,17 +125,9 @@ def train():
             f"window {window['window_start']}..{window['window_end']}: {described['rows']} rows, "
             f"{described['labelled_rows']} labelled, digest {described['data_digest']}"
         )
-        return {**window, **described}
-
-    @task(retries=1, execution_timeout=timedelta(minutes=45))
-    def train_candidates(window: dict) -> dict:
-        from mlops.training import train_candidates as run
-
-        settings, trigger = _context()
-        result = run(window, window, settings, trigger)
-        for candidate in result["candidates"]:
-            print(candidate)
-        return result
+        # The settings and the trigger travel with the snapshot: train_candidates may run in a
+        # container (model.training_runtime), where there is no Airflow context to read them from.
+        return {**window, **described, "settings": settings, "trigger": {**trigger, "git_commit": git_commit()}}
 
     @task
     def register(window: dict, trained: dict) -> dict:
@@ -147,7 +158,7 @@ def train():
         return {k: decision[k] for k in keys}
 
     window = snapshot()
-    trained = train_candidates(window)
+    trained = _train_candidates(window)
     registered = register(window, trained)
     promote(window, trained, registered)
 

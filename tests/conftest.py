@@ -28,20 +28,16 @@ import stack as stack_module
 ROOT = Path(__file__).resolve().parents[1]
 
 
-# Imported by other test modules under these names.
-_free_port = stack_module.free_port
-_free_weed_base = stack_module.free_weed_base
-
 _STATE_DIR = Path(tempfile.mkdtemp(prefix="mlops-test-"))
 for _name in [n for n in os.environ if n.startswith("MLOPS__")]:
     del os.environ[_name]  # tests run on the shipped configuration
 TEST_SETTINGS = stack_module.Settings.from_env(_STATE_DIR)
-TEST_SETTINGS.s3_port = _free_port()
-TEST_SETTINGS.mlflow_port = _free_port()
-TEST_SETTINGS.airflow_port = _free_port()
-TEST_SETTINGS.weed_base_port = _free_weed_base()
-TEST_SETTINGS.pg_port = _free_port()
-TEST_SETTINGS.redis_port = _free_port()
+TEST_SETTINGS.s3_port = stack_module.free_port()
+TEST_SETTINGS.mlflow_port = stack_module.free_port()
+TEST_SETTINGS.airflow_port = stack_module.free_port()
+TEST_SETTINGS.weed_base_port = stack_module.free_weed_base()
+TEST_SETTINGS.pg_port = stack_module.free_port()
+TEST_SETTINGS.redis_port = stack_module.free_port()
 os.environ.update(TEST_SETTINGS.airflow_env())
 
 TEST_WAREHOUSES = [w.strip() for w in os.environ.get("MLOPS_TEST_WAREHOUSE", "sqlite").split(",") if w.strip()]

@@ -122,6 +122,13 @@ class ModelConfig(_Strict):
     svm_max_rows: int = Field(ge=0)
     training_window_days: int = Field(ge=1)
     n_jobs: int = Field(default=1, ge=1)
+    # Where train_candidates runs: in the Airflow worker's process, or in an isolated
+    # container of `training_image` started through the Docker provider.
+    training_runtime: Literal["process", "docker"] = "process"
+    training_image: str = "mlops-airflow:latest"
+    training_docker_url: str = "unix://var/run/docker.sock"
+    # "host": the container reaches the services on the addresses the worker uses.
+    training_network_mode: str = "host"
 
 
 class ScoringConfig(_Strict):

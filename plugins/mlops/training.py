@@ -455,6 +455,15 @@ def find_finished_train(mlflow, experiment_id: str, run_id: str) -> dict | None:
     return None
 
 
+def train_from_snapshot(window: dict) -> dict:
+    """The train DAG's train_candidates task: everything it needs is in the snapshot's XCom
+    (window, digest, settings, trigger), so it runs the same in the worker or in a container."""
+    result = train_candidates(window, window, window["settings"], window["trigger"])
+    for candidate in result["candidates"]:
+        print(candidate)
+    return result
+
+
 def train_candidates(window: dict, snapshot: dict, settings: dict, trigger: dict) -> dict:
     """Search every family, log a parent run and a child run per candidate, log the chosen model.
 
@@ -480,7 +489,7 @@ def train_candidates(window: dict, snapshot: dict, settings: dict, trigger: dict
     label, columns = dataset.label.name, model_columns(dataset)
     baselines = baseline_metrics(training, holdout, dataset, threshold)
     source = _dataset_source(window, snapshot)
-    commit = git_commit()
+    commit = trigger.get("git_commit") or git_commit()  # from the snapshot: a container has no checkout
     log.info(
         "trigger: %s (reason=%s, drifted_features=%s, report=%s)",
         trigger["triggered_by"],

@@ -15,7 +15,8 @@ import pytest
 
 import stack as stack_module
 from airflow_api import AirflowClient
-from conftest import _free_port, _free_weed_base
+from stack import free_port as _free_port
+from stack import free_weed_base as _free_weed_base
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

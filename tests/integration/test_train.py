@@ -18,13 +18,12 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-import stack as stack_module
+from example_warehouse import WAREHOUSE_CONN_ENV, load_observations, own_warehouse
 from mlops import warehouse
-from mlops.config import PROJECT_ROOT, get_config
+from mlops.config import get_config
 
 pytestmark = pytest.mark.integration
 
-DATA = PROJECT_ROOT / "include" / "data" / "port_of_turku_weather.csv.gz"
 # dag.test() keeps the params of the previous run's conf on the DAG: every conf sets them all.
 CONF = {
     "training_window_days": 365,
@@ -38,35 +37,6 @@ QUICK_CONF = {**CONF, "model_families": ["logistic_regression"]}
 WORSE_FEATURES = "[Humidity, Visibility_km]"
 # Wind bearing alone says nothing about rain 4 hours ahead: it loses to persistence.
 USELESS_FEATURES = "[Wind_bearing_degrees]"
-
-
-def load_observations() -> int:
-    """Insert the example data into observations as ingest would; returns the row count."""
-    frame = pd.read_csv(DATA)
-    frame = frame.drop_duplicates("Timestamp", keep="first")
-    frame.loc[frame["Pressure_millibars"] == 0, "Pressure_millibars"] = np.nan
-    frame["Timestamp"] = pd.to_datetime(frame["Timestamp"]).dt.strftime(warehouse.TIMESTAMP_FORMAT)
-    frame["batch_id"] = "turku-" + frame["Timestamp"].str[:4]
-    frame["loaded_at"] = "2026-01-01 00:00:00"
-    rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
-    warehouse.ensure_schema()
-    engine = warehouse.engine()
-    table = sa.Table("observations", sa.MetaData(), autoload_with=engine)
-    with engine.begin() as conn:
-        conn.execute(table.delete())
-        conn.execute(table.insert(), rows)
-    return len(rows)
-
-
-WAREHOUSE_CONN_ENV = f"AIRFLOW_CONN_{get_config().connections.warehouse.upper()}"
-
-
-def own_warehouse(stack, tmp_path_factory, name: str) -> dict:
-    """A fresh, empty database on the parametrized backend, as an Airflow connection."""
-    if stack.warehouse == "postgres":
-        stack_module.create_pg_database(stack, name, fresh=True)
-        return {**stack.warehouse_connection(), "schema": name}
-    return {"conn_type": "sqlite", "host": str(tmp_path_factory.mktemp(name) / "warehouse.db")}
 
 
 @pytest.fixture(scope="module")
