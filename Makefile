@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := $(PY) scripts/stack.py
 
-.PHONY: help venv dev-venv demo up down status reset test lint bench clean prod-up prod-down prod-status
+.PHONY: help venv dev-venv demo up down status reset test lint bench clean prod-up prod-down prod-status prod-demo
 
 help:
 	@echo "make demo   - install, start SeaweedFS + MLflow + Airflow on loopback, run the main job"
@@ -14,6 +14,7 @@ help:
 	@echo "make lint   - ruff"
 	@echo "make prod-up - the production topology on this machine: PostgreSQL, Redis, Airflow with"
 	@echo "              two Celery workers (state in .stack/prod/);  make prod-down;  make prod-status"
+	@echo "make prod-demo - the main job of make demo on that topology"
 
 # The stamp files make installs incremental: they rerun only when a requirements file changes.
 $(VENV)/.installed: requirements.txt
@@ -49,6 +50,10 @@ reset: down
 # redis-server when missing (as root).
 prod-up: venv
 	$(STACK) --topology celery up
+
+prod-demo: venv
+	$(STACK) --topology celery up
+	$(PY) scripts/demo.py --topology celery
 
 prod-down:
 	@if [ -x $(PY) ]; then $(STACK) --topology celery down; else echo "nothing to stop (no .venv)"; fi

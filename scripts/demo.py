@@ -9,7 +9,8 @@ It drops the example data into the landing area of the object store one month at
     goes on with the champion.
 
 Each step is a function in STEPS. Progress is printed as it happens, a summary at the end.
-Options: --months-per-drop N (months uploaded together, default 6), --max-months N (stop early).
+Options: --months-per-drop N (months uploaded together, default 6), --max-months N (stop early),
+--topology celery (drive the production topology of `make prod-up` instead of `make up`).
 """
 
 from __future__ import annotations
@@ -55,20 +56,23 @@ class Demo:
             region_name="us-east-1",
         )
         self.summary: dict = {"drift_runs": [], "train_runs": []}
+        self._warehouse = None
 
     # ------------------------------------------------------------------ helpers
 
     def warehouse_query(self, sql: str) -> list[tuple]:
-        """Read-only look at the warehouse for progress and the summary."""
-        import sqlite3
+        """A look at the warehouse (SQLite file or PostgreSQL) for progress and the summary."""
+        import sqlalchemy as sa
 
-        if not self.settings.warehouse_path.exists():
+        if self.settings.warehouse == "sqlite" and not self.settings.warehouse_path.exists():
             return []
-        with sqlite3.connect(f"file:{self.settings.warehouse_path}?mode=ro", uri=True) as conn:
-            try:
-                return conn.execute(sql).fetchall()
-            except sqlite3.OperationalError:
-                return []  # table not created yet
+        if self._warehouse is None:
+            self._warehouse = sa.create_engine(self.settings.warehouse_url, poolclass=sa.pool.NullPool)
+        try:
+            with self._warehouse.connect() as conn:
+                return [tuple(row) for row in conn.execute(sa.text(sql))]
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError):
+            return []  # table not created yet
 
     def run_dag(self, dag_id: str, conf: dict | None = None, timeout: float = 1200) -> dict:
         run_id = self.client.trigger(dag_id, conf)
@@ -293,8 +297,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--months-per-drop", type=int, default=6)
     parser.add_argument("--max-months", type=int, default=None)
+    parser.add_argument(
+        "--topology",
+        choices=["standalone", "celery"],
+        default="standalone",
+        help="the stack to drive (make up / prod-up)",
+    )
     args = parser.parse_args(argv)
-    demo = Demo(Settings.from_env(), args.months_per_drop, args.max_months)
+    demo = Demo(Settings.from_env(topology=args.topology), args.months_per_drop, args.max_months)
     t0 = time.monotonic()
     demo.step_dags_parsed()
     demo.step_health_check()

@@ -160,6 +160,13 @@ class Settings:
     def redis_url(self) -> str:
         return f"redis://:{self.redis_password}@{HOST}:{self.redis_port}/0"
 
+    @property
+    def warehouse_url(self) -> str:
+        """The warehouse as a SQLAlchemy URL (for clients outside Airflow: the demo, tests)."""
+        if self.warehouse == "postgres":
+            return self.pg_url(PG_DATABASES["warehouse"])
+        return f"sqlite:///{self.warehouse_path}"
+
     def warehouse_connection(self) -> dict:
         """The warehouse as an Airflow connection: a SQLite file or a PostgreSQL database."""
         if self.warehouse == "postgres":

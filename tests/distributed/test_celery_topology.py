@@ -70,6 +70,9 @@ def celery_stack():
         "MLOPS_WEED_BASE_PORT": str(_free_weed_base()),
         "MLOPS_PG_PORT": str(_free_port()),
         "MLOPS_REDIS_PORT": str(_free_port()),
+        # The whole-loop test trains several times: a small search keeps it quick.
+        "MLOPS__MODEL__FAMILIES": "[logistic_regression, hist_gradient_boosting]",
+        "MLOPS__MODEL__SEARCH_ITERATIONS": "2",
     }
     settings = stack_module.Settings.from_env(environ=env, topology="celery")
     groups: dict[str, int] = {}
@@ -82,7 +85,7 @@ def celery_stack():
         groups = {name: int((pids / f"{name}.pid").read_text()) for name in stack_module.services(settings)}
         client = AirflowClient(settings.airflow_url, settings.airflow_user, settings.airflow_password)
         client.wait_for_dags({"health_check", "worker_probe"})
-        yield settings, client
+        yield settings, client, env
     finally:
         # Groups of workers killed by a test are gone already; down stops the rest by pid file.
         down = subprocess.run(
@@ -106,7 +109,7 @@ def _worker(hostname: str | None) -> str | None:
 
 
 def test_tasks_spread_over_both_workers(celery_stack):
-    settings, client = celery_stack
+    settings, client, _ = celery_stack
     run_ids = [client.trigger("health_check") for _ in range(2)]
     workers = set()
     for run_id in run_ids:
@@ -115,10 +118,65 @@ def test_tasks_spread_over_both_workers(celery_stack):
     assert workers == {"w1", "w2"}
 
 
+def _warehouse_rows(settings, sql: str) -> list[tuple]:
+    import psycopg2
+
+    conn = psycopg2.connect(settings.pg_url("warehouse", "postgresql"))
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def test_whole_loop_runs_end_to_end_across_both_workers(celery_stack):
+    """The main job (scripts/demo.py, a REST + S3 client) on the celery topology: the history
+    and two months land in the object store; ingest, train (with the promotion gate),
+    batch_score and drift_check run on the workers against PostgreSQL."""
+    settings, client, env = celery_stack
+    demo = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "demo.py"), "--topology", "celery"]
+        + ["--max-months", "2", "--months-per-drop", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert demo.returncode == 0, demo.stdout[-6000:] + demo.stderr[-6000:]
+    print(demo.stdout[-4000:])
+
+    workers: dict[str, set] = {}
+    for dag_id in ("ingest", "train", "batch_score", "drift_check"):
+        runs = [r for r in client.dag_runs(dag_id, limit=50) if r["state"] == "success"]
+        assert runs, f"no successful {dag_id} run: {client.dag_runs(dag_id, limit=50)}"
+        for run in runs:
+            for ti in client.task_instances(dag_id, run["dag_run_id"]):
+                if ti["hostname"]:
+                    workers.setdefault(dag_id, set()).add(_worker(ti["hostname"]))
+    # Tasks of the loop ran on both workers: nothing relied on one worker's disk or memory.
+    assert set().union(*workers.values()) == {"w1", "w2"}, workers
+
+    ((loaded,),) = _warehouse_rows(settings, "SELECT COUNT(*) FROM batches WHERE status = 'loaded'")
+    assert loaded == 3  # the history and two months
+    ((total, distinct, unscored),) = _warehouse_rows(
+        settings,
+        'SELECT COUNT(*), COUNT(DISTINCT (batch_id, "Timestamp", model_version, role)),'
+        " (SELECT COUNT(*) FROM observations o WHERE NOT EXISTS (SELECT 1 FROM predictions p"
+        ' WHERE p.batch_id = o.batch_id AND p."Timestamp" = o."Timestamp" AND p.role = \'champion\'))'
+        " FROM predictions",
+    )
+    assert total > 0 and total == distinct and unscored == 0
+    decisions = _warehouse_rows(settings, "SELECT outcome FROM model_decisions")
+    assert ("first_champion",) in decisions
+    drift_runs = _warehouse_rows(settings, "SELECT rule_fired FROM drift_runs")
+    assert len(drift_runs) >= 2  # one drift_check per month
+
+
 def test_killing_a_worker_mid_run_leaves_the_run_green_without_duplicates(celery_stack):
     import psycopg2
 
-    settings, client = celery_stack
+    settings, client, _ = celery_stack
     items = 6
     run_id = client.trigger("worker_probe", {"items": items, "seconds": 20})
     victim = "w1"
