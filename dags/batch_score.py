@@ -34,6 +34,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from mlops.assets import OBSERVATIONS, PREDICTIONS
+from mlops.config import get_config
 
 default_args = {"owner": "mlops", "retries": 2, "retry_delay": timedelta(seconds=30)}
 
@@ -80,10 +81,11 @@ def batch_score():
         print(f"{len(batches)} batch(es) to score: {batches}")
         return batches
 
-    # The SQLite warehouse takes one writer at a time: batches are scored one after another.
+    # One mapped task per batch; how many run at once is scoring.parallel_batches (a SQLite
+    # warehouse takes one writer at a time; on PostgreSQL the workers share the backfill).
     @task(
         outlets=[PREDICTIONS],
-        max_active_tis_per_dagrun=1,
+        max_active_tis_per_dagrun=get_config().scoring.parallel_batches,
         map_index_template="{{ batch_label }}",
     )
     def score(batch: dict, models: dict, outlet_events=None) -> dict:

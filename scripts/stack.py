@@ -248,6 +248,8 @@ class Settings:
             # Tasks a dead worker had taken off the queue but not started are re-queued.
             "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "90",
             "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "10",
+            # The warehouse is PostgreSQL: batch_score's mapped tasks run on several workers at once.
+            "MLOPS__SCORING__PARALLEL_BATCHES": os.environ.get("MLOPS__SCORING__PARALLEL_BATCHES", "4"),
         }
 
     @property

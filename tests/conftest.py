@@ -14,6 +14,7 @@ warehouse). PostgreSQL is Debian's package, started for real; installed when mis
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import shutil
@@ -100,16 +101,21 @@ def stack(request, airflow_db):
 def dagbag():
     from airflow.dag_processing.dagbag import DagBag
 
-    return DagBag(dag_folder=str(ROOT / "dags"))
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    # dag.test() leaves a run's conf in the DAG's params: later runs start from the defaults.
+    bag.default_params = {dag_id: copy.deepcopy(dag.params.dump()) for dag_id, dag in bag.dags.items()}
+    return bag
 
 
 @pytest.fixture()
 def run_dag(stack, dagbag):
-    """Run a DAG in-process with dag.test() against the real services; returns the DagRun."""
+    """Run a DAG in-process with dag.test() against the real services; returns the DagRun.
+
+    Params not in `conf` get their defaults, whatever earlier runs of the DAG object passed."""
 
     def _run(dag_id: str, conf: dict | None = None, **kwargs):
         dag = dagbag.dags.get(dag_id)
         assert dag is not None, f"DAG {dag_id} not found; import errors: {dagbag.import_errors}"
-        return dag.test(run_conf=conf, **kwargs)
+        return dag.test(run_conf={**copy.deepcopy(dagbag.default_params[dag_id]), **(conf or {})}, **kwargs)
 
     return _run

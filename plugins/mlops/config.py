@@ -133,6 +133,9 @@ class ModelConfig(_Strict):
 
 class ScoringConfig(_Strict):
     chunk_rows: int = Field(ge=1)
+    # Mapped score tasks of one batch_score run that may run at once (1 for a SQLite warehouse,
+    # which takes one writer at a time; more on PostgreSQL, where workers score in parallel).
+    parallel_batches: int = Field(default=1, ge=1)
 
 
 class PromotionConfig(_Strict):
