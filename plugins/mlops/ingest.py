@@ -578,9 +578,10 @@ def validate_file(path: Path, staged: Path, object_key: str, timings: dict | Non
                 exact_dup = exact_dup | (ts_seen & (seen_hash[pos] == row_hash))
                 conflicting_ts.update(ts[ts_seen & (seen_hash[pos] != row_hash)].tolist())
             result["rows_duplicate"] += int(exact_dup.sum())
-            fresh_rows = ~exact_dup
-            chunk, unparseable = chunk[fresh_rows], unparseable[fresh_rows]
-            ts, row_hash, has_ts = ts[fresh_rows], row_hash[fresh_rows], has_ts[fresh_rows]
+            if exact_dup.any():  # most chunks have none: no copy then
+                fresh_rows = ~exact_dup
+                chunk, unparseable = chunk[fresh_rows], unparseable[fresh_rows]
+                ts, row_hash, has_ts = ts[fresh_rows], row_hash[fresh_rows], has_ts[fresh_rows]
             in_chunk = pd.Series(ts[has_ts]).duplicated(keep=False).to_numpy()
             conflicting_ts.update(ts[has_ts][in_chunk].tolist())
 
@@ -598,14 +599,18 @@ def validate_file(path: Path, staged: Path, object_key: str, timings: dict | Non
             # set_null first (the row stays), then the drop rules on what remains.
             keep = ~unparseable.to_numpy()
             drop(unparseable.to_numpy(), "unparseable value")
+            nulled_columns = set()
             for rule in rules:
                 name = validation.rule_name(rule)
                 if rule["meta"]["on_failure"] == "set_null" and masks[name].any():
                     nulled[name] = nulled.get(name, 0) + int(masks[name].sum())
                     chunk.loc[masks[name], rule["kwargs"]["column"]] = np.nan
+                    nulled_columns.add(rule["kwargs"]["column"])
             for rule in rules:
                 if rule["meta"]["on_failure"] != "set_null":
-                    mask = validation.violation_mask(chunk, rule).to_numpy()  # after set_null
+                    mask = masks[validation.rule_name(rule)]
+                    if rule["kwargs"]["column"] in nulled_columns:  # values changed by set_null
+                        mask = validation.violation_mask(chunk, rule).to_numpy()
                     drop(mask & keep, validation.rule_name(rule))
                     keep = keep & ~mask
             # Remember this chunk's timestamps (sorted) and row hashes for the later chunks:
