@@ -342,6 +342,19 @@ def _spawn(
     return proc
 
 
+def group_members(pgid: int) -> list[int]:
+    """The live processes of a process group (every service runs in its own group)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) == pgid:
+                    members.append(int(entry.name))
+            except ProcessLookupError:
+                pass
+    return members
+
+
 def _running(pid: int) -> bool:
     try:
         os.kill(pid, 0)

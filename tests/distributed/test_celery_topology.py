@@ -35,18 +35,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = str(ROOT / "scripts" / "stack.py")
 
 
-def _group_members(pgid: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getpgid(int(entry.name)) == pgid:
-                    members.append(int(entry.name))
-            except ProcessLookupError:
-                pass
-    return members
-
-
 @pytest.fixture(scope="module")
 def celery_stack():
     try:
@@ -95,7 +83,7 @@ def celery_stack():
             text=True,
             timeout=600,
         )
-        leftovers = {name: _group_members(pgid) for name, pgid in groups.items()}
+        leftovers = {name: stack_module.group_members(pgid) for name, pgid in groups.items()}
         for members in leftovers.values():
             for pid in members:
                 os.kill(pid, signal.SIGKILL)

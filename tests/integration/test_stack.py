@@ -22,18 +22,6 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _group_members(pgid: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getpgid(int(entry.name)) == pgid:
-                    members.append(int(entry.name))
-            except ProcessLookupError:
-                pass
-    return members
-
-
 def test_stack_up_serves_ui_and_api_then_down_stops_everything(tmp_path):
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLOPS"))},
@@ -58,11 +46,11 @@ def test_stack_up_serves_ui_and_api_then_down_stops_everything(tmp_path):
         groups = {
             name: int((settings.state_dir / "pids" / f"{name}.pid").read_text()) for name in stack_module.SERVICES
         }
-        assert all(_group_members(pgid) for pgid in groups.values())
+        assert all(stack_module.group_members(pgid) for pgid in groups.values())
     finally:
         down = subprocess.run([sys.executable, script, "down"], env=env, capture_output=True, text=True, timeout=300)
     assert down.returncode == 0, down.stdout + down.stderr
-    leftovers = {name: _group_members(pgid) for name, pgid in groups.items()}
+    leftovers = {name: stack_module.group_members(pgid) for name, pgid in groups.items()}
     for pids in leftovers.values():
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
