@@ -16,7 +16,9 @@ the champion.
    MLflow: one parent run, one child run per candidate with params, metrics, confusion matrix
    and calibration plot, dataset inputs (query, batch ids, digest), beside the persistence
    and base-rate baselines. The candidate with the best cross-validated score is logged with
-   signature, input example and the reference profile drift_check uses.
+   signature, input example and the reference profile drift_check uses. It runs in the
+   worker, or with `model.training_runtime: docker` in an isolated container of
+   `model.training_image` (Docker provider; connections passed as private environment).
 3. **register**: a new version of the registered model, tagged (data_digest, batch_ids,
    holdout_<metric>), alias `challenger`.
 4. **promote**: challenger vs `champion` on the same holdout. Promoted only if it beats the
