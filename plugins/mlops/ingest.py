@@ -461,6 +461,28 @@ def validate_file(path: Path, staged: Path, object_key: str, timings: dict | Non
     `timings` (if given) receives seconds spent parsing (CSV + types), validating (GX, row rules,
     duplicates) and staging (Parquet).
     """
+    timings = timings if timings is not None else {}
+    for phase in ("parse", "validate", "stage"):
+        timings.setdefault(phase, 0.0)
+    try:
+        return _validate_pass(path, staged, object_key, timings, rows_across_chunks=False)
+    except _ChunksOverlapInTime:
+        # Rows of an earlier chunk may repeat in this one; that needs every row's hash, from the start.
+        log.info("%s: chunks overlap in time; validating again with every row's hash", object_key)
+        staged.unlink(missing_ok=True)
+        return _validate_pass(path, staged, object_key, timings, rows_across_chunks=True)
+
+
+class _ChunksOverlapInTime(Exception):
+    pass
+
+
+def _validate_pass(path: Path, staged: Path, object_key: str, timings: dict, rows_across_chunks: bool) -> dict:
+    """One pass of validate_file. A file in time order (or in reverse order) has no timestamp in
+    two chunks, so duplicates are looked for only within each chunk. The first chunk that
+    overlaps an earlier one in time raises _ChunksOverlapInTime unless `rows_across_chunks`,
+    which keeps every row's timestamp and hash to compare later chunks with (16 bytes a row).
+    """
     import numpy as np
     import pandas as pd
     import pyarrow as pa
@@ -475,9 +497,6 @@ def validate_file(path: Path, staged: Path, object_key: str, timings: dict | Non
     runner = validation.runner_for(str(suite_file))
     rules = validation.row_rules(suite)
     time_col = dataset.time_column
-    timings = timings if timings is not None else {}
-    for phase in ("parse", "validate", "stage"):
-        timings.setdefault(phase, 0.0)
 
     result: dict = {
         "object_key": object_key,
@@ -498,7 +517,8 @@ def validate_file(path: Path, staged: Path, object_key: str, timings: dict | Non
     parse_errors: dict[str, dict] = {}
     dropped: dict[str, int] = {}
     nulled: dict[str, int] = {}
-    # Timestamps seen so far (int64 ns) and the hash of their row, to find duplicates across chunks.
+    time_ranges: list[tuple] = []  # each earlier chunk's first and last timestamp (int64 ns)
+    # With rows_across_chunks: each earlier chunk's sorted timestamps and their rows' hashes.
     seen: list[tuple] = []
     policy_counts: dict[str, int] = {}
     gx_rows: list = []
@@ -569,24 +589,22 @@ def validate_file(path: Path, staged: Path, object_key: str, timings: dict | Non
             # Exact duplicate rows (same timestamp, same values) collapse to one, silently counted.
             ts = chunk[time_col].to_numpy(dtype="datetime64[ns]").astype("int64")
             has_ts = chunk[time_col].notna().to_numpy()
-            row_hash = pd.util.hash_pandas_object(chunk, index=False).to_numpy()
-            # The row hash covers the timestamp too: equal hashes = equal rows (64-bit hash).
-            exact_dup = pd.Series(row_hash).duplicated().to_numpy() & has_ts
-            for seen_ts, seen_hash in seen:
-                pos = np.minimum(np.searchsorted(seen_ts, ts), len(seen_ts) - 1)
-                ts_seen = (seen_ts[pos] == ts) & has_ts
-                exact_dup = exact_dup | (ts_seen & (seen_hash[pos] == row_hash))
-                conflicting_ts.update(ts[ts_seen & (seen_hash[pos] != row_hash)].tolist())
+            if has_ts.any():
+                low, high = ts[has_ts].min(), ts[has_ts].max()
+                if not rows_across_chunks and any(low <= last and high >= first for first, last in time_ranges):
+                    raise _ChunksOverlapInTime
+                time_ranges.append((low, high))
+            row_hash = _row_hashes(chunk) if rows_across_chunks else None
+            exact_dup = _duplicate_rows(chunk, ts, has_ts, row_hash, seen, conflicting_ts)
             result["rows_duplicate"] += int(exact_dup.sum())
             if exact_dup.any():  # most chunks have none: no copy then
                 fresh_rows = ~exact_dup
                 chunk, unparseable = chunk[fresh_rows], unparseable[fresh_rows]
-                ts, row_hash, has_ts = ts[fresh_rows], row_hash[fresh_rows], has_ts[fresh_rows]
-            in_chunk = pd.Series(ts[has_ts]).duplicated(keep=False).to_numpy()
-            conflicting_ts.update(ts[has_ts][in_chunk].tolist())
+                ts, has_ts = ts[fresh_rows], has_ts[fresh_rows]
+                row_hash = row_hash[fresh_rows] if row_hash is not None else None
 
             # Every rule on every row, vectorised (the masks read the suite's kwargs).
-            masks = {validation.rule_name(r): validation.violation_mask(chunk, r).to_numpy() for r in rules}
+            masks = {validation.rule_name(r): validation.violation_mask(chunk, r) for r in rules}
             flagged = unparseable.to_numpy().copy()
             if conflicting_ts:
                 flagged |= np.isin(ts, np.fromiter(conflicting_ts, dtype="int64"))
@@ -610,12 +628,10 @@ def validate_file(path: Path, staged: Path, object_key: str, timings: dict | Non
                 if rule["meta"]["on_failure"] != "set_null":
                     mask = masks[validation.rule_name(rule)]
                     if rule["kwargs"]["column"] in nulled_columns:  # values changed by set_null
-                        mask = validation.violation_mask(chunk, rule).to_numpy()
+                        mask = validation.violation_mask(chunk, rule)
                     drop(mask & keep, validation.rule_name(rule))
                     keep = keep & ~mask
-            # Remember this chunk's timestamps (sorted) and row hashes for the later chunks:
-            # 16 bytes per row is the only state that grows with the file.
-            if has_ts.any():
+            if rows_across_chunks and has_ts.any():
                 order = np.argsort(ts[has_ts], kind="stable")
                 seen.append((ts[has_ts][order], row_hash[has_ts][order]))
             timings["validate"] += time.perf_counter() - t1
@@ -682,6 +698,49 @@ def validate_file(path: Path, staged: Path, object_key: str, timings: dict | Non
         result["status"] = "passed"
         result["reason"] = f"dropped {result['rows_dropped']} bad row(s): {dropped}" if result["rows_dropped"] else None
     return result
+
+
+def _row_hashes(frame):
+    """One 64-bit hash per row over every column, the timestamp included: equal hashes = equal rows."""
+    import pandas as pd
+
+    return pd.util.hash_pandas_object(frame, index=False).to_numpy()
+
+
+def _duplicate_rows(chunk, ts, has_ts, row_hash, seen: list[tuple], conflicting_ts: set[int]):
+    """Rows that exactly repeat an earlier row of the file (same timestamp, same values): a mask.
+    Timestamps shared by rows with different values are added to `conflicting_ts`.
+
+    Only rows whose timestamp occurs more than once can be either, so within the chunk only
+    those are hashed (`row_hash`, every row's hash, is given only when `seen` is kept: each
+    earlier chunk's sorted timestamps and row hashes; earlier chunks outside this chunk's time
+    range are skipped).
+    """
+    import numpy as np
+    import pandas as pd
+
+    exact_dup = np.zeros(len(ts), dtype=bool)
+    dated = np.flatnonzero(has_ts)
+    if not len(dated):
+        return exact_dup
+    times = ts[dated]
+    shared = dated[:0]  # rows whose timestamp repeats within this chunk
+    if not (np.diff(times) > 0).all():
+        shared = dated[pd.Series(times).duplicated(keep=False).to_numpy()]
+        shared_hash = row_hash[shared] if row_hash is not None else _row_hashes(chunk.iloc[shared])
+        exact_dup[shared] = pd.Series(shared_hash).duplicated().to_numpy()
+    low, high = times.min(), times.max()
+    for seen_ts, seen_hash in seen:
+        if seen_ts[0] > high or seen_ts[-1] < low:
+            continue
+        pos = np.minimum(np.searchsorted(seen_ts, ts), len(seen_ts) - 1)
+        ts_seen = (seen_ts[pos] == ts) & has_ts
+        exact_dup |= ts_seen & (seen_hash[pos] == row_hash)
+        conflicting_ts.update(ts[ts_seen & (seen_hash[pos] != row_hash)].tolist())
+    fresh_shared = shared[~exact_dup[shared]]
+    clash = pd.Series(ts[fresh_shared]).duplicated(keep=False).to_numpy()
+    conflicting_ts.update(ts[fresh_shared][clash].tolist())
+    return exact_dup
 
 
 # GX validates every row that breaks a rule (up to this many) plus a sample of the clean rows.

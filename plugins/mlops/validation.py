@@ -161,9 +161,11 @@ class SuiteRunner:
 
     def run(self, frame) -> list[dict]:
         """Validate one DataFrame; one small JSON-able dict per expectation."""
+        # BASIC has the counts and examples the reports show; SUMMARY would add value counts
+        # and row indexes nobody reads, at 40% more time per run.
         result = self.definition.run(
             batch_parameters={"dataframe": frame},
-            result_format={"result_format": "SUMMARY", "partial_unexpected_count": EXAMPLES},
+            result_format={"result_format": "BASIC", "partial_unexpected_count": EXAMPLES},
         )
         return [_summarise(r) for r in result.results]
 
@@ -236,21 +238,32 @@ def rule_name(expectation: dict) -> str:
 
 
 def violation_mask(frame, expectation: dict):
-    """Boolean Series: rows of `frame` that break a column-map expectation (GX semantics)."""
+    """Boolean array: rows of `frame` that break a column-map expectation (GX semantics: null
+    values break only the not-null rule)."""
+    import numpy as np
+
     kind, kwargs = expectation["type"], expectation["kwargs"]
     values = frame[kwargs["column"]]
     if kind == "expect_column_values_to_not_be_null":
-        return values.isna()
-    present = values.notna()
+        return values.isna().to_numpy()
+    if values.dtype == "float64":  # the common case, in plain numpy (a third of the time of pandas)
+        values = values.to_numpy()
+        present = ~np.isnan(values)
+    else:
+        present = values.notna()
     if kind == "expect_column_values_to_be_between":
         bad = present & False
         if kwargs.get("min_value") is not None:
             bad |= present & (values < kwargs["min_value"])
         if kwargs.get("max_value") is not None:
             bad |= present & (values > kwargs["max_value"])
-        return bad
+        return np.asarray(bad, dtype=bool)
     if kind == "expect_column_values_to_be_in_set":
-        return present & ~values.isin(kwargs["value_set"])
+        if isinstance(values, np.ndarray):
+            allowed = np.isin(values, kwargs["value_set"])
+        else:
+            allowed = values.isin(kwargs["value_set"])
+        return np.asarray(present & ~allowed, dtype=bool)
     raise ValueError(f"the row policy does not know expectation {kind}")
 
 

@@ -265,7 +265,7 @@ def test_large_file_is_streamed_with_bounded_memory(tmp_path):
     assert (small_mem["rows"], large_mem["rows"]) == (150_000, 600_000)
     extra_file_mb = (large_size - small_size) / 1e6
     # Reading whole, memory would grow by more than the extra bytes (a DataFrame is larger than
-    # its CSV); streamed, only the duplicate check's 16 bytes per row (~7 MB here) remain.
+    # its CSV); streamed, only small per-chunk state remains.
     assert large_mem["growth_mb"] - small_mem["growth_mb"] < extra_file_mb / 2, (extra_file_mb, small_mem, large_mem)
 
 

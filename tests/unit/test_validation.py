@@ -1,6 +1,7 @@
 """The expectation suite and the row policy, on local files (no services needed)."""
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -76,7 +77,7 @@ def test_turku_file_policy(tmp_path):
     assert failing[0]["examples"] == [0.0]
 
 
-def test_streaming_across_chunks_finds_duplicates(tmp_path, monkeypatch):
+def test_streaming_across_chunks_finds_duplicates(tmp_path, monkeypatch, caplog):
     """With small chunks, duplicates in different chunks are still found: exact copies collapse,
     a timestamp repeated with other values drops every copy."""
     import pandas as pd
@@ -91,13 +92,58 @@ def test_streaming_across_chunks_finds_duplicates(tmp_path, monkeypatch):
         path = tmp_path / "dups.csv"
         frame.to_csv(path, index=False)
         staged = tmp_path / "s.parquet"
-        result = ingest.validate_file(path, staged, "landing/dups.csv")
+        with caplog.at_level(logging.INFO, logger="mlops.ingest"):
+            result = ingest.validate_file(path, staged, "landing/dups.csv")
+        assert "chunks overlap in time; validating again" in caplog.text  # the second chunk repeats the first's hours
         assert result["rows_in"] == 1350
         assert result["rows_duplicate"] == 100
         assert result["dropped_by_rule"] == {"expect_column_values_to_be_unique(Timestamp) conflicting values": 100}
         kept = pd.read_parquet(staged)
         assert len(kept) == 1150 and kept["Timestamp"].is_unique
         assert not set(changed["Timestamp"]) & set(kept["Timestamp"])
+    finally:
+        get_config.cache_clear()
+
+
+def test_file_in_time_order_needs_no_hash_of_every_row(tmp_path, monkeypatch, caplog):
+    """Chunks that do not overlap in time are checked for duplicates chunk by chunk, in one
+    pass, with the same result as the pass that keeps every row's hash."""
+    import pandas as pd
+
+    monkeypatch.setenv("MLOPS__VALIDATION__CHUNK_ROWS", "1000")
+    get_config.cache_clear()
+    try:
+        base = pd.read_csv(TURKU).drop_duplicates("Timestamp").head(3000)
+        base["Timestamp"] = pd.to_datetime(base["Timestamp"])
+        base = base.sort_values("Timestamp", ascending=False)  # reverse time order overlaps nothing either
+        base["Timestamp"] = base["Timestamp"].dt.strftime("%Y-%m-%d %H:%M:%S")
+        changed = base.iloc[[10, 1500]].assign(Temperature_C=lambda f: f.Temperature_C + 5)
+        # An exact copy and a conflicting copy next to their originals, in the first and second chunk.
+        frame = pd.concat(
+            [
+                base.iloc[:5],
+                base.iloc[[3]],
+                base.iloc[5:11],
+                changed.iloc[[0]],
+                base.iloc[11:1501],
+                changed.iloc[[1]],
+                base.iloc[1501:],
+            ]
+        )
+        path = tmp_path / "ordered.csv"
+        frame.to_csv(path, index=False)
+        with caplog.at_level(logging.INFO, logger="mlops.ingest"):
+            one_pass = ingest.validate_file(path, tmp_path / "one.parquet", "landing/ordered.csv")
+        assert "chunks overlap in time" not in caplog.text
+        timings = {"parse": 0.0, "validate": 0.0, "stage": 0.0}
+        every_row = ingest._validate_pass(path, tmp_path / "every.parquet", "landing/ordered.csv", timings, True)
+        assert one_pass["rows_in"] == 3003 and one_pass["rows_duplicate"] == 1
+        assert one_pass["dropped_by_rule"]["expect_column_values_to_be_unique(Timestamp) conflicting values"] == 4
+        assert {k: v for k, v in one_pass.items() if k != "gx_note"} == {
+            k: v for k, v in every_row.items() if k != "gx_note"
+        }
+        one, every = pd.read_parquet(tmp_path / "one.parquet"), pd.read_parquet(tmp_path / "every.parquet")
+        assert len(one) == 2998 and one.equals(every)
     finally:
         get_config.cache_clear()
 
