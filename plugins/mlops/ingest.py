@@ -725,7 +725,8 @@ def _duplicate_rows(chunk, ts, has_ts, row_hash, seen: list[tuple], conflicting_
         return exact_dup
     times = ts[dated]
     shared = dated[:0]  # rows whose timestamp repeats within this chunk
-    if not (np.diff(times) > 0).all():
+    steps = np.diff(times)
+    if not ((steps > 0).all() or (steps < 0).all()):  # not strictly in (reverse) time order
         shared = dated[pd.Series(times).duplicated(keep=False).to_numpy()]
         shared_hash = row_hash[shared] if row_hash is not None else _row_hashes(chunk.iloc[shared])
         exact_dup[shared] = pd.Series(shared_hash).duplicated().to_numpy()
