@@ -71,6 +71,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5, help="side-by-side repetitions (medians are reported)")
+    parser.add_argument(
+        "--shuffled",
+        action="store_true",
+        help="rows in random order, so chunks overlap in time (the duplicate check then hashes every row, in a second pass)",
+    )
     args = parser.parse_args()
 
     for name in [n for n in os.environ if n.startswith("MLOPS__")]:
@@ -87,8 +92,11 @@ def main() -> int:
     data = state / "batch.csv"
     t0 = time.perf_counter()
     make_file(data, args.rows)
+    if args.shuffled:
+        pd.read_csv(data, dtype=str).sample(frac=1, random_state=7).to_csv(data, index=False)
     size_mb = data.stat().st_size / 1e6
-    print(f"generated {args.rows:,} rows, {size_mb:.0f} MB in {time.perf_counter() - t0:.1f}s", flush=True)
+    order = "shuffled" if args.shuffled else "in time order"
+    print(f"generated {args.rows:,} rows {order}, {size_mb:.0f} MB in {time.perf_counter() - t0:.1f}s", flush=True)
 
     # Warm-up on a small file: imports and the GX context are a per-process constant.
     ingest.validate_file(ROOT / "tests" / "data" / "bad" / "few_bad_rows.csv", state / "warm.parquet", "warm")
