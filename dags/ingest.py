@@ -26,9 +26,12 @@ broken (empty, header only, wrong delimiter, missing/extra/renamed column, not U
 gzip, no valid row), the whole batch is quarantined and its task fails with the reason. A
 failure raises an alert through `alerts.channel` (log, email or webhook).
 
-A task that loaded new rows updates the `observations` asset, which schedules the downstream DAGs;
-a task whose files added nothing new (all seen before) ends *skipped* and emits no asset event.
-A task with a quarantined file fails (after processing the other files of its group).
+A task with a quarantined file fails (after processing the other files of its group); a task
+whose files added nothing new (all seen before) ends *skipped*. Then `announce_observations`
+updates the `observations` asset, which schedules the downstream DAGs, if any task loaded new
+rows, also when another file of the run (or of the same task) was quarantined: the event's
+extra lists the new batches. `fail_if_a_file_failed` then fails the run if any `ingest_files`
+task failed, so a quarantine never looks like a green run.
 
 **Replay**: trigger with the param `object_key` set to a landing key, or to the raw file of an
 earlier batch (`raw/<batch_id>/<file>` or `quarantine/<batch_id>/<file>`) to validate and load
@@ -114,16 +117,24 @@ def ingest():
         print(f"{len(keys)} object(s) to ingest: {keys}")
         return ingest_logic.spread(keys, cfg.ingest.max_mapped_tasks)
 
-    @task(outlets=[OBSERVATIONS], map_index_template="{{ files_label }}")
+    @task(map_index_template="{{ files_label }}")
     def ingest_files(object_keys: list[str]) -> dict:
         """Raw copy, validation, then load or quarantine each object of the group."""
         from mlops import ingest as ingest_logic
 
+        context = get_current_context()
         more = f" (+{len(object_keys) - 1} more)" if len(object_keys) > 1 else ""
-        get_current_context()["files_label"] = object_keys[0] + more
+        context["files_label"] = object_keys[0] + more
         outcome = ingest_logic.process_objects(object_keys)
         for summary in outcome["processed"]:
             print(f"ingested: {summary}")
+        loaded = {
+            "new_rows": outcome["new_rows"],
+            "batches": [s["batch_id"] for s in outcome["processed"] if s.get("new_rows")],
+        }
+        # Pushed before a quarantined file fails this task: announce_observations still sees the
+        # rows of the group's good files (a failed task emits no asset event of its own).
+        context["ti"].xcom_push(key="loaded", value=loaded)
         if outcome["failed"]:
             # Bad data: retrying would not help. Each message names file, rule, column, examples.
             raise AirflowFailException(
@@ -133,13 +144,33 @@ def ingest():
         if not outcome["new_rows"]:
             # No new observations: no asset event, downstream DAGs are not woken up for nothing.
             raise AirflowSkipException(f"nothing new to load from {object_keys}")
-        return {"new_rows": outcome["new_rows"], "batches": [s["batch_id"] for s in outcome["processed"]]}
+        return loaded
+
+    @task(outlets=[OBSERVATIONS], trigger_rule="all_done")
+    def announce_observations() -> dict:
+        """One `observations` asset event for the new rows of every ingest_files task, failed ones included."""
+        context = get_current_context()
+        pushed = [p for p in context["ti"].xcom_pull(task_ids=["ingest_files"], key="loaded") if p]
+        new_rows = sum(p["new_rows"] for p in pushed)
+        if not new_rows:
+            # No new observations: no asset event, downstream DAGs are not woken up for nothing.
+            raise AirflowSkipException("no new observations in this run")
+        announced = {"new_rows": new_rows, "batches": [b for p in pushed for b in p["batches"]]}
+        context["outlet_events"][OBSERVATIONS].extra = announced
+        print(f"observations updated: {announced}")
+        return announced
+
+    @task(trigger_rule="one_failed", on_failure_callback=None)  # AirflowFailException: never retried
+    def fail_if_a_file_failed() -> None:
+        """Runs only when an upstream task failed: the run then ends failed, not green."""
+        raise AirflowFailException("an ingest_files task failed: its log names the quarantined files and why")
 
     routed = route()
     keys = list_objects()
     routed >> [wait_for_landing, keys]
     wait_for_landing >> keys
-    ingest_files.expand(object_keys=keys)
+    ingested = ingest_files.expand(object_keys=keys)
+    ingested >> [announce_observations(), fail_if_a_file_failed()]
 
 
 ingest()

@@ -163,7 +163,7 @@ def spread(keys: list[str], groups: int) -> list[list[str]]:
 def process_objects(keys: list[str]) -> dict:
     """Process several objects one after the other; every one is tried even if some are bad.
 
-    Returns {"loaded": [...summaries], "new_rows": n, "failed": [messages]}.
+    Returns {"processed": [...summaries], "new_rows": n, "failed": [messages]}.
     """
     done, failed, new_rows = [], [], 0
     for key in keys:

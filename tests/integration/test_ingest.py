@@ -81,6 +81,20 @@ def _states(dag_run) -> dict[str, str]:
     }
 
 
+def _observation_events(dag_run) -> list[dict]:
+    """The extras of the `observations` asset events this ingest run emitted (Airflow's metadata DB)."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        events = session.scalars(
+            sa.select(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.name == "observations", AssetEvent.source_run_id == dag_run.run_id)
+        ).all()
+        return [dict(event.extra or {}) for event in events]
+
+
 def test_good_file_loads_once_and_a_rerun_is_recognised(run_dag, fresh):
     raw = pd.read_csv(TURKU)
     month = raw[raw["Timestamp"].str.startswith("2016-03")]
@@ -101,12 +115,15 @@ def test_good_file_loads_once_and_a_rerun_is_recognised(run_dag, fresh):
     rows = _query('SELECT "Timestamp", batch_id FROM observations')
     assert sorted(r[0] for r in rows) == sorted(month["Timestamp"].unique())
     assert {r[1] for r in rows} == {batch_id}
+    assert _observation_events(dag_run) == [{"new_rows": len(rows), "batches": [batch_id]}]
 
     # The same file again: recognised, nothing loaded twice, landing emptied, no new asset event.
     _put(fresh, key, body)
     dag_run = run_dag("ingest")
     assert dag_run.state == "success", _states(dag_run)
     assert _states(dag_run)["ingest_files[0]"] == "skipped"
+    assert _states(dag_run)["announce_observations"] == "skipped"
+    assert _observation_events(dag_run) == []
     assert len(ingest.batches_for_key(key)) == 1
     assert _query("SELECT COUNT(*) FROM observations")[0][0] == month["Timestamp"].nunique()
     assert _keys(fresh, STORAGE.landing_prefix) == []
@@ -194,6 +211,8 @@ def test_bad_corpus_weird_keys_and_a_large_file_in_one_run(run_dag, fresh, tmp_p
 
     dag_run = run_dag("ingest")
     assert dag_run.state == "failed"  # quarantined batches fail their task (and raise an alert)
+    states = _states(dag_run)
+    assert states["fail_if_a_file_failed"] == "failed" and states["announce_observations"] == "success", states
 
     for name, expected in MANIFEST.items():
         (batch,) = ingest.batches_for_key(keys[name])
@@ -224,6 +243,13 @@ def test_bad_corpus_weird_keys_and_a_large_file_in_one_run(run_dag, fresh, tmp_p
     # No partial rows: only loaded batches own observations.
     owners = _query("SELECT DISTINCT b.status FROM observations o JOIN batches b ON o.batch_id = b.batch_id")
     assert owners == [("loaded",)]
+    # The good files' rows are announced even though every task held a bad file and failed.
+    assert all(state == "failed" for task, state in states.items() if task.startswith("ingest_files")), states
+    (event,) = _observation_events(dag_run)
+    assert sorted(event["batches"]) == sorted(
+        r[0] for r in _query("SELECT batch_id FROM batches WHERE status = 'loaded'")
+    )
+    assert event["new_rows"] == _query("SELECT COUNT(*) FROM observations")[0][0]
     assert big_size > 20_000_000
 
 
@@ -318,6 +344,8 @@ def test_sensor_defers_until_a_file_lands_then_alert_and_replay(run_dag, fresh, 
     assert batch["status"] == "quarantined" and "Humidity" in batch["reason"]
     alerts = [a for a in webhook if "ingest.ingest_files" in a["subject"]]
     assert alerts and name in alerts[0]["body"] and "expect_column_values_to_be_between" in alerts[0]["body"]
+    assert states["fail_if_a_file_failed"] == "failed" and dag_run.state == "failed", states
+    assert not [a for a in webhook if "fail_if_a_file_failed" in a["subject"]]  # one alert per failure, not two
 
     monkeypatch.setenv("MLOPS__VALIDATION__MAX_BAD_ROW_FRACTION", "0.5")
     get_config.cache_clear()
