@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import os
 import shutil
 import subprocess
@@ -97,25 +98,27 @@ def stack(request, airflow_db):
                 os.environ[name] = value
 
 
+def _test_run(bag, dag_id: str, conf: dict | None = None, **kwargs):
+    """dag.test() of one DAG of `bag`; params not in `conf` get their defaults, whatever earlier
+    runs of the shared DAG object passed (dag.test() leaves a run's conf in the DAG's params)."""
+    dag = bag.dags.get(dag_id)
+    assert dag is not None, f"DAG {dag_id} not found; import errors: {bag.import_errors}"
+    return dag.test(run_conf={**copy.deepcopy(bag.default_params[dag_id]), **(conf or {})}, **kwargs)
+
+
 @pytest.fixture(scope="session")
 def dagbag():
+    """The project's DAGs, parsed once. `dagbag.run(dag_id, conf)` is run_dag for module fixtures."""
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(ROOT / "dags"))
-    # dag.test() leaves a run's conf in the DAG's params: later runs start from the defaults.
     bag.default_params = {dag_id: copy.deepcopy(dag.params.dump()) for dag_id, dag in bag.dags.items()}
+    bag.run = functools.partial(_test_run, bag)
     return bag
 
 
 @pytest.fixture()
 def run_dag(stack, dagbag):
     """Run a DAG in-process with dag.test() against the real services; returns the DagRun.
-
-    Params not in `conf` get their defaults, whatever earlier runs of the DAG object passed."""
-
-    def _run(dag_id: str, conf: dict | None = None, **kwargs):
-        dag = dagbag.dags.get(dag_id)
-        assert dag is not None, f"DAG {dag_id} not found; import errors: {dagbag.import_errors}"
-        return dag.test(run_conf={**copy.deepcopy(dagbag.default_params[dag_id]), **(conf or {})}, **kwargs)
-
-    return _run
+    Params not in `conf` get their defaults."""
+    return dagbag.run

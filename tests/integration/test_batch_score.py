@@ -176,11 +176,6 @@ def _object_keys(prefix: str) -> list[str]:
     return [o["Key"] for o in listing.get("Contents", [])]
 
 
-def _conf(**params) -> dict:
-    # Every param given: dag.test() keeps the previous run's values on the shared DAG object.
-    return {"batch_id": None, "start": None, "end": None, **params}
-
-
 def _task_states(dag_run) -> dict[str, str]:
     return {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
 
@@ -210,7 +205,7 @@ def scoring_setup(stack):
 
 def test_champion_scores_the_loaded_batches(scoring_setup, run_dag):
     # No params: what an update of the observations asset does.
-    dag_run = run_dag("batch_score", _conf())
+    dag_run = run_dag("batch_score")
     assert dag_run.state == "success", _task_states(dag_run)
     version = scoring_setup["champion"]
     model, _ = scoring.load_model(MODEL_NAME, version)
@@ -250,7 +245,7 @@ def test_rerun_replaces_rows_and_never_duplicates(scoring_setup, run_dag):
     batch_id = next(iter(BATCHES))
     before = _predictions(batch_id)
     keys_before = _object_keys(get_config().storage.predictions_prefix)
-    dag_run = run_dag("batch_score", _conf(batch_id=batch_id))
+    dag_run = run_dag("batch_score", {"batch_id": batch_id})
     assert dag_run.state == "success", _task_states(dag_run)
     after = _predictions(batch_id)
     assert len(after) == len(before) == len(_observations(batch_id))
@@ -269,7 +264,7 @@ def test_challenger_is_scored_in_the_shadow_and_stored_apart(scoring_setup, run_
     batch_id, (start, end) = list(BATCHES.items())[1]
     champion_before = _predictions(batch_id, "champion")
     # Backfill by time range: the batch overlapping it is scored with both versions.
-    dag_run = run_dag("batch_score", _conf(start=start, end=end))
+    dag_run = run_dag("batch_score", {"start": start, "end": end})
     assert dag_run.state == "success", _task_states(dag_run)
     champion_after = _predictions(batch_id, "champion")
     shadow = _predictions(batch_id, "challenger")
@@ -297,7 +292,7 @@ def test_signature_mismatch_fails_and_writes_nothing(scoring_setup, run_dag, sta
     _insert_batch(bad, BAD_BATCH)
     prefix = get_config().storage.predictions_prefix
     keys_before = _object_keys(prefix)
-    dag_run = run_dag("batch_score", _conf(batch_id=BAD_BATCH))
+    dag_run = run_dag("batch_score", {"batch_id": BAD_BATCH})
     assert dag_run.state == "failed"
     states = {(ti.task_id, ti.map_index): ti.state for ti in dag_run.get_task_instances()}
     assert states[("score", 0)] == "failed"
@@ -313,7 +308,7 @@ def test_model_expecting_a_column_the_warehouse_lacks_fails_by_name(scoring_setu
     keys_before = _object_keys(get_config().storage.predictions_prefix)
     version = _register(scoring_setup["train"], get_config().dataset.features, "champion", extra_column="Dew_point_C")
     try:
-        dag_run = run_dag("batch_score", _conf(batch_id=batch_id))
+        dag_run = run_dag("batch_score", {"batch_id": batch_id})
         assert dag_run.state == "failed"
         assert {(ti.task_id, ti.map_index): ti.state for ti in dag_run.get_task_instances()}[("score", 0)] == "failed"
         assert _object_keys(get_config().storage.predictions_prefix) == keys_before
@@ -332,7 +327,7 @@ def test_without_a_champion_the_run_is_skipped(scoring_setup, run_dag, monkeypat
     get_config.cache_clear()
     try:
         assert scoring.resolve_models() is None
-        dag_run = run_dag("batch_score", _conf())
+        dag_run = run_dag("batch_score")
         assert dag_run.state == "success"
         assert _task_states(dag_run)["resolve_models"] == "skipped"
     finally:

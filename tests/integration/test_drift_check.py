@@ -29,18 +29,6 @@ DATASET = CONFIG.dataset
 TIME = DATASET.time_column
 CALM_END = "2031-01-31 00:00:00"  # end of the January segment (no shift)
 TRAIN = "train"
-PARAMS = [
-    "window_days",
-    "window_end",
-    "psi_threshold",
-    "ks_pvalue",
-    "chi2_pvalue",
-    "missing_rate_change",
-    "drifted_feature_share",
-    "performance_drop",
-    "min_labeled_predictions",
-    "cooldown_hours",
-]
 
 
 def weather(start: str, hours: int, winter: bool, seed: int) -> pd.DataFrame:
@@ -177,11 +165,8 @@ def train_runs() -> list:
 
 
 def check(run_dag, **params):
-    """Run drift_check with these params and every other param at its default (None).
-
-    Every param is passed: dag.test() keeps the previous run's conf in the DAG's params.
-    """
-    return run_dag("drift_check", conf={**dict.fromkeys(PARAMS), **params})
+    """Run drift_check with these params and every other param at its default (None)."""
+    return run_dag("drift_check", conf=params)
 
 
 def states(dag_run) -> dict[str, str]:

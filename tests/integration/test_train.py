@@ -24,12 +24,11 @@ from mlops.config import get_config
 
 pytestmark = pytest.mark.integration
 
-# dag.test() keeps the params of the previous run's conf on the DAG: every conf sets them all.
+# A year of data and a small search keep each run short.
 CONF = {
     "training_window_days": 365,
     "model_families": ["logistic_regression", "hist_gradient_boosting"],
     "search_iterations": 2,
-    "force_promote": False,
 }
 # The injected (worse or useless) models need no tuning to show what they are.
 QUICK_CONF = {**CONF, "model_families": ["logistic_regression"]}
@@ -71,13 +70,9 @@ def champion_model(turku_warehouse, stack, dagbag):
     """A model name whose first train run made version 1 champion."""
     with pytest.MonkeyPatch.context() as mp:
         name = use_model_name(mp, "rain_test")
-        dag_run = dagbag.dags["train"].test(
-            run_conf={
-                **CONF,
-                "reason": "integration test",
-                "drifted_features": ["Humidity"],
-                "report_uri": "s3://r/1.html",
-            }
+        dag_run = dagbag.run(
+            "train",
+            {**CONF, "reason": "integration test", "drifted_features": ["Humidity"], "report_uri": "s3://r/1.html"},
         )
         yield {"name": name, "dag_run": dag_run}
     get_config.cache_clear()
@@ -195,11 +190,11 @@ def test_run_is_recorded_and_first_model_becomes_champion(champion_model, on_cha
 
 
 def test_retraining_same_data_and_seed_reproduces_metrics_and_is_not_promoted(
-    champion_model, on_champion_model, dagbag
+    champion_model, on_champion_model, run_dag
 ):
     name, first = champion_model["name"], champion_model["dag_run"]
     champion_before = alias(name, "champion")
-    again = dagbag.dags["train"].test(run_conf=CONF)
+    again = run_dag("train", CONF)
     assert again.state == "success", task_states(again)
     _, first_children = parent_and_children(first, name)
     _, again_children = parent_and_children(again, name)
@@ -215,12 +210,12 @@ def test_retraining_same_data_and_seed_reproduces_metrics_and_is_not_promoted(
     assert alias(name, "challenger") == decision["candidate_version"]
 
 
-def test_deliberately_worse_model_is_not_promoted(champion_model, on_champion_model, dagbag, monkeypatch):
+def test_deliberately_worse_model_is_not_promoted(champion_model, on_champion_model, run_dag, monkeypatch):
     name = champion_model["name"]
     champion_before = alias(name, "champion")
     monkeypatch.setenv("MLOPS__DATASET__FEATURES", WORSE_FEATURES)
     get_config.cache_clear()
-    dag_run = dagbag.dags["train"].test(run_conf=QUICK_CONF)
+    dag_run = run_dag("train", QUICK_CONF)
     assert dag_run.state == "success", task_states(dag_run)
     decision = xcom(dag_run, "promote")
     assert decision["outcome"] == "rejected"
@@ -233,19 +228,19 @@ def test_deliberately_worse_model_is_not_promoted(champion_model, on_champion_mo
     assert decisions(name)["outcome"].iloc[-1] == "rejected"
 
 
-def test_force_promote_then_rollback_restores_previous_champion(champion_model, on_champion_model, dagbag, monkeypatch):
+def test_force_promote_then_rollback_restores_previous_champion(
+    champion_model, on_champion_model, run_dag, monkeypatch
+):
     name = champion_model["name"]
     champion_before = alias(name, "champion")
     monkeypatch.setenv("MLOPS__DATASET__FEATURES", WORSE_FEATURES)
     get_config.cache_clear()
-    forced = dagbag.dags["train"].test(run_conf={**QUICK_CONF, "force_promote": True})
+    forced = run_dag("train", {**QUICK_CONF, "force_promote": True})
     decision = xcom(forced, "promote")
     assert decision["outcome"] == "forced" and "force_promote=True overrode the gate" in decision["reason"]
     assert alias(name, "champion") == decision["candidate_version"] != champion_before
 
-    rollback = dagbag.dags["rollback_champion"].test(
-        run_conf={"reason": "forced model is worse", "target_version": None}
-    )
+    rollback = run_dag("rollback_champion", {"reason": "forced model is worse"})
     assert rollback.state == "success", task_states(rollback)
     assert alias(name, "champion") == champion_before
     row = decisions(name).iloc[-1]
