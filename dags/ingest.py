@@ -163,7 +163,10 @@ def ingest():
     @task(trigger_rule="one_failed", on_failure_callback=None)  # AirflowFailException: never retried
     def fail_if_a_file_failed() -> None:
         """Runs only when an upstream task failed: the run then ends failed, not green."""
-        raise AirflowFailException("an ingest_files task failed: its log names the quarantined files and why")
+        raise AirflowFailException(
+            "an upstream task failed: a quarantined file fails its ingest_files task (its log names the file,"
+            " the rules and example values); a replay of a missing object fails list_objects"
+        )
 
     routed = route()
     keys = list_objects()

@@ -357,3 +357,13 @@ def test_sensor_defers_until_a_file_lands_then_alert_and_replay(run_dag, fresh, 
     (batch,) = ingest.batches_for_key(key)
     assert batch["status"] == "loaded" and batch["rows_dropped"] == 25, batch
     assert _query("SELECT COUNT(*) FROM observations WHERE batch_id = :b", b=batch["batch_id"]) == [(75,)]
+
+
+def test_replay_of_a_missing_object_fails_the_run(run_dag, fresh):
+    """A failed list_objects leaves ingest_files upstream_failed; the run must still end failed."""
+    dag_run = run_dag("ingest", conf={"object_key": f"{STORAGE.landing_prefix}never-landed.csv"})
+    states = _states(dag_run)
+    assert dag_run.state == "failed", states
+    assert states["list_objects"] == "failed" and states["fail_if_a_file_failed"] == "failed", states
+    assert states["announce_observations"] == "skipped", states
+    assert _observation_events(dag_run) == []
