@@ -118,7 +118,7 @@ def ingest():
         return ingest_logic.spread(keys, cfg.ingest.max_mapped_tasks)
 
     @task(map_index_template="{{ files_label }}")
-    def ingest_files(object_keys: list[str]) -> dict:
+    def ingest_files(object_keys: list[str]) -> None:
         """Raw copy, validation, then load or quarantine each object of the group."""
         from mlops import ingest as ingest_logic
 
@@ -132,8 +132,8 @@ def ingest():
             "new_rows": outcome["new_rows"],
             "batches": [s["batch_id"] for s in outcome["processed"] if s.get("new_rows")],
         }
-        # Pushed before a quarantined file fails this task: announce_observations still sees the
-        # rows of the group's good files (a failed task emits no asset event of its own).
+        # Pushed (not returned) before a quarantined file fails this task: announce_observations
+        # still sees the rows of the group's good files (a failed task emits no asset event).
         context["ti"].xcom_push(key="loaded", value=loaded)
         if outcome["failed"]:
             # Bad data: retrying would not help. Each message names file, rule, column, examples.
@@ -144,7 +144,6 @@ def ingest():
         if not outcome["new_rows"]:
             # No new observations: no asset event, downstream DAGs are not woken up for nothing.
             raise AirflowSkipException(f"nothing new to load from {object_keys}")
-        return loaded
 
     @task(outlets=[OBSERVATIONS], trigger_rule="all_done")
     def announce_observations() -> dict:

@@ -517,7 +517,8 @@ def _validate_pass(path: Path, staged: Path, object_key: str, timings: dict, row
     parse_errors: dict[str, dict] = {}
     dropped: dict[str, int] = {}
     nulled: dict[str, int] = {}
-    time_ranges: list[tuple] = []  # each earlier chunk's first and last timestamp (int64 ns)
+    # Without rows_across_chunks: each earlier chunk's first and last timestamp (int64 ns).
+    time_ranges: list[tuple] = []
     # With rows_across_chunks: each earlier chunk's sorted timestamps and their rows' hashes.
     seen: list[tuple] = []
     policy_counts: dict[str, int] = {}
@@ -589,11 +590,11 @@ def _validate_pass(path: Path, staged: Path, object_key: str, timings: dict, row
             # Exact duplicate rows (same timestamp, same values) collapse to one, silently counted.
             ts = chunk[time_col].to_numpy(dtype="datetime64[ns]").astype("int64")
             has_ts = chunk[time_col].notna().to_numpy()
-            if has_ts.any():
-                low, high = ts[has_ts].min(), ts[has_ts].max()
-                if not rows_across_chunks and any(low <= last and high >= first for first, last in time_ranges):
+            if not rows_across_chunks and has_ts.any():
+                span = (ts[has_ts].min(), ts[has_ts].max())
+                if any(_overlap(span, earlier) for earlier in time_ranges):
                     raise _ChunksOverlapInTime
-                time_ranges.append((low, high))
+                time_ranges.append(span)
             row_hash = _row_hashes(chunk) if rows_across_chunks else None
             exact_dup = _duplicate_rows(chunk, ts, has_ts, row_hash, seen, conflicting_ts)
             result["rows_duplicate"] += int(exact_dup.sum())
@@ -700,6 +701,11 @@ def _validate_pass(path: Path, staged: Path, object_key: str, timings: dict, row
     return result
 
 
+def _overlap(span: tuple, other: tuple) -> bool:
+    """Whether two (first, last) timestamp ranges share a point."""
+    return span[0] <= other[1] and other[0] <= span[1]
+
+
 def _row_hashes(frame):
     """One 64-bit hash per row over every column, the timestamp included: equal hashes = equal rows."""
     import pandas as pd
@@ -730,9 +736,9 @@ def _duplicate_rows(chunk, ts, has_ts, row_hash, seen: list[tuple], conflicting_
         shared = dated[pd.Series(times).duplicated(keep=False).to_numpy()]
         shared_hash = row_hash[shared] if row_hash is not None else _row_hashes(chunk.iloc[shared])
         exact_dup[shared] = pd.Series(shared_hash).duplicated().to_numpy()
-    low, high = times.min(), times.max()
+    span = (times.min(), times.max())
     for seen_ts, seen_hash in seen:
-        if seen_ts[0] > high or seen_ts[-1] < low:
+        if not _overlap(span, (seen_ts[0], seen_ts[-1])):
             continue
         pos = np.minimum(np.searchsorted(seen_ts, ts), len(seen_ts) - 1)
         ts_seen = (seen_ts[pos] == ts) & has_ts
