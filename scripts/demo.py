@@ -33,7 +33,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 
 from airflow_api import AirflowClient  # noqa: E402
 from mlops.config import get_config  # noqa: E402
-from stack import ROOT, Settings  # noqa: E402
+from stack import ROOT, ConfigMismatch, Settings, use_stack_config  # noqa: E402
 
 PROJECT_DAGS = {"health_check", "ingest", "train", "batch_score", "drift_check"}
 
@@ -390,7 +390,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the stack to drive (make up / prod-up)",
     )
     args = parser.parse_args(argv)
-    demo = Demo(Settings.from_env(topology=args.topology), args.periods_per_drop, args.max_periods, args.data)
+    settings = Settings.from_env(topology=args.topology)
+    try:
+        use_stack_config(settings)  # the data set the stack runs, whatever this shell's MLOPS_CONFIG
+    except ConfigMismatch as exc:
+        raise SystemExit(f"[demo] {exc}") from None
+    demo = Demo(settings, args.periods_per_drop, args.max_periods, args.data)
     before = [(name, float(secs)) for name, secs in (p.split("=") for p in args.timings.split(",") if p)]
     t0 = time.monotonic()
     with demo.phase("DAGs parsed, health check"):

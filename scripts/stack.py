@@ -45,7 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 
-from mlops.config import load_config  # noqa: E402
+from mlops.config import DEFAULT_CONFIG_PATH, load_config  # noqa: E402
 
 HOST = "127.0.0.1"
 BIN = Path(sys.executable).parent
@@ -822,6 +822,40 @@ def services(settings: Settings) -> list[str]:
 SERVICES = ("airflow", "mlflow", "seaweedfs")
 
 
+class ConfigMismatch(RuntimeError):
+    """MLOPS_CONFIG names another configuration than the one the stack's state was made with."""
+
+
+def stack_config(settings: Settings, environ: dict[str, str] | None = None) -> Path:
+    """The configuration file of this stack: the one recorded in its state (<state>/config),
+    else MLOPS_CONFIG, else include/config/pipeline.yaml. Absolute, since services run
+    elsewhere. Raises ConfigMismatch when MLOPS_CONFIG names another file than the recorded one."""
+    env = os.environ if environ is None else environ
+    requested = Path(env["MLOPS_CONFIG"]).resolve() if env.get("MLOPS_CONFIG") else None
+    record = settings.state_dir / "config"
+    if record.exists():
+        recorded = Path(record.read_text().strip())
+        if requested is not None and requested != recorded:
+            raise ConfigMismatch(
+                f"the stack in {settings.state_dir} was started with the configuration {recorded}, "
+                f"but MLOPS_CONFIG names {requested}. Unset MLOPS_CONFIG (or set it to {recorded}) to "
+                "use this stack, or `make reset` to wipe its state, or choose another MLOPS_STATE_DIR."
+            )
+        return recorded
+    return requested or DEFAULT_CONFIG_PATH.resolve()
+
+
+def use_stack_config(settings: Settings) -> Path:
+    """Record the stack's configuration in its state (first start) and export it as
+    MLOPS_CONFIG to this process and every service it starts. Raises ConfigMismatch."""
+    path = stack_config(settings)
+    if not path.is_file():
+        raise ConfigMismatch(f"configuration file {path} does not exist")
+    (settings.state_dir / "config").write_text(f"{path}\n")
+    os.environ["MLOPS_CONFIG"] = str(path)
+    return path
+
+
 def write_env_file(settings: Settings) -> Path:
     """.stack/env: `source` it to use the airflow CLI, mlflow or boto3 against the stack."""
     env = {
@@ -831,6 +865,7 @@ def write_env_file(settings: Settings) -> Path:
         "AWS_ACCESS_KEY_ID": settings.access_key,
         "AWS_SECRET_ACCESS_KEY": settings.secret_key,
         "AWS_DEFAULT_REGION": "us-east-1",
+        "MLOPS_CONFIG": str(stack_config(settings)),
     }
     path = settings.state_dir / "env"
     path.write_text("".join(f"export {k}={_shell_quote(v)}\n" for k, v in env.items()))
@@ -904,6 +939,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = Settings.from_env(topology=args.topology)
     if args.command == "up":
+        try:
+            config = use_stack_config(settings)
+        except ConfigMismatch as exc:
+            print(f"[stack] refusing to start: {exc}", file=sys.stderr, flush=True)
+            return 2
+        print(f"[stack] configuration {config}", flush=True)
         up(settings)
     elif args.command == "down":
         down(settings)
