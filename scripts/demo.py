@@ -71,7 +71,9 @@ def cut_into_periods(raw, dataset, history_until: str | None = None) -> list[tup
         # the first period after the first third of the rows
         before = counts.cumsum() - counts
         history_until = next((p for p in labels if before[p] >= len(raw) / 3), labels[-1])
-    files = [(f"history-until-{history_until}", raw[periods < history_until])]
+    if history_until is None:  # no parseable time at all: everything is history
+        history_until = "end"
+    files = [(f"history-until-{history_until}", raw[(periods == "") | (periods < history_until)])]
     files += [(label, raw[periods == label]) for label in labels if label >= history_until]
     return files
 

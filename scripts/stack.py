@@ -921,8 +921,17 @@ def up(settings: Settings) -> None:
     for name, start, describe in steps:
         pid_file = _pid_file(settings, name)
         if pid_file.exists() and _running(int(pid_file.read_text())):
-            print(f"[stack] {name} already running: {describe()}", flush=True)
-            continue
+            healthy, detail = probe(settings, name)
+            if healthy:
+                print(f"[stack] {name} already running: {describe()}", flush=True)
+                continue
+            # A process that runs but does not answer (e.g. standalone's scheduler died
+            # inside it): stop its whole group and start it again.
+            print(f"[stack] {name} runs but is unhealthy ({detail}): restarting it", flush=True)
+            # celery: start_airflow_components starts every component and worker again.
+            group = [n for n in services(settings) if n.startswith(("airflow-", "worker-"))] or [name]
+            for member in group if name == "airflow-api-server" else [name]:
+                stop_process(settings, member)
         print(f"[stack] starting {name} ...", flush=True)
         t0 = time.monotonic()
         start(settings)
@@ -942,13 +951,64 @@ def down(settings: Settings) -> None:
         print(f"[stack] {name}: {'stopped' if stopped else 'not running'}", flush=True)
 
 
+def _airflow_health(settings: Settings) -> dict:
+    with urllib.request.urlopen(f"{settings.airflow_url}/api/v2/monitor/health", timeout=5) as resp:
+        return json.load(resp)
+
+
+def _http_ok(url: str) -> None:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        resp.read()
+
+
+def probe(settings: Settings, name: str) -> tuple[bool, str]:
+    """Whether a service of the stack answers as it should, and what it said.
+
+    postgres: a login; seaweedfs: S3's /status; mlflow: /health; airflow (standalone): the
+    API server's /monitor/health with every component (metadatabase, scheduler,
+    dag_processor, triggerer) healthy; airflow-<component>: that component in it; redis:
+    PING; Celery workers: their pid only."""
+    try:
+        if name == "postgres":
+            import psycopg2
+
+            psycopg2.connect(settings.pg_url("postgres", "postgresql"), connect_timeout=3).close()
+            return True, "accepts logins"
+        if name == "seaweedfs":
+            _http_ok(f"{settings.s3_endpoint}/status")
+            return True, "S3 API answers"
+        if name == "mlflow":
+            _http_ok(f"{settings.mlflow_url}/health")
+            return True, "/health answers"
+        if name == "redis":
+            import redis
+
+            redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3).ping()
+            return True, "PING answered"
+        if name.startswith("worker-"):
+            return True, "(pid only)"
+        health = _airflow_health(settings)
+        parts = ("metadatabase", "scheduler", "dag_processor", "triggerer")
+        if name.startswith("airflow-") and name != "airflow-api-server":
+            parts = (name.removeprefix("airflow-").replace("-", "_"),)
+        states = {part: (health.get(part) or {}).get("status") for part in parts}
+        bad = {part: state for part, state in states.items() if state != "healthy"}
+        return not bad, ", ".join(f"{part} {state}" for part, state in states.items())
+    except Exception as exc:  # any failure to answer is "down"; the message says which
+        return False, f"no answer: {str(exc)[:160]}"
+
+
 def status(settings: Settings) -> int:
+    """Each service: its process and whether it answers (probe). Exit code 1 if any is down."""
     code = 0
     for name in services(settings):
         pid_file = _pid_file(settings, name)
         alive = pid_file.exists() and _running(int(pid_file.read_text()))
-        code |= 0 if alive else 1
-        print(f"{name:22s} {'running (pid ' + pid_file.read_text() + ')' if alive else 'stopped'}")
+        healthy, detail = probe(settings, name) if alive else (False, "")
+        code |= 0 if healthy else 1
+        state = "running" if healthy else ("UNHEALTHY" if alive else "stopped")
+        pid = f"(pid {pid_file.read_text().strip()})" if alive else ""
+        print(f"{name:22s} {state:9s} {pid:12s} {detail}".rstrip())
     return code
 
 

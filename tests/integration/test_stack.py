@@ -56,6 +56,10 @@ def test_stack_up_serves_ui_and_api_then_down_stops_everything(tmp_path):
             for name in stack_module.services(settings)
         }
         assert "postgres" in groups
+        status = subprocess.run([sys.executable, script, "status"], env=env, capture_output=True, text=True, timeout=60)
+        assert status.returncode == 0, status.stdout
+        _kill_scheduler_then_status_says_so_and_up_heals(script, env, groups["airflow"])
+        groups["airflow"] = int((settings.state_dir / "pids" / "airflow.pid").read_text())
         assert all(stack_module.group_members(pgid) for pgid in groups.values())
     finally:
         down = subprocess.run([sys.executable, script, "down"], env=env, capture_output=True, text=True, timeout=300)
@@ -147,3 +151,28 @@ def test_up_refuses_another_configuration_than_the_recorded_one(tmp_path):
         assert (state / "config").read_text().strip() == str(recorded)
     finally:
         subprocess.run([sys.executable, script, "down"], env=env, capture_output=True, timeout=120)
+
+
+def _kill_scheduler_then_status_says_so_and_up_heals(script: str, env: dict, airflow_pgid: int) -> None:
+    """Kill the scheduler inside `airflow standalone` (its process keeps running): `status`
+    reports Airflow unhealthy (exit 1), `up` restarts it, and `status` is green again."""
+    schedulers = [
+        pid
+        for pid in stack_module.group_members(airflow_pgid)
+        if b"scheduler" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    assert schedulers
+    for pid in schedulers:
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 120
+    while True:
+        status = subprocess.run([sys.executable, script, "status"], env=env, capture_output=True, text=True, timeout=60)
+        if status.returncode != 0:
+            break
+        assert time.monotonic() < deadline, f"status stayed green with a dead scheduler:\n{status.stdout}"
+        time.sleep(5)
+    assert "airflow" in status.stdout and "UNHEALTHY" in status.stdout and "scheduler unhealthy" in status.stdout
+    up = subprocess.run([sys.executable, script, "up"], env=env, capture_output=True, text=True, timeout=600)
+    assert up.returncode == 0 and "restarting it" in up.stdout, up.stdout + up.stderr
+    status = subprocess.run([sys.executable, script, "status"], env=env, capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0, status.stdout
