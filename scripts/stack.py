@@ -242,6 +242,17 @@ class Settings:
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.airflow_url}/execution/",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "20",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+            # Internal servers on ports derived from the API port (8080 -> Airflow's defaults
+            # 8793, 8794, 8974), so two stacks on one machine do not collide. The health
+            # server binds to loopback; the log servers bind every interface (hard-coded in
+            # Airflow) but answer only requests signed with the stack's JWT secret.
+            # Shared by every component: tokens signed by one verify on the others.
+            "AIRFLOW__API_AUTH__JWT_SECRET": self.jwt_secret,
+            "AIRFLOW__API__SECRET_KEY": self.jwt_secret,
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.airflow_port + 713),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.airflow_port + 714),
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": HOST,
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(self.airflow_port + 894),
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
             "PYTHONPATH": str(ROOT / "plugins"),
@@ -259,8 +270,6 @@ class Settings:
             "AIRFLOW__CELERY__BROKER_URL": self.redis_url,
             "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.pg_url(PG_DATABASES["airflow"], "postgresql"),
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.worker_concurrency),
-            "AIRFLOW__API_AUTH__JWT_SECRET": self.jwt_secret,
-            "AIRFLOW__API__SECRET_KEY": self.jwt_secret,
             # Each worker names itself (MLOPS_WORKER_NAME) in the task instances it runs.
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "mlops.hostname.worker_hostname",
             # A worker that dies mid-task stops heartbeating: the scheduler fails the task
