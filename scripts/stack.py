@@ -259,9 +259,17 @@ class Settings:
             # `airflow standalone` starts its components as `airflow ...` from PATH.
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
             **self.connection_env(),
+            **self.scoring_env(),
             **(self.celery_env() if self.topology == "celery" else {}),
             **self.extra_env,
         }
+
+    def scoring_env(self) -> dict[str, str]:
+        """On a PostgreSQL warehouse batch_score's mapped tasks may write at once: two on
+        standalone's LocalExecutor (a 2-core machine), unless MLOPS__SCORING__PARALLEL_BATCHES says otherwise."""
+        if self.warehouse != "postgres" or self.topology != "standalone":
+            return {}
+        return {"MLOPS__SCORING__PARALLEL_BATCHES": os.environ.get("MLOPS__SCORING__PARALLEL_BATCHES", "2")}
 
     def celery_env(self) -> dict[str, str]:
         """Airflow on PostgreSQL with the CeleryExecutor, Redis as broker."""
