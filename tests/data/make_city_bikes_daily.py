@@ -2,12 +2,13 @@
 
 A city bike scheme, one row per day from 2021-01-01 to 2024-06-30 (1,277 rows): the day's
 weather (a STRING category: sunny, cloudy, rainy, snowy), temperature, wind, the number of
-rentals and whether the day was busy (a STRING label, "yes"/"no": more than 3,000 rentals).
+rentals and whether the day was busy (a STRING label, "yes"/"no": more than 1.15 times the
+median of the previous 28 days).
 The configuration include/config/city_bikes_daily.yaml predicts `busy_tomorrow`.
 
 Plausible, not real: temperature follows the seasons (a sine over the year plus noise), the
 weather's odds follow the temperature, rentals grow with warmth and fall with rain, snow,
-wind and Sundays. From 2023-04 the scheme adds stations: rentals jump by half, so the
+wind and Sundays, rise on Saturdays. From 2023-04 the scheme adds stations: rentals jump by half, so the
 drift check has a real change to find. Deterministic (seeded): rerunning writes the same file.
 
     python tests/data/make_city_bikes_daily.py
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 OUT = Path(__file__).resolve().parents[2] / "include" / "data" / "city_bikes_daily.csv.gz"
-BUSY_RENTALS = 3000
+BUSY_FACTOR = 1.15
 
 
 def make_frame(seed: int = 7) -> pd.DataFrame:
@@ -40,7 +41,7 @@ def make_frame(seed: int = 7) -> pd.DataFrame:
     effect = {"sunny": 1.0, "cloudy": 0.8, "rainy": 0.45, "snowy": 0.25}
     rentals = 900 + 160 * np.clip(temperature + 5, 0, None)
     rentals *= np.array([effect[w] for w in weather]) * (1 - np.clip(wind - 25, 0, 60) / 100)
-    rentals *= np.where(days.day_of_week == 6, 0.7, 1.0)
+    rentals *= np.select([days.day_of_week == 5, days.day_of_week == 6], [1.3, 0.7], 1.0)
     rentals *= np.where(days >= "2023-04-01", 1.5, 1.0)  # new stations
     rentals = np.round(rentals * rng.lognormal(0, 0.15, len(days))).astype(int)
     frame = pd.DataFrame(
@@ -50,10 +51,17 @@ def make_frame(seed: int = 7) -> pd.DataFrame:
             "Temperature_C": np.round(temperature, 1),
             "Wind_speed_kmph": np.round(wind, 1),
             "Rentals": rentals,
-            "Busy": np.where(rentals > BUSY_RENTALS, "yes", "no"),
+            "Busy": np.where(_busy(rentals), "yes", "no"),
         }
     )
     return frame.astype(str)
+
+
+def _busy(rentals: np.ndarray) -> np.ndarray:
+    """A busy day: more than BUSY_FACTOR times the median of the previous 28 days' rentals
+    (the operator's "busier than usual", which calls for extra rebalancing: any season)."""
+    usual = pd.Series(rentals).rolling(28, min_periods=1).median().shift(1).bfill()
+    return rentals > BUSY_FACTOR * usual.to_numpy()
 
 
 def _weather_odds(temperature: float) -> list[float]:
