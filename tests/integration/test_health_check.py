@@ -41,3 +41,48 @@ def test_object_store_refuses_anonymous_and_accepts_the_key(stack):
     )
     keyed.put_object(Bucket="mlops-data", Key="keyed.txt", Body=b"x")
     assert keyed.get_object(Bucket="mlops-data", Key="keyed.txt")["Body"].read() == b"x"
+
+
+def _locked_batches(stack):
+    """A connection holding a write lock on the warehouse's batches table (as a long scoring
+    or ingest transaction does), and the engine; the caller rolls back and disposes."""
+    import sqlalchemy as sa
+
+    from mlops import warehouse
+
+    warehouse.ensure_schema()
+    engine = sa.create_engine(stack.warehouse_url, poolclass=sa.pool.NullPool)
+    conn = engine.connect()
+    if engine.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # the database's write lock
+    else:
+        conn.begin()
+        conn.execute(sa.text("LOCK TABLE batches IN EXCLUSIVE MODE"))
+    return engine, conn
+
+
+def test_warehouse_probe_fails_while_the_pipeline_tables_are_locked(stack):
+    from mlops.health import check_warehouse
+
+    engine, conn = _locked_batches(stack)
+    try:
+        with pytest.raises(Exception, match="locked|lock timeout|cannot be written"):
+            check_warehouse()
+    finally:
+        conn.rollback()
+        conn.close()
+        engine.dispose()
+    assert check_warehouse()["service"] == "warehouse"
+
+
+def test_warehouse_probe_leaves_no_row_behind(stack):
+    import sqlalchemy as sa
+
+    from mlops.health import check_warehouse
+
+    check_warehouse()
+    engine = sa.create_engine(stack.warehouse_url, poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        left = conn.execute(sa.text("SELECT count(*) FROM batches WHERE status = 'health_probe'")).scalar()
+    engine.dispose()
+    assert left == 0
