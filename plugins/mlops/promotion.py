@@ -20,11 +20,9 @@ import json
 import logging
 
 from mlops.config import get_config
+from mlops.registry import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION_TAG
 
 log = logging.getLogger(__name__)
-
-CHAMPION, CHALLENGER = "champion", "challenger"
-PREVIOUS_CHAMPION_TAG = "previous_champion"
 
 
 # ---------------------------------------------------------------- the decision (pure)
@@ -89,25 +87,16 @@ def decide(
 
 
 def _client():
-    from mlops.connections import configure_mlflow
+    from mlops import registry
 
-    return configure_mlflow().MlflowClient()
+    return registry.client()
 
 
 def alias_version(client, name: str, alias: str) -> str | None:
-    """The version number carrying alias, or None."""
-    from mlflow.exceptions import MlflowException
+    """The version number carrying alias, or None (mlops.registry's policy: errors raise)."""
+    from mlops import registry
 
-    try:
-        return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException as exc:
-        if (
-            "not found" in str(exc).lower()
-            or "RESOURCE_DOES_NOT_EXIST" in str(exc)
-            or "INVALID_PARAMETER_VALUE" in str(exc)
-        ):
-            return None
-        raise
+    return registry.alias_version(name, alias, client)
 
 
 def load_version(name: str, version: str):

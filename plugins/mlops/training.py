@@ -716,6 +716,8 @@ def register(train_result: dict, snapshot: dict, window: dict, trigger: dict) ->
             f"Holdout {cfg.promotion.metric}: {chosen['holdout'].get(cfg.promotion.metric.removeprefix('neg_'))}."
         ),
     )
-    client.set_registered_model_alias(name, "challenger", version.version)
+    from mlops.registry import CHALLENGER
+
+    client.set_registered_model_alias(name, CHALLENGER, version.version)
     log.info("registered %s version %s, alias challenger", name, version.version)
     return {"model_name": name, "version": str(version.version), "run_id": chosen["run_id"]}
