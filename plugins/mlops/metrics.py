@@ -139,10 +139,11 @@ def paired_bootstrap(
     )
     diffs = diffs[~np.isnan(diffs)]
     alpha = (1 - confidence) / 2
+    low, high = np.quantile(diffs, [alpha, 1 - alpha]) if len(diffs) else (np.nan, np.nan)
     return {
         "difference": score(metric, y, proba_a, threshold) - score(metric, y, proba_b, threshold),
-        "ci_low": float(np.quantile(diffs, alpha)),
-        "ci_high": float(np.quantile(diffs, 1 - alpha)),
+        "ci_low": float(low),
+        "ci_high": float(high),
         "samples": int(len(diffs)),
         "confidence": float(confidence),
     }

@@ -77,22 +77,28 @@ def _retrying(what: str, call):
         raise RegistryUnavailable(f"registry: {what} failed {ATTEMPTS} times, last: {last}") from last
 
 
-def aliases(name: str, mlflow_client=None) -> dict[str, str]:
-    """{alias: version} of registered model `name`; {} when the model does not exist (yet).
-
-    Raises RegistryUnavailable for any other error (see the module docstring)."""
+def read_model(name: str, mlflow_client=None) -> dict:
+    """{"aliases": {alias: version}, "tags": {key: value}} of registered model `name`; both
+    empty when the model does not exist (yet). Raises RegistryUnavailable for any other error
+    (see the module docstring)."""
     mlflow_client = mlflow_client or client()
 
-    def read() -> dict[str, str]:
+    def read() -> dict:
         try:
             model = mlflow_client.get_registered_model(name)
         except Exception as exc:
             if _model_absent(mlflow_client, name, exc):
-                return {}
+                return {"aliases": {}, "tags": {}}
             raise
-        return {alias: str(version) for alias, version in (model.aliases or {}).items()}
+        aliases = {alias: str(version) for alias, version in (model.aliases or {}).items()}
+        return {"aliases": aliases, "tags": dict(model.tags or {})}
 
-    return _retrying(f"aliases of model {name!r}", read)
+    return _retrying(f"read of model {name!r}", read)
+
+
+def aliases(name: str, mlflow_client=None) -> dict[str, str]:
+    """{alias: version} of registered model `name` ({} when the model does not exist yet)."""
+    return read_model(name, mlflow_client)["aliases"]
 
 
 def alias_version(name: str, alias: str, mlflow_client=None) -> str | None:

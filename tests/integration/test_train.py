@@ -111,9 +111,9 @@ def decisions(name: str) -> pd.DataFrame:
 
 
 def alias(name: str, which: str) -> str | None:
-    from mlops.promotion import alias_version
+    from mlops.registry import alias_version
 
-    return alias_version(client(), name, which)
+    return alias_version(name, which, client())
 
 
 def parent_and_children(dag_run, name: str):

@@ -37,7 +37,9 @@ def test_vectorized_bootstrap_agrees_with_the_loop_within_monte_carlo_error(metr
 
 @settings(max_examples=60, deadline=None)
 @given(
-    data=st.lists(st.tuples(st.integers(0, 1), st.sampled_from([0.0, 0.1, 0.5, 0.5, 0.9, 1.0])), min_size=2, max_size=40),
+    data=st.lists(
+        st.tuples(st.integers(0, 1), st.sampled_from([0.0, 0.1, 0.5, 0.5, 0.9, 1.0])), min_size=2, max_size=40
+    ),
     seed=st.integers(0, 2**16),
     metric=st.sampled_from(METRICS),
 )
