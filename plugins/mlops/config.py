@@ -133,6 +133,9 @@ class ModelConfig(_Strict):
     training_docker_url: str = "unix://var/run/docker.sock"
     # "host": the container reaches the services on the addresses the worker uses.
     training_network_mode: str = "host"
+    # Fewer rows than these in the training part / the holdout of the window: train fails and says so.
+    min_training_rows: int = Field(default=100, ge=1)
+    min_holdout_rows: int = Field(default=30, ge=1)
 
 
 class ScoringConfig(_Strict):
@@ -147,6 +150,11 @@ class PromotionConfig(_Strict):
     min_improvement: float
     bootstrap_samples: int = Field(ge=100)
     confidence: float = Field(gt=0, lt=1)
+    # The candidate must not be significantly worse than persistence on these (metrics.METRICS names).
+    guard_metrics: list[Literal["accuracy", "f1", "roc_auc", "log_loss", "brier"]] = ["brier"]
+    # Evidence: fewer positive / negative holdout rows than these -> outcome insufficient_evidence.
+    min_holdout_positives: int = Field(default=30, ge=1)
+    min_holdout_negatives: int = Field(default=30, ge=1)
 
 
 class DriftConfig(_Strict):

@@ -63,21 +63,57 @@ def base_rate_proba(n_rows: int, positive_rate: float) -> np.ndarray:
     return np.full(n_rows, float(positive_rate))
 
 
-def _fast_score(metric: str, y: np.ndarray, p: np.ndarray, threshold: float) -> float:
-    """score() for one bootstrap resample, without the other six metrics."""
-    from sklearn import metrics as skm
+def bootstrap_weights(n_rows: int, samples: int, seed: int) -> np.ndarray:
+    """How often each row is drawn in each bootstrap resample: int array (samples, n_rows),
+    each row summing to n_rows. Drawn once as a matrix (numpy's seeded default_rng)."""
+    idx = np.random.default_rng(seed).integers(0, n_rows, (samples, n_rows))
+    offsets = (np.arange(samples) * n_rows)[:, None]
+    return np.bincount((idx + offsets).ravel(), minlength=samples * n_rows).reshape(samples, n_rows)
 
+
+def _weighted_roc_auc(y: np.ndarray, p: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """ROC AUC of every resample at once, from the rank (Mann-Whitney) form with ties counted
+    one half: AUC = sum over positive i, negative j of w_i w_j [p_i > p_j] + 0.5 [p_i = p_j],
+    divided by W_pos W_neg. Rows are grouped by distinct score in ascending order, so "below"
+    is the cumulative negative weight of the earlier groups. NaN where a resample lacks a class."""
+    order = np.argsort(p, kind="stable")
+    sorted_p = p[order]
+    starts = np.flatnonzero(np.r_[True, sorted_p[1:] != sorted_p[:-1]])
+    w = weights[:, order].astype(float)
+    positive = y[order] == 1
+    pos = np.add.reduceat(w * positive, starts, axis=1)
+    neg = np.add.reduceat(w * ~positive, starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg
+    numerator = (pos * (below + 0.5 * neg)).sum(axis=1)
+    denominator = pos.sum(axis=1) * neg.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, numerator / denominator, np.nan)
+
+
+def resampled_scores(metric: str, y_true, proba, weights: np.ndarray, threshold: float) -> np.ndarray:
+    """score(metric) on every bootstrap resample (rows of `weights`), vectorized: shape (samples,).
+
+    The weighted forms equal the metrics of the resampled rows (sklearn's definitions: F1 with
+    zero_division=0, log loss and Brier on probabilities clipped like classification_metrics).
+    NaN for ROC AUC on a resample holding one class only."""
+    y = np.asarray(y_true, dtype=int)
+    p = np.asarray(proba, dtype=float)
     if metric == "roc_auc":
-        return float(skm.roc_auc_score(y, p))
+        return _weighted_roc_auc(y, p, weights)
+    w = weights.astype(float)
+    n = w.sum(axis=1)
     p = np.clip(p, PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
     if metric == "neg_log_loss":
-        return -float(skm.log_loss(y, p, labels=[0, 1]))
+        return -(w @ -(y * np.log(p) + (1 - y) * np.log(1 - p))) / n
     if metric == "neg_brier":
-        return -float(np.mean((p - y) ** 2))
-    pred = (p >= threshold).astype(int)
+        return -(w @ (p - y) ** 2) / n
+    pred = p >= threshold
     if metric == "accuracy":
-        return float(np.mean(pred == y))
-    return float(skm.f1_score(y, pred, zero_division=0))
+        return (w @ (pred == y)) / n
+    true_pos = w @ (pred & (y == 1))
+    wrong = w @ (pred != y)  # false positives + false negatives
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(true_pos > 0, 2 * true_pos / (2 * true_pos + wrong), 0.0)
 
 
 def paired_bootstrap(
@@ -91,23 +127,23 @@ def paired_bootstrap(
     seed: int,
     threshold: float,
 ) -> dict[str, float]:
-    """Bootstrap CI of score(a) - score(b), resampling the same holdout rows for both models."""
+    """Percentile bootstrap CI of score(a) - score(b), resampling the same holdout rows for both
+    models (Efron & Tibshirani 1993, ch. 13; paired as in DeLong's setting). The resamples are
+    drawn once as a weight matrix (bootstrap_weights) and scored as matrices; the same seed gives
+    the same resamples for every comparison. Resamples where ROC AUC is undefined (one class) are
+    dropped; `samples` in the result counts the ones used."""
     y = np.asarray(y_true, dtype=int)
-    a = np.asarray(proba_a, dtype=float)
-    b = np.asarray(proba_b, dtype=float)
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(samples):
-        idx = rng.integers(0, len(y), len(y))
-        if metric == "roc_auc" and len(np.unique(y[idx])) < 2:
-            continue  # AUC is undefined on a one-class resample
-        diffs.append(_fast_score(metric, y[idx], a[idx], threshold) - _fast_score(metric, y[idx], b[idx], threshold))
-    diffs = np.asarray(diffs)
+    weights = bootstrap_weights(len(y), samples, seed)
+    diffs = resampled_scores(metric, y, proba_a, weights, threshold) - resampled_scores(
+        metric, y, proba_b, weights, threshold
+    )
+    diffs = diffs[~np.isnan(diffs)]
     alpha = (1 - confidence) / 2
+    low, high = np.quantile(diffs, [alpha, 1 - alpha]) if len(diffs) else (np.nan, np.nan)
     return {
-        "difference": score(metric, y, a, threshold) - score(metric, y, b, threshold),
-        "ci_low": float(np.quantile(diffs, alpha)),
-        "ci_high": float(np.quantile(diffs, 1 - alpha)),
+        "difference": score(metric, y, proba_a, threshold) - score(metric, y, proba_b, threshold),
+        "ci_low": float(low),
+        "ci_high": float(high),
         "samples": int(len(diffs)),
         "confidence": float(confidence),
     }

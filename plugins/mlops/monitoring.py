@@ -23,7 +23,6 @@ from mlops.profile import PROFILE_ARTIFACT_PATH, PROFILE_FILE
 
 log = logging.getLogger(__name__)
 
-CHAMPION_ALIAS = "champion"
 RESULT_FILE = "result.json"
 REPORT_FILE = "report.html"
 
@@ -45,22 +44,17 @@ def s3_uri(config: PipelineConfig, key: str) -> str:
 
 
 def resolve_champion(config: PipelineConfig) -> dict | None:
-    """The champion's version, run and holdout metrics, or None when there is no champion yet."""
-    from mlflow.exceptions import MlflowException
-
-    from mlops.connections import configure_mlflow
+    """The champion's version, run and holdout metrics, or None when there is no champion yet.
+    A registry that cannot answer raises registry.RegistryUnavailable (see mlops.registry)."""
+    from mlops import registry
     from mlops.drift import holdout_metrics
 
-    mlflow = configure_mlflow()
-    client = mlflow.MlflowClient()
+    client = registry.client()
     name = config.model.registered_name
-    try:
-        version = client.get_model_version_by_alias(name, CHAMPION_ALIAS)
-    except MlflowException as exc:
-        # The registered model or the alias does not exist (yet): nothing to compare against.
-        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
-            return None
-        raise
+    champion = registry.champion_version(name, client)
+    if champion is None:
+        return None
+    version = client.get_model_version(name, champion)
     run = client.get_run(version.run_id)
     return {
         "model_name": name,

@@ -1,16 +1,24 @@
 """Gated promotion of the challenger, and rollback of the champion.
 
 Policy (the TFX Evaluator/Pusher contract): the newly registered version has the alias
-`challenger`. It is scored together with the current `champion` on the SAME most recent
-holdout. It becomes `champion` only if
-  * it beats the champion on promotion.metric by more than promotion.min_improvement, AND the
-    paired bootstrap confidence interval of the difference (holdout rows resampled together
-    for both models, seeded) lies above zero; and
-  * it beats both baselines (persistence and base rate) on that metric.
-The first model ever becomes champion if it beats both baselines. force_promote overrides
-the gate (recorded as such). Every decision - both models' metrics, the test, the reason and
-the trigger - goes to the model version's tags and description and to the warehouse table
-model_decisions. Rollback moves `champion` back to the previous champion (or a given version).
+`challenger`. It is scored with the current `champion` and the two baselines (persistence,
+base rate) on the SAME most recent holdout. It becomes `champion` only if
+  * the holdout holds at least promotion.min_holdout_positives positive and
+    promotion.min_holdout_negatives negative rows (otherwise: insufficient_evidence);
+  * it beats EACH baseline, and the champion if there is one, on promotion.metric with the
+    paired bootstrap CI of the difference (holdout rows resampled together, seeded) above
+    zero, and beats the champion by more than promotion.min_improvement;
+  * it is not significantly worse than persistence on any of promotion.guard_metrics (the
+    CI of the difference entirely below zero).
+The first champion needs the same evidence (minus the champion comparison). force_promote
+overrides the gate (recorded as such). Every decision - scores, tests, holdout counts, reason,
+trigger - goes to the version's tags and description and to the warehouse table model_decisions.
+
+Crash safety: a decision is written as the registered model's tag `pending_decision` (the
+whole decision, JSON) BEFORE any alias moves; then the aliases, tags and records are applied
+(each step idempotent) and the tag is cleared last. A retry of the same DAG run finds the
+recorded decision or the pending intent and completes exactly that, so killing the task at
+any step and retrying ends like an uninterrupted run. Rollback follows the same protocol.
 """
 
 from __future__ import annotations
@@ -18,96 +26,149 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
+import signal
 
 from mlops.config import get_config
+from mlops.registry import CHALLENGER, CHAMPION, PENDING_DECISION_TAG, PREVIOUS_CHAMPION_TAG
 
 log = logging.getLogger(__name__)
 
-CHAMPION, CHALLENGER = "champion", "challenger"
-PREVIOUS_CHAMPION_TAG = "previous_champion"
+BASELINES = ("persistence", "base_rate")
+# Fault injection for the kill tests: SIGKILL this process at the named step
+# (intent_written, alias_moved, recorded) of a promotion or rollback.
+CRASH_AT_ENV = "MLOPS_CRASH_AT"
 
 
 # ---------------------------------------------------------------- the decision (pure)
 
 
+def _ci(test: dict) -> str:
+    return f"{test['confidence']:.0%} CI [{test['ci_low']:+.4f}, {test['ci_high']:+.4f}]"
+
+
+def _evidence_failures(metric: str, scores: dict, tests: dict, guards: dict) -> list[str]:
+    """Why the candidate does not beat the baselines / passes no guard (empty: it does)."""
+    failures = []
+    for baseline in BASELINES:
+        test = tests[baseline]
+        if not test["ci_low"] > 0:
+            failures.append(
+                f"{metric} {scores['candidate']:.4f} vs the {baseline.replace('_', ' ')} baseline "
+                f"{scores[baseline]:.4f}: difference {test['difference']:+.4f}, {_ci(test)} does not lie above 0"
+            )
+    for guard, test in guards.items():
+        if test["ci_high"] < 0:
+            failures.append(
+                f"significantly worse than persistence on {guard}: difference {test['difference']:+.4f}, "
+                f"{_ci(test)} lies below 0"
+            )
+    return failures
+
+
 def decide(
     metric: str,
-    challenger: float,
-    champion: float | None,
-    persistence: float,
-    base_rate: float,
-    test: dict | None,
+    scores: dict,
+    tests: dict,
+    guards: dict,
+    counts: dict,
+    minimums: dict,
     min_improvement: float,
     force: bool = False,
     champion_version: str | None = None,
 ) -> dict:
-    """Apply the promotion policy to scores (higher is better). Returns outcome, promote, reason."""
-    failures = []
-    for name, value in (("persistence", persistence), ("base rate", base_rate)):
-        if not challenger > value:
-            failures.append(f"{metric} {challenger:.4f} does not beat the {name} baseline ({value:.4f})")
-    if champion is not None:
+    """Apply the promotion policy. Returns {"outcome", "promote", "reason"}.
+
+    scores: promotion.metric (higher is better) of "candidate", "persistence", "base_rate" and
+    "champion" (None without a champion). tests: paired_bootstrap of candidate minus each of
+    "persistence", "base_rate", "champion" (None without one) on that metric. guards: {metric
+    name: paired_bootstrap of candidate minus persistence, higher is better}. counts and
+    minimums: {"positives": n, "negatives": n} of the holdout and the configured floors.
+    Outcomes: insufficient_evidence, rejected, first_champion, promoted, forced."""
+    short = [
+        f"{counts[kind]} {kind[:-1]} holdout rows (promotion.min_holdout_{kind} = {minimums[kind]})"
+        for kind in ("positives", "negatives")
+        if counts[kind] < minimums[kind]
+    ]
+    failures = [] if short else _evidence_failures(metric, scores, tests, guards)
+    champion = scores.get("champion")
+    if champion is not None and not short:
+        test = tests["champion"]
         if test is None:
             raise ValueError("a paired test is required when there is a champion")
-        diff = test["difference"]
-        if not diff > min_improvement:
+        if not test["difference"] > min_improvement:
             failures.append(
-                f"{metric} {challenger:.4f} vs champion v{champion_version} {champion:.4f}: difference {diff:+.4f} "
-                f"is not above the required margin {min_improvement:+.4f}"
+                f"{metric} {scores['candidate']:.4f} vs champion v{champion_version} {champion:.4f}: difference "
+                f"{test['difference']:+.4f} is not above the required margin {min_improvement:+.4f}"
             )
         if not test["ci_low"] > 0:
-            failures.append(
-                f"the {test['confidence']:.0%} bootstrap CI of the difference [{test['ci_low']:+.4f}, {test['ci_high']:+.4f}] "
-                "does not lie above 0"
-            )
-    if not failures:
-        if champion is None:
-            return {
-                "outcome": "first_champion",
-                "promote": True,
-                "reason": f"first champion: {metric} {challenger:.4f} beats both baselines",
-            }
-        return {
-            "outcome": "promoted",
-            "promote": True,
-            "reason": (
-                f"{metric} {challenger:.4f} beats champion v{champion_version} {champion:.4f} by {test['difference']:+.4f} "
-                f"(CI [{test['ci_low']:+.4f}, {test['ci_high']:+.4f}]) and both baselines"
-            ),
-        }
-    gate = "; ".join(failures)
-    if force:
+            failures.append(f"vs champion v{champion_version}: the bootstrap {_ci(test)} does not lie above 0")
+    gate = "too little evidence: " + "; ".join(short) if short else "; ".join(failures)
+    if gate and force:
         return {
             "outcome": "forced",
             "promote": True,
             "reason": f"force_promote=True overrode the gate, which said: {gate}",
         }
-    return {"outcome": "rejected", "promote": False, "reason": gate}
+    if short:
+        return {"outcome": "insufficient_evidence", "promote": False, "reason": gate}
+    if failures:
+        return {"outcome": "rejected", "promote": False, "reason": gate}
+    versus = ", ".join(f"{b.replace('_', ' ')} {_ci(tests[b])}" for b in BASELINES)
+    if champion is None:
+        return {
+            "outcome": "first_champion",
+            "promote": True,
+            "reason": f"first champion: {metric} {scores['candidate']:.4f} beats both baselines ({versus})",
+        }
+    return {
+        "outcome": "promoted",
+        "promote": True,
+        "reason": (
+            f"{metric} {scores['candidate']:.4f} beats champion v{champion_version} {champion:.4f} by "
+            f"{tests['champion']['difference']:+.4f} ({_ci(tests['champion'])}) and both baselines ({versus})"
+        ),
+    }
+
+
+def evaluate(y, probas: dict, settings) -> dict:
+    """Scores, paired tests, guard tests and holdout counts of the candidate on one holdout.
+
+    y: 0/1 labels (n,); probas: {"candidate", "persistence", "base_rate"[, "champion"]: P(1), (n,)};
+    settings: the PipelineConfig. All bootstraps share one seed, hence the same resamples."""
+    import numpy as np
+
+    from mlops.metrics import SCORERS, classification_metrics, paired_bootstrap, score
+
+    cfg = settings
+    metric, threshold, promo = cfg.promotion.metric, cfg.model.decision_threshold, cfg.promotion
+    y = np.asarray(y, dtype=int)
+
+    def test(metric_name: str, other: str) -> dict:
+        return paired_bootstrap(
+            metric_name, y, probas["candidate"], probas[other],
+            samples=promo.bootstrap_samples, confidence=promo.confidence, seed=cfg.model.random_seed,
+            threshold=threshold,
+        )  # fmt: skip
+
+    higher_is_better = {value[1]: key for key, value in SCORERS.items()}  # brier -> neg_brier
+    return {
+        "scores": {role: score(metric, y, p, threshold) for role, p in probas.items()},
+        "holdout_metrics": {role: classification_metrics(y, p, threshold) for role, p in probas.items()},
+        "tests": {other: test(metric, other) if other in probas else None for other in (*BASELINES, "champion")},
+        "guards": {g: test(higher_is_better[g], "persistence") for g in promo.guard_metrics},
+        "counts": {"rows": int(len(y)), "positives": int(y.sum()), "negatives": int(len(y) - y.sum())},
+        "minimums": {"positives": promo.min_holdout_positives, "negatives": promo.min_holdout_negatives},
+    }
 
 
 # ---------------------------------------------------------------- registry helpers
 
 
 def _client():
-    from mlops.connections import configure_mlflow
+    from mlops import registry
 
-    return configure_mlflow().MlflowClient()
-
-
-def alias_version(client, name: str, alias: str) -> str | None:
-    """The version number carrying alias, or None."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException as exc:
-        if (
-            "not found" in str(exc).lower()
-            or "RESOURCE_DOES_NOT_EXIST" in str(exc)
-            or "INVALID_PARAMETER_VALUE" in str(exc)
-        ):
-            return None
-        raise
+    return registry.client()
 
 
 def load_version(name: str, version: str):
@@ -206,63 +267,112 @@ def _tag_version(client, name: str, version: str, decision: dict) -> None:
         client.update_model_version(name, version, description=(current + "\n\n" + line).strip())
 
 
+# ---------------------------------------------------------------- intents (crash safety)
+
+
+def _crash_point(step: str) -> None:
+    """SIGKILL this process here if MLOPS_CRASH_AT names this step (the kill tests only)."""
+    if os.environ.get(CRASH_AT_ENV) == step:
+        log.warning("%s=%s: killing this process", CRASH_AT_ENV, step)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _write_intent(client, name: str, decision: dict) -> None:
+    """The whole decision as the registered model's pending_decision tag, before any alias moves."""
+    client.set_registered_model_tag(name, PENDING_DECISION_TAG, json.dumps(decision, sort_keys=True))
+    _crash_point("intent_written")
+
+
+def _apply(client, name: str, decision: dict) -> dict:
+    """Carry out a decided promotion or rollback; every step is idempotent, the intent is cleared last."""
+    version, before = decision["candidate_version"], decision.get("champion_before")
+    if decision["action"] == "rollback":
+        client.set_registered_model_alias(name, CHAMPION, version)
+        _crash_point("alias_moved")
+        client.set_model_version_tag(
+            name, before, "decision.rolled_back",
+            f"{decision['decided_at']} to v{version} by {decision['triggered_by']}",
+        )  # fmt: skip
+    elif decision["promoted"]:
+        from mlops import registry
+
+        client.set_model_version_tag(name, version, PREVIOUS_CHAMPION_TAG, before or "")
+        client.set_registered_model_alias(name, CHAMPION, version)
+        _crash_point("alias_moved")
+        # The challenger became the champion: no version is waiting to be compared.
+        if registry.alias_version(name, CHALLENGER, client) == version:
+            client.delete_registered_model_alias(name, CHALLENGER)
+    _tag_version(client, name, version, decision)
+    if decision["action"] == "promote":
+        if before is not None:
+            client.set_model_version_tag(
+                name, before, "decision.last_challenged_by", f"v{version}: {decision['outcome']}"
+            )
+        _log_to_parent_run(decision["parent_run_id"], decision)
+    record(decision)
+    _crash_point("recorded")
+    client.delete_registered_model_tag(name, PENDING_DECISION_TAG)
+    return decision
+
+
+def _resume(client, name: str, decision_id: str) -> dict | None:
+    """The decision of this DAG run if it was recorded or is pending (then completed first).
+    A pending decision of another run (whose retries ran out) is completed too: its alias may
+    already have moved, and half a decision is worse than the one that was taken."""
+    from mlops import registry
+
+    pending_json = registry.read_model(name, client)["tags"].get(PENDING_DECISION_TAG)
+    pending = json.loads(pending_json) if pending_json else None
+    if pending is not None:
+        log.warning("completing the pending decision %s: %s", pending["decision_id"], pending["reason"])
+        _apply(client, name, pending)
+        if pending["decision_id"] == decision_id:
+            return pending
+    return recorded_decision(decision_id)
+
+
 # ---------------------------------------------------------------- promote (train's last task)
 
 
 def promote(window: dict, snapshot: dict, train_result: dict, registered: dict, settings: dict, trigger: dict) -> dict:
-    """Compare challenger and champion on the holdout, move the alias or refuse; record why."""
-    from mlops import training
-    from mlops.metrics import base_rate_proba, classification_metrics, paired_bootstrap, persistence_proba, score
+    """Compare the challenger with the champion and the baselines on the holdout, move the alias or
+    refuse; record why (crash-safe, see the module docstring). Returns the decision.
+
+    Raises registry.RegistryUnavailable when the registry cannot say who is champion."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from mlops import registry, training
+    from mlops.metrics import base_rate_proba, persistence_proba
 
     cfg = get_config()
-    dataset, threshold, metric = cfg.dataset, cfg.model.decision_threshold, cfg.promotion.metric
+    dataset = cfg.dataset
     name, version = registered["model_name"], registered["version"]
     decision_id = f"{trigger['dag_id']}/{trigger['run_id']}"
-    earlier = recorded_decision(decision_id)
-    if earlier is not None:
-        log.info("decision for %s already recorded: %s", decision_id, earlier["outcome"])
-        return earlier
-
     client = _client()
+    earlier = _resume(client, name, decision_id)
+    if earlier is not None:
+        log.info("decision for %s already taken: %s", decision_id, earlier["outcome"])
+        return earlier
+    champion_version = registry.champion_version(name, client)  # an outage fails here, before any work
+    if champion_version == version:
+        raise AirflowFailException(
+            f"v{version} of {name!r} is already champion but no decision of {decision_id} is recorded or pending"
+        )
+
     _, holdout = training.load_split(window, dataset, cfg.model.holdout_fraction, snapshot["data_digest"])
-    y = holdout[dataset.label.name].to_numpy()
     probas = {
         "candidate": predict_positive(load_version(name, version), holdout),
         "persistence": persistence_proba(holdout, dataset),
         "base_rate": base_rate_proba(len(holdout), train_result["baselines"]["positive_rate"]),
     }
-    champion_version = alias_version(client, name, CHAMPION)
-    if champion_version == version:
-        champion_version = None  # already champion (a cleared, re-run task): nothing to compare
     if champion_version is not None:
         probas["champion"] = predict_positive(load_version(name, champion_version), holdout)
-
-    scores = {role: score(metric, y, p, threshold) for role, p in probas.items()}
-    metrics = {role: classification_metrics(y, p, threshold) for role, p in probas.items()}
-    test = None
-    if champion_version is not None:
-        test = paired_bootstrap(
-            metric,
-            y,
-            probas["candidate"],
-            probas["champion"],
-            samples=cfg.promotion.bootstrap_samples,
-            confidence=cfg.promotion.confidence,
-            seed=cfg.model.random_seed,
-            threshold=threshold,
-        )
+    evidence = evaluate(holdout[dataset.label.name].to_numpy(), probas, cfg)
+    metric = cfg.promotion.metric
     verdict = decide(
-        metric,
-        scores["candidate"],
-        scores.get("champion"),
-        scores["persistence"],
-        scores["base_rate"],
-        test,
-        cfg.promotion.min_improvement,
-        force=settings["force_promote"],
-        champion_version=champion_version,
-    )
-    champion_after = version if verdict["promote"] else champion_version
+        metric, evidence["scores"], evidence["tests"], evidence["guards"], evidence["counts"], evidence["minimums"],
+        cfg.promotion.min_improvement, force=settings["force_promote"], champion_version=champion_version,
+    )  # fmt: skip
     decision = {
         "decision_id": decision_id,
         "decided_at": _now(),
@@ -274,12 +384,16 @@ def promote(window: dict, snapshot: dict, train_result: dict, registered: dict, 
         "reason": verdict["reason"],
         "candidate_version": version,
         "champion_before": champion_version,
-        "champion_after": champion_after,
+        "champion_after": version if verdict["promote"] else champion_version,
         "metric": metric,
         "min_improvement": cfg.promotion.min_improvement,
-        "scores": {role: scores.get(role) for role in ("candidate", "champion", "persistence", "base_rate")},
-        "holdout_metrics": metrics,
-        "test": test,
+        "scores": {role: evidence["scores"].get(role) for role in ("candidate", "champion", *BASELINES)},
+        "holdout_metrics": evidence["holdout_metrics"],
+        "test": evidence["tests"]["champion"],
+        "baseline_tests": {b: evidence["tests"][b] for b in BASELINES},
+        "guard_tests": evidence["guards"],
+        "holdout_counts": evidence["counts"],
+        "evidence_minimums": evidence["minimums"],
         "n_holdout": int(len(holdout)),
         "holdout_start": holdout[dataset.time_column].min().strftime("%Y-%m-%d %H:%M:%S"),
         "holdout_end": holdout[dataset.time_column].max().strftime("%Y-%m-%d %H:%M:%S"),
@@ -287,23 +401,11 @@ def promote(window: dict, snapshot: dict, train_result: dict, registered: dict, 
         "trigger_reason": trigger["reason"],
         "dag_id": trigger["dag_id"],
         "run_id": trigger["run_id"],
+        "parent_run_id": train_result["parent_run_id"],
     }
     log.info("decision %s: %s", verdict["outcome"], verdict["reason"])
-
-    if verdict["promote"]:
-        client.set_model_version_tag(name, version, PREVIOUS_CHAMPION_TAG, champion_version or "")
-        client.set_registered_model_alias(name, CHAMPION, version)
-        # The challenger became the champion: no version is waiting to be compared.
-        if alias_version(client, name, CHALLENGER) == version:
-            client.delete_registered_model_alias(name, CHALLENGER)
-    _tag_version(client, name, version, decision)
-    if champion_version is not None:
-        client.set_model_version_tag(
-            name, champion_version, "decision.last_challenged_by", f"v{version}: {verdict['outcome']}"
-        )
-    record(decision)
-    _log_to_parent_run(train_result["parent_run_id"], decision)
-    return decision
+    _write_intent(client, name, decision)
+    return _apply(client, name, decision)
 
 
 def _log_to_parent_run(parent_run_id: str, decision: dict) -> None:
@@ -320,17 +422,21 @@ def _log_to_parent_run(parent_run_id: str, decision: dict) -> None:
 
 
 def rollback(target_version: str | None, trigger: dict) -> dict:
-    """Move `champion` back to target_version, by default the version it replaced; record it."""
+    """Move `champion` back to target_version, by default the version it replaced; record it
+    (crash-safe like promote). Raises AirflowFailException when there is nothing to roll back
+    to, registry.RegistryUnavailable when the registry cannot say who is champion."""
     from airflow.sdk.exceptions import AirflowFailException
     from mlflow.exceptions import MlflowException
 
+    from mlops import registry
+
     name = get_config().model.registered_name
     decision_id = f"{trigger['dag_id']}/{trigger['run_id']}"
-    earlier = recorded_decision(decision_id)
+    client = _client()
+    earlier = _resume(client, name, decision_id)
     if earlier is not None:
         return earlier
-    client = _client()
-    current = alias_version(client, name, CHAMPION)
+    current = registry.champion_version(name, client)
     if current is None:
         raise AirflowFailException(f"model {name!r} has no champion: nothing to roll back")
     if target_version in (None, ""):
@@ -347,7 +453,6 @@ def rollback(target_version: str | None, trigger: dict) -> dict:
     except MlflowException as exc:
         raise AirflowFailException(f"model {name!r} has no version {target_version}: {exc}") from None
 
-    client.set_registered_model_alias(name, CHAMPION, target_version)
     decision = {
         "decision_id": decision_id,
         "decided_at": _now(),
@@ -366,13 +471,7 @@ def rollback(target_version: str | None, trigger: dict) -> dict:
         "dag_id": trigger["dag_id"],
         "run_id": trigger["run_id"],
     }
-    _tag_version(client, name, target_version, decision)
-    client.set_model_version_tag(
-        name,
-        current,
-        "decision.rolled_back",
-        f"{decision['decided_at']} to v{target_version} by {trigger['triggered_by']}",
-    )
-    record(decision)
+    _write_intent(client, name, decision)
+    _apply(client, name, decision)
     log.info("rollback: %s", decision["reason"])
     return decision

@@ -31,10 +31,10 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from mlops import warehouse
 from mlops.config import get_config
+from mlops.registry import CHALLENGER, CHAMPION
 
 log = logging.getLogger(__name__)
 
-CHAMPION, CHALLENGER = "champion", "challenger"
 ROLES = (CHAMPION, CHALLENGER)
 PART_FILE = "part-00000.parquet"
 # Text that sorts before / after every timestamp in TIMESTAMP_FORMAT.
@@ -59,34 +59,19 @@ class ScoringInputError(AirflowFailException):
 def resolve_models(name: str | None = None) -> dict | None:
     """The versions behind the aliases, e.g. {"model_name": "rain_in_4h", "champion": "3",
     "challenger": "4"}; challenger is None when absent or the same version as the champion.
-    None when there is no champion (nothing may be served)."""
-    from mlops.connections import configure_mlflow
+    None when there is no champion (nothing may be served). A registry that cannot answer
+    raises registry.RegistryUnavailable (the task fails and retries; see mlops.registry)."""
+    from mlops import registry
 
-    mlflow = configure_mlflow()
     name = name or get_config().model.registered_name
-    client = mlflow.MlflowClient()
-    champion = _alias_version(client, name, CHAMPION)
+    held = registry.aliases(name)
+    champion = held.get(CHAMPION)
     if champion is None:
         return None
-    challenger = _alias_version(client, name, CHALLENGER)
+    challenger = held.get(CHALLENGER)
     if challenger == champion:
         challenger = None
     return {"model_name": name, CHAMPION: champion, CHALLENGER: challenger}
-
-
-def _alias_version(client, name: str, alias: str) -> str | None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException as exc:
-        # A missing model or alias is an answer, not an outage: anything else is raised (and retried).
-        # (The server reports a missing alias as INVALID_PARAMETER_VALUE "... alias ... not found".)
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST" or (
-            exc.error_code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc).lower()
-        ):
-            return None
-        raise
 
 
 def model_uri(name: str, version: str) -> str:

@@ -33,8 +33,6 @@ FAMILIES = ("logistic_regression", "hist_gradient_boosting", "random_forest", "s
 MODEL_ARTIFACT = "model"
 TRAIN_RESULT_FILE = "train_result.json"
 # Below this, a time-series search and a holdout say nothing useful.
-MIN_TRAINING_ROWS = 100
-MIN_HOLDOUT_ROWS = 30
 # Version tags hold at most this many characters (the server limit is larger, but a
 # version page should stay readable); the full list is an artifact of the parent run.
 MAX_TAG_CHARS = 4000
@@ -205,10 +203,11 @@ def load_split(window: dict, dataset: DatasetConfig, holdout_fraction: float, ex
     training, holdout = split(prepare(raw, dataset), dataset, holdout_fraction)
     label = dataset.label.name
     problems = []
-    if len(training) < MIN_TRAINING_ROWS:
-        problems.append(f"{len(training)} training rows (need {MIN_TRAINING_ROWS})")
-    if len(holdout) < MIN_HOLDOUT_ROWS:
-        problems.append(f"{len(holdout)} holdout rows (need {MIN_HOLDOUT_ROWS})")
+    minimum = get_config().model
+    if len(training) < minimum.min_training_rows:
+        problems.append(f"{len(training)} training rows (need model.min_training_rows = {minimum.min_training_rows})")
+    if len(holdout) < minimum.min_holdout_rows:
+        problems.append(f"{len(holdout)} holdout rows (need model.min_holdout_rows = {minimum.min_holdout_rows})")
     for name, part in (("training", training), ("holdout", holdout)):
         if len(part) and part[label].nunique() < 2:
             problems.append(f"the {name} rows have a single class of {label}")
@@ -716,6 +715,8 @@ def register(train_result: dict, snapshot: dict, window: dict, trigger: dict) ->
             f"Holdout {cfg.promotion.metric}: {chosen['holdout'].get(cfg.promotion.metric.removeprefix('neg_'))}."
         ),
     )
-    client.set_registered_model_alias(name, "challenger", version.version)
+    from mlops.registry import CHALLENGER
+
+    client.set_registered_model_alias(name, CHALLENGER, version.version)
     log.info("registered %s version %s, alias challenger", name, version.version)
     return {"model_name": name, "version": str(version.version), "run_id": chosen["run_id"]}

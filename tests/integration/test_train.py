@@ -111,9 +111,9 @@ def decisions(name: str) -> pd.DataFrame:
 
 
 def alias(name: str, which: str) -> str | None:
-    from mlops.promotion import alias_version
+    from mlops.registry import alias_version
 
-    return alias_version(client(), name, which)
+    return alias_version(name, which, client())
 
 
 def parent_and_children(dag_run, name: str):
@@ -259,7 +259,7 @@ def test_model_that_loses_to_persistence_is_not_promoted(turku_warehouse, run_da
     assert dag_run.state == "success", task_states(dag_run)
     decision = xcom(dag_run, "promote")
     assert decision["outcome"] == "rejected"
-    assert "does not beat the persistence baseline" in decision["reason"]
+    assert "persistence baseline" in decision["reason"] and "does not lie above 0" in decision["reason"]
     assert decision["scores"]["candidate"] < decision["scores"]["persistence"]
     assert alias(name, "champion") is None  # even the first model must beat the baselines
     assert alias(name, "challenger") == decision["candidate_version"]
@@ -300,3 +300,142 @@ def test_full_data_with_the_shipped_configuration(turku_warehouse, run_dag, monk
     }
     print("FULL DATA TRAIN REPORT " + json.dumps(report, indent=2, default=str))
     assert decision["outcome"] == "first_champion"
+
+
+# ---------------------------------------------------------------- crash safety: kill at each step
+
+KILL_STEPS = ["intent_written", "alias_moved", "recorded"]
+# Differ between two runs of the same decision by design (when, which run, which model copy).
+RUN_SPECIFIC = {"decision_id", "decided_at", "run_id", "model_name", "details"}
+
+
+def _run_in_subprocess(call: str, args: dict, crash_at: str | None, tmp_path) -> int:
+    """Run mlops.promotion.<call>(**args) in a fresh interpreter, as a task process would; returns its exit code."""
+    import subprocess
+    import sys
+
+    from mlops.config import PROJECT_ROOT
+    from mlops.promotion import CRASH_AT_ENV
+
+    (tmp_path / "args.json").write_text(json.dumps(args))
+    env = {k: v for k, v in os.environ.items() if k != CRASH_AT_ENV}
+    env["PYTHONPATH"] = str(PROJECT_ROOT / "plugins")
+    if crash_at:
+        env[CRASH_AT_ENV] = crash_at
+    code = f"import json; from mlops.promotion import {call}; {call}(**json.load(open('args.json')))"
+    return subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, timeout=600).returncode
+
+
+def _copy_versions(name: str, sources: list, aliases: dict, tags: dict | None = None) -> None:
+    """A registered model `name` whose versions 1..n are copies of the given ModelVersions."""
+    c = client()
+    c.create_registered_model(name)
+    for source in sources:
+        # MLflow 3 logged models: the source models:/<model_id> must name its model id
+        model_id = source.model_id or source.source.removeprefix("models:/")
+        c.create_model_version(name, source.source, run_id=source.run_id, model_id=model_id)
+    for alias_name, version in aliases.items():
+        c.set_registered_model_alias(name, alias_name, version)
+    for (version, key), value in (tags or {}).items():
+        c.set_model_version_tag(name, version, key, value)
+
+
+def _registry_state(name: str) -> dict:
+    """Aliases, model tags and version tags of `name`, without the run-specific values."""
+    c = client()
+    model = c.get_registered_model(name)
+    versions = {
+        v.version: {
+            # "<decided_at> to v2 by ...": the time differs between the compared runs
+            k: val[20:] if k == "decision.rolled_back" else val
+            for k, val in v.tags.items()
+            if k not in ("decision.at", "decision.run_id")
+        }
+        for v in c.search_model_versions(f"name = '{name}'")
+    }
+    return {"aliases": dict(model.aliases), "model_tags": dict(model.tags), "version_tags": versions}
+
+
+def _decision_rows(name: str) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in RUN_SPECIFIC} for row in decisions(name).to_dict("records")]
+
+
+def _pending(name: str) -> dict | None:
+    from mlops.registry import PENDING_DECISION_TAG
+
+    value = client().get_registered_model(name).tags.get(PENDING_DECISION_TAG)
+    return json.loads(value) if value else None
+
+
+def _kill_then_retry(call, name, args, step, tmp_path) -> None:
+    assert _run_in_subprocess(call, args, step, tmp_path) == -9  # SIGKILL, as a lost worker
+    intent = _pending(name)
+    assert intent is not None, "the intent must be recorded before the kill point"
+    assert _run_in_subprocess(call, args, None, tmp_path) == 0  # the retry
+    assert _pending(name) is None
+    # the retry completed the intent, it did not decide again
+    assert decisions(name)["decided_at"].tolist() == [intent["decided_at"]]
+
+
+def test_promote_killed_at_each_step_and_retried_ends_like_an_uninterrupted_run(
+    champion_model, on_champion_model, run_dag, tmp_path
+):
+    name = champion_model["name"]
+    forced = run_dag("train", {**QUICK_CONF, "force_promote": True})
+    assert forced.state == "success", task_states(forced)
+    registered = xcom(forced, "register")
+    window, trained = xcom(forced, "snapshot"), xcom(forced, "train_candidates")
+    versions = [
+        client().get_model_version(name, v) for v in (xcom(forced, "promote")["champion_before"], registered["version"])
+    ]
+
+    def scenario(step: str | None) -> tuple[dict, list]:
+        copy = f"{name}_{step or 'uninterrupted'}"
+        _copy_versions(copy, versions, {"champion": "1", "challenger": "2"})
+        args = {
+            "window": window, "snapshot": window, "train_result": trained,
+            "registered": {**registered, "model_name": copy, "version": "2"},
+            "settings": {"force_promote": True},
+            "trigger": {"dag_id": "train", "run_id": f"kill-{step}", "triggered_by": "test", "reason": "kill test"},
+        }  # fmt: skip
+        if step is None:
+            assert _run_in_subprocess("promote", args, None, tmp_path) == 0
+        else:
+            _kill_then_retry("promote", copy, args, step, tmp_path)
+        return _registry_state(copy), _decision_rows(copy)
+
+    expected = scenario(None)
+    assert expected[0]["aliases"] == {"champion": "2"}
+    assert expected[0]["version_tags"]["2"]["previous_champion"] == "1"
+    assert len(expected[1]) == 1 and expected[1][0]["outcome"] == "forced"
+    for step in KILL_STEPS:
+        assert scenario(step) == expected, step
+
+
+def test_rollback_killed_at_each_step_and_retried_ends_like_an_uninterrupted_run(
+    champion_model, on_champion_model, tmp_path
+):
+    """Champions v1 -> v2 -> v3: a rollback goes to v2, whatever the step it was killed at."""
+    champion = client().get_model_version(champion_model["name"], "1")
+
+    def scenario(step: str | None) -> tuple[dict, list]:
+        copy = f"{champion_model['name']}_rb_{step or 'uninterrupted'}"
+        chain = {("2", "previous_champion"): "1", ("3", "previous_champion"): "2"}
+        _copy_versions(copy, [champion] * 3, {"champion": "3"}, chain)
+        args = {
+            "target_version": None,
+            "trigger": {"dag_id": "rollback_champion", "run_id": f"kill-{step}", "triggered_by": "test"},
+        }
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("MLOPS__MODEL__REGISTERED_NAME", copy)
+            if step is None:
+                assert _run_in_subprocess("rollback", args, None, tmp_path) == 0
+            else:
+                _kill_then_retry("rollback", copy, args, step, tmp_path)
+        return _registry_state(copy), _decision_rows(copy)
+
+    expected = scenario(None)
+    assert expected[0]["aliases"] == {"champion": "2"}
+    assert [(r["champion_before"], r["champion_after"]) for r in expected[1]] == [("3", "2")]
+    for step in KILL_STEPS:
+        assert scenario(step) == expected, step

@@ -5,44 +5,110 @@ import pytest
 
 from mlops.config import load_config
 from mlops.metrics import base_rate_proba, classification_metrics, paired_bootstrap, persistence_proba, score
-from mlops.promotion import decide
+from mlops.promotion import decide, evaluate
 
-DATASET = load_config(environ={}).dataset
-NO_TEST = None
+CFG = load_config(environ={})
+DATASET = CFG.dataset
 
 
-def test_first_model_becomes_champion_only_if_it_beats_both_baselines():
-    ok = decide("roc_auc", 0.9, None, 0.7, 0.5, NO_TEST, 0.0)
-    assert ok["promote"] and ok["outcome"] == "first_champion"
-    loses = decide("roc_auc", 0.65, None, 0.7, 0.5, NO_TEST, 0.0)
-    assert not loses["promote"] and "persistence baseline" in loses["reason"]
-    base = decide("roc_auc", 0.5, None, 0.4, 0.5, NO_TEST, 0.0)
+ENOUGH = {"positives": 100, "negatives": 900}
+MINIMUMS = {"positives": 30, "negatives": 30}
+
+
+def _test(diff, low, high):
+    return {"difference": diff, "ci_low": low, "ci_high": high, "confidence": 0.95}
+
+
+SIGNIFICANT = _test(0.1, 0.05, 0.15)
+NO_GUARDS = {}
+
+
+def _decide(candidate, champion, tests, guards=NO_GUARDS, counts=ENOUGH, min_improvement=0.0, force=False):
+    scores = {"candidate": candidate, "champion": champion, "persistence": 0.7, "base_rate": 0.5}
+    all_tests = {"persistence": SIGNIFICANT, "base_rate": SIGNIFICANT, "champion": None, **tests}
+    return decide(
+        "roc_auc", scores, all_tests, guards, counts, MINIMUMS, min_improvement, force=force, champion_version="1"
+    )
+
+
+def test_first_model_becomes_champion_only_with_evidence_against_both_baselines():
+    ok = _decide(0.9, None, {})
+    assert ok["promote"] and ok["outcome"] == "first_champion" and "CI" in ok["reason"]
+    # a better point estimate than persistence is not enough: the CI must lie above 0
+    straddles = _decide(0.75, None, {"persistence": _test(0.05, -0.02, 0.12)})
+    assert not straddles["promote"] and straddles["outcome"] == "rejected"
+    assert "persistence baseline" in straddles["reason"] and "does not lie above 0" in straddles["reason"]
+    base = _decide(0.9, None, {"base_rate": _test(0.0, -0.01, 0.01)})
     assert not base["promote"] and "base rate baseline" in base["reason"]
 
 
+def test_too_few_positives_is_insufficient_evidence_even_for_the_first_model():
+    result = _decide(0.95, None, {}, counts={"positives": 10, "negatives": 500})
+    assert result == {
+        "outcome": "insufficient_evidence",
+        "promote": False,
+        "reason": "too little evidence: 10 positive holdout rows (promotion.min_holdout_positives = 30)",
+    }
+    assert _decide(0.95, None, {}, counts={"positives": 10, "negatives": 5}, force=True)["outcome"] == "forced"
+
+
+def test_a_guard_metric_significantly_worse_than_persistence_blocks_promotion():
+    worse_brier = {"brier": _test(-0.2, -0.25, -0.15)}
+    result = _decide(0.95, None, {}, guards=worse_brier)
+    assert not result["promote"] and "significantly worse than persistence on brier" in result["reason"]
+    not_significant = {"brier": _test(-0.01, -0.03, 0.01)}
+    assert _decide(0.95, None, {}, guards=not_significant)["promote"]
+
+
 def test_challenger_needs_margin_and_ci_above_zero():
-    better = {"difference": 0.03, "ci_low": 0.01, "ci_high": 0.05, "confidence": 0.95}
-    assert decide("roc_auc", 0.93, 0.90, 0.7, 0.5, better, 0.0, champion_version="1")["outcome"] == "promoted"
+    assert _decide(0.93, 0.90, {"champion": _test(0.03, 0.01, 0.05)})["outcome"] == "promoted"
     # the point estimate is better but the interval includes 0: not significant
-    noisy = {"difference": 0.01, "ci_low": -0.01, "ci_high": 0.03, "confidence": 0.95}
-    result = decide("roc_auc", 0.91, 0.90, 0.7, 0.5, noisy, 0.0, champion_version="1")
+    result = _decide(0.91, 0.90, {"champion": _test(0.01, -0.01, 0.03)})
     assert not result["promote"] and "does not lie above 0" in result["reason"]
     # significant but below the configured margin
-    small = {"difference": 0.01, "ci_low": 0.005, "ci_high": 0.015, "confidence": 0.95}
-    result = decide("roc_auc", 0.91, 0.90, 0.7, 0.5, small, 0.02, champion_version="1")
+    result = _decide(0.91, 0.90, {"champion": _test(0.01, 0.005, 0.015)}, min_improvement=0.02)
     assert not result["promote"] and "margin" in result["reason"]
 
 
 def test_beating_the_champion_is_not_enough_when_persistence_is_better():
-    better = {"difference": 0.05, "ci_low": 0.02, "ci_high": 0.08, "confidence": 0.95}
-    result = decide("roc_auc", 0.70, 0.65, 0.75, 0.5, better, 0.0, champion_version="1")
+    result = _decide(0.70, 0.65, {"champion": _test(0.05, 0.02, 0.08), "persistence": _test(-0.05, -0.08, -0.02)})
     assert not result["promote"] and "persistence" in result["reason"]
 
 
 def test_force_overrides_and_says_what_the_gate_said():
-    worse = {"difference": -0.05, "ci_low": -0.08, "ci_high": -0.02, "confidence": 0.95}
-    result = decide("roc_auc", 0.85, 0.90, 0.7, 0.5, worse, 0.0, force=True, champion_version="1")
+    result = _decide(0.85, 0.90, {"champion": _test(-0.05, -0.08, -0.02)}, force=True)
     assert result["promote"] and result["outcome"] == "forced" and "champion v1" in result["reason"]
+
+
+def _holdout(n=1500, seed=0):
+    """Labels with 20% positives and a persistence forecast right 90% of the time."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.2).astype(int)
+    persistence = np.where(rng.random(n) < 0.9, y, 1 - y).astype(float)
+    return rng, y, persistence
+
+
+def test_known_answer_better_auc_but_much_worse_brier_than_persistence_is_not_promoted():
+    rng, y, persistence = _holdout()
+    # ranks nearly perfectly (ROC AUC ~0.99 vs persistence ~0.9) but every probability is near 0.5
+    squashed = 0.45 + 0.1 * y + rng.normal(0, 0.02, len(y))
+    evidence = evaluate(y, {"candidate": squashed, "persistence": persistence, "base_rate": np.full(len(y), 0.2)}, CFG)
+    assert evidence["scores"]["candidate"] > evidence["scores"]["persistence"] + 0.05
+    assert evidence["tests"]["persistence"]["ci_low"] > 0
+    assert evidence["guards"]["brier"]["ci_high"] < 0
+    verdict = decide("roc_auc", evidence["scores"], evidence["tests"], evidence["guards"], evidence["counts"],
+                     evidence["minimums"], 0.0)  # fmt: skip
+    assert verdict["outcome"] == "rejected" and "significantly worse than persistence on brier" in verdict["reason"]
+
+
+def test_known_answer_a_clearly_better_calibrated_model_is_promoted():
+    rng, y, persistence = _holdout()
+    good = np.clip(0.05 + 0.9 * y + rng.normal(0, 0.05, len(y)), 0, 1)
+    evidence = evaluate(y, {"candidate": good, "persistence": persistence, "base_rate": np.full(len(y), 0.2)}, CFG)
+    assert evidence["counts"] == {"rows": 1500, "positives": int(y.sum()), "negatives": 1500 - int(y.sum())}
+    verdict = decide("roc_auc", evidence["scores"], evidence["tests"], evidence["guards"], evidence["counts"],
+                     evidence["minimums"], 0.0)  # fmt: skip
+    assert verdict["outcome"] == "first_champion"
 
 
 def test_paired_bootstrap_of_identical_models_is_exactly_zero():
