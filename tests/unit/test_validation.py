@@ -52,6 +52,11 @@ def test_bad_corpus_file(name, tmp_path):
             assert result["rows_duplicate"] == expected["duplicates"]
         if "nulled" in expected:
             assert sum(result["nulled_by_rule"].values()) == expected["nulled"]
+        for rule in expected.get("dropped_rules", []):
+            assert result["dropped_by_rule"].get(rule), (rule, result["dropped_by_rule"])
+    # Reasons stay readable whatever the file (a 10,000-column header included).
+    assert len(result["reason"] or "") < 2000
+    assert len(validation.describe_failures(result)) < 4000
 
 
 def test_turku_file_policy(tmp_path):
@@ -168,3 +173,37 @@ def test_safe_name_never_escapes(key, expected):
 def test_html_report_escapes_values():
     page = validation.render_html({"batch_id": "b", "object_key": "<script>x</script>", "status": "quarantined"})
     assert "<script>x" not in page and "&lt;script&gt;" in page
+
+
+@pytest.mark.parametrize("name", sorted(n for n, v in MANIFEST.items() if v["status"] == "loaded"))
+def test_every_staged_row_is_a_file_row_under_the_declared_types(name, tmp_path):
+    """No row is staged with a value from another column, a guessed type or a guessed null."""
+    import csv_oracle
+
+    dataset = get_config().dataset
+    staged = tmp_path / "staged.parquet"
+    result = ingest.validate_file(BAD / name, staged, f"landing/{name}")
+    assert result["status"] == "passed", result["reason"]
+    expected = csv_oracle.file_rows(BAD / name, dataset)
+    rows = csv_oracle.staged_rows(staged, dataset)
+    assert len(rows) == result["rows_kept"]
+    strays = [row for row in rows if row not in expected]
+    assert not strays, strays[:3]
+    assert result["rows_in"] == result["rows_kept"] + result["rows_dropped"] + result["rows_duplicate"]
+
+
+def test_strings_are_verbatim_and_only_configured_markers_are_missing(tmp_path):
+    import pyarrow.parquet as pq
+
+    staged = tmp_path / "staged.parquet"
+    ingest.validate_file(BAD / "verbatim_strings.csv", staged, "landing/verbatim_strings.csv")
+    locations = pq.read_table(staged, columns=["Location"]).column(0).to_pylist()
+    assert locations[:9] == ["02980", "NA", "null", "None", "n/a", "0", "00", "1e5", " x "]
+
+
+def test_field_count_violations_name_row_line_and_counts(tmp_path):
+    result = ingest.validate_file(BAD / "short_row.csv", tmp_path / "s.parquet", "landing/short_row.csv")
+    fault = result["row_faults"][ingest.FIELD_COUNT_RULE]
+    assert fault["count"] == 1
+    assert fault["examples"] == [{"row": 7, "line": 8, "expected": 10, "found": 9}]
+    assert ingest.FIELD_COUNT_RULE in validation.describe_failures(result)
