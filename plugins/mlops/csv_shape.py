@@ -120,8 +120,8 @@ def _header_names(record: bytes) -> list[str]:
 
 
 def _records(path: Path, compression: str | None):
-    """(block bytes, record end offsets, field counts, physical line of each record's end) per
-    block, cut at unquoted newlines; raises _IrregularQuotes for quoting numpy cannot follow."""
+    """(block bytes, record starts, record ends, field counts, physical line of each record's
+    end) per block of whole records; raises _IrregularQuotes for quoting numpy cannot follow."""
     carry, lines_before = b"", 0
     with open_stream(path, compression) as stream:
         while True:
@@ -133,49 +133,52 @@ def _records(path: Path, compression: str | None):
                 if data:
                     yield _split(data, lines_before)
                 return
-            cut = _last_record_end(data)
-            if cut < 0:
+            parts = _split(data, lines_before)
+            if parts is None:  # not one whole record yet (a huge quoted field)
                 carry = data
                 continue
-            body, carry = data[: cut + 1], data[cut + 1 :]
-            parts = _split(body, lines_before)
-            lines_before += body.count(b"\n")
+            cut = int(parts[2][-1]) + 1
+            carry = data[cut:]
+            lines_before += data.count(b"\n", 0, cut)
             yield parts
 
 
-def _quote_positions(arr: np.ndarray) -> np.ndarray:
-    quotes = np.flatnonzero(arr == QUOTE)
-    if len(quotes):
-        before = np.where(quotes > 0, arr[np.maximum(quotes - 1, 0)], NEWLINE)
-        after = np.where(quotes + 1 < len(arr), arr[np.minimum(quotes + 1, len(arr) - 1)], NEWLINE)
-        opening = np.isin(before, (DELIM, NEWLINE, QUOTE))
-        closing = np.isin(after, (DELIM, NEWLINE, QUOTE, 13))
-        if not (opening | closing).all():
-            raise _IrregularQuotes
-    return quotes
-
-
-def _outside_quotes(positions: np.ndarray, quotes: np.ndarray) -> np.ndarray:
+def _check_quotes(arr: np.ndarray, quotes: np.ndarray) -> None:
+    """Raise _IrregularQuotes unless every quote opens or closes a field (or is doubled)."""
     if not len(quotes):
-        return positions
-    return positions[np.searchsorted(quotes, positions) % 2 == 0]
-
-
-def _last_record_end(data: bytes) -> int:
-    arr = np.frombuffer(data, dtype=np.uint8)
-    ends = _outside_quotes(np.flatnonzero(arr == NEWLINE), _quote_positions(arr))
-    return int(ends[-1]) if len(ends) else -1
+        return
+    before = arr[np.maximum(quotes - 1, 0)]
+    before[quotes == 0] = NEWLINE
+    after = arr[np.minimum(quotes + 1, len(arr) - 1)]
+    after[quotes == len(arr) - 1] = NEWLINE
+    opening = (before == DELIM) | (before == NEWLINE) | (before == QUOTE)
+    closing = (after == DELIM) | (after == NEWLINE) | (after == QUOTE) | (after == 13)
+    if not (opening | closing).all():
+        raise _IrregularQuotes
 
 
 def _split(body: bytes, lines_before: int):
+    """The whole records of `body` (None if it has none). With regular quoting the quote
+    characters pair up into quoted intervals (a doubled quote closes one and opens the next);
+    a newline or delimiter inside an interval does not count. Binary searches over positions:
+    a running sum over every byte would cost ten times more."""
     arr = np.frombuffer(body, dtype=np.uint8)
-    quotes = _quote_positions(arr)
-    all_newlines = np.flatnonzero(arr == NEWLINE)
-    ends = _outside_quotes(all_newlines, quotes)
-    delims = _outside_quotes(np.flatnonzero(arr == DELIM), quotes)
+    quotes = np.flatnonzero(arr == QUOTE)
+    _check_quotes(arr, quotes)
+    newlines = np.flatnonzero(arr == NEWLINE)
+    ends = newlines[np.searchsorted(quotes, newlines) % 2 == 0] if len(quotes) else newlines
+    if not len(ends):
+        return None
+    delims = np.flatnonzero(arr == DELIM)
+    counts = np.diff(np.searchsorted(delims, ends), prepend=0) + 1
+    if len(quotes) > 1:
+        opens, closes = quotes[0 : len(quotes) - 1 : 2], quotes[1::2]
+        quoted = np.searchsorted(delims, closes) - np.searchsorted(delims, opens)
+        counts -= np.bincount(np.searchsorted(ends, opens), weights=quoted, minlength=len(ends))[
+            : len(ends)
+        ].astype(counts.dtype)
     starts = np.concatenate(([0], ends[:-1] + 1))
-    counts = np.searchsorted(delims, ends) - np.searchsorted(delims, starts) + 1
-    lines = lines_before + np.searchsorted(all_newlines, ends) + 1
+    lines = lines_before + np.searchsorted(newlines, ends) + 1
     return body, starts, ends, counts, lines
 
 
