@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import zoneinfo
 from pathlib import Path
 from typing import Literal
 
@@ -35,6 +36,8 @@ class ColumnSpec(_Strict):
     max: float | None = None
     allowed: list[int | float | str] | None = None
     on_out_of_range: Literal["drop_row", "set_null"] = "drop_row"
+    # Strings that mean "no value" in this column (replaces dataset.missing_values for it).
+    missing_values: list[str] | None = None
 
 
 class LabelSpec(_Strict):
@@ -49,6 +52,11 @@ class DatasetConfig(_Strict):
     columns: dict[str, ColumnSpec]
     time_column: str
     time_format: str
+    # Zone of naive times in the files (IANA name); offsets in the data (%z) are honoured.
+    # The warehouse stores UTC.
+    time_zone: str = "UTC"
+    # Strings that mean "no value" (exactly, case included); nothing else is missing.
+    missing_values: list[str] = [""]
     frequency: str
     ignored_columns: list[str] = []
     label: LabelSpec
@@ -77,9 +85,18 @@ class DatasetConfig(_Strict):
         for name in self.ignored_columns:
             if name not in known:
                 problems.append(f"ignored_columns: {name!r} is not in dataset.columns")
+        try:
+            zoneinfo.ZoneInfo(self.time_zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            problems.append(f"time_zone {self.time_zone!r} is not an IANA time zone")
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def missing_values_of(self, column: str) -> list[str]:
+        """The strings read as missing in `column` (its own list, else the data set's)."""
+        own = self.columns[column].missing_values
+        return list(own if own is not None else self.missing_values)
 
     @property
     def numeric_features(self) -> list[str]:
@@ -111,6 +128,10 @@ class ValidationConfig(_Strict):
     min_rows: int = Field(ge=1)
     suite_file: str
     chunk_rows: int = Field(ge=1000)
+    # Plausible time: a row later than the ingest time plus this, or earlier than
+    # earliest_timestamp (UTC, "YYYY-MM-DD[ HH:MM:SS]"), breaks a row rule.
+    future_tolerance_hours: float = Field(default=24, ge=0)
+    earliest_timestamp: str | None = None
 
 
 class ModelConfig(_Strict):

@@ -379,8 +379,10 @@ def _compression(path: Path) -> str | None:
     return "gzip" if magic == b"\x1f\x8b" else None
 
 
-def _coerce(chunk, dataset, parse_errors: dict):
+def _coerce(chunk, dataset, parse_errors: dict, row_faults: dict, plausible: tuple):
     """Parse each configured column to its type. Unparseable values become null and are counted.
+    Time faults (ambiguous or non-existent local time, implausible time) are added to
+    `row_faults` as {rule: {"count", "examples", "mask"}} (the mask is this chunk's).
 
     Returns (typed chunk, unparseable-row mask, the time column as warehouse text).
     """
@@ -405,13 +407,17 @@ def _coerce(chunk, dataset, parse_errors: dict):
                 typed = typed.mask(fractional)
         elif spec.type == "datetime":
             text = raw.astype("string")
-            parsed = pd.to_datetime(text, format=dataset.time_format, errors="coerce")
-            bad = raw.notna() & parsed.isna()
+            parsed, zone_fault, converted = _parse_time(text, dataset)
+            bad = raw.notna() & parsed.isna() & ~zone_fault
+            _note_fault(row_faults, ZONE_RULE, zone_fault, raw)
             typed = parsed
             if name == dataset.time_column:
-                time_text = _timestamp_text(text, parsed, dataset.time_format)
+                too_late, too_early = _implausible(parsed, plausible)
+                _note_fault(row_faults, FUTURE_RULE, too_late, raw)
+                _note_fault(row_faults, EARLY_RULE, too_early, raw)
+                time_text = _timestamp_text(text, parsed, dataset.time_format, reuse_text=not converted)
         else:
-            typed = raw.astype("string")
+            typed = raw.astype("string")  # read as str: kept verbatim ('02980' stays '02980')
             bad = pd.Series(False, index=chunk.index)
         if bad.any():
             entry = parse_errors.setdefault(name, {"column": name, "type": spec.type, "count": 0, "examples": []})
@@ -424,14 +430,73 @@ def _coerce(chunk, dataset, parse_errors: dict):
     return chunk, unparseable, time_text
 
 
-def _timestamp_text(text, parsed, time_format: str):
+FIELD_COUNT_RULE = "field count differs from the header"
+ZONE_RULE = "local time ambiguous or non-existent (daylight saving)"
+FUTURE_RULE = "timestamp later than ingest time + validation.future_tolerance_hours"
+EARLY_RULE = "timestamp earlier than validation.earliest_timestamp"
+
+
+def _note_fault(row_faults: dict, rule: str, mask, raw) -> None:
+    """Add a chunk's rows breaking `rule` (a boolean Series) to `row_faults`."""
+    entry = row_faults.setdefault(rule, {"count": 0, "examples": [], "mask": None})
+    entry["mask"] = mask if entry["mask"] is None else entry["mask"] | mask
+    if not mask.any():
+        return
+    entry["count"] += int(mask.sum())
+    for value in raw[mask].astype(str).unique()[:EXAMPLE_VALUES]:
+        if len(entry["examples"]) < EXAMPLE_VALUES and value not in entry["examples"]:
+            entry["examples"].append(value)
+
+
+EXAMPLE_VALUES = 10
+
+
+def _parse_time(text, dataset):
+    """Times as naive UTC datetimes: (parsed, zone-fault mask, converted?).
+
+    A format with %z honours each row's offset (rows with different offsets are fine: each is
+    converted). Naive times are in dataset.time_zone; with a zone other than UTC they are
+    localised with its daylight-saving rules, and a local time that is ambiguous (the repeated
+    hour) or non-existent (the skipped hour) is a zone fault, not a guess.
+    """
+    import pandas as pd
+
+    no_fault = pd.Series(False, index=text.index)
+    if "%z" in dataset.time_format or "%Z" in dataset.time_format:
+        parsed = pd.to_datetime(text, format=dataset.time_format, errors="coerce", utc=True)
+        return parsed.dt.tz_localize(None), no_fault, True
+    parsed = pd.to_datetime(text, format=dataset.time_format, errors="coerce")
+    if dataset.time_zone == "UTC":
+        return parsed, no_fault, False
+    local = parsed.dt.tz_localize(dataset.time_zone, ambiguous="NaT", nonexistent="NaT")
+    fault = parsed.notna() & local.isna()
+    return local.dt.tz_convert("UTC").dt.tz_localize(None), fault, True
+
+
+def plausible_range(validation) -> tuple:
+    """(earliest, latest) plausible naive-UTC timestamps at this moment (earliest may be None)."""
+    import pandas as pd
+
+    latest = pd.Timestamp.now(tz="UTC").tz_localize(None) + pd.Timedelta(hours=validation.future_tolerance_hours)
+    earliest = pd.Timestamp(validation.earliest_timestamp) if validation.earliest_timestamp else None
+    return earliest, latest
+
+
+def _implausible(parsed, plausible: tuple):
+    earliest, latest = plausible
+    too_late = parsed.notna() & (parsed > latest)
+    too_early = parsed.notna() & (parsed < earliest) if earliest is not None else parsed.notna() & False
+    return too_late, too_early
+
+
+def _timestamp_text(text, parsed, time_format: str, reuse_text: bool = True):
     """Timestamps as warehouse text. Strings that parsed with the warehouse format and have its
     length (19) are already canonical and are reused: formatting a million dates costs a second."""
     from mlops.warehouse import TIMESTAMP_FORMAT
 
     out = text.copy()
     redo = parsed.notna()
-    if time_format == TIMESTAMP_FORMAT:
+    if time_format == TIMESTAMP_FORMAT and reuse_text:
         redo &= text.str.len() != len("2000-01-01 00:00:00")
     if redo.any():
         out[redo] = parsed[redo].dt.strftime(TIMESTAMP_FORMAT)
@@ -488,7 +553,7 @@ def _validate_pass(path: Path, staged: Path, object_key: str, timings: dict, row
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from mlops import validation
+    from mlops import csv_shape, validation
 
     cfg = get_config()
     dataset, policy = cfg.dataset, cfg.validation
@@ -539,6 +604,8 @@ def _validate_pass(path: Path, staged: Path, object_key: str, timings: dict, row
             return step()
         except StopIteration:
             return None
+        except csv_shape.ShapeError as exc:
+            problem = str(exc)
         except pd.errors.EmptyDataError:
             problem = "empty file: no header and no data"
         except UnicodeDecodeError as exc:
@@ -553,19 +620,16 @@ def _validate_pass(path: Path, staged: Path, object_key: str, timings: dict, row
         return None
 
     t0 = time.perf_counter()
-    reader = guarded(
-        lambda: pd.read_csv(
-            path,
-            compression=_compression(path),
-            encoding="utf-8",
-            encoding_errors="strict",
-            chunksize=policy.chunk_rows,
-            low_memory=True,
-        )
-    )
-    timings["parse"] += time.perf_counter() - t0
+    shape = guarded(lambda: csv_shape.check_shape(path, _compression(path), staged.parent))
+    timings["shape"] = timings.get("shape", 0.0) + time.perf_counter() - t0
+    reader = _open_reader(path, shape, dataset, policy, result, guarded)
+    row_faults: dict[str, dict] = {}
+    if shape is not None and shape.bad_count:
+        row_faults[FIELD_COUNT_RULE] = {"count": shape.bad_count, "examples": shape.examples, "mask": None}
+        result["rows_in"] += shape.bad_count
+        drop(np.ones(shape.bad_count, dtype=bool), FIELD_COUNT_RULE)
+    plausible = plausible_range(policy)
     chunks = iter(reader) if reader is not None else iter(())
-    index = 0
     try:
         while True:
             t0 = time.perf_counter()
@@ -573,17 +637,8 @@ def _validate_pass(path: Path, staged: Path, object_key: str, timings: dict, row
             if chunk is None:
                 timings["parse"] += time.perf_counter() - t0
                 break
-            index += 1
-            header = list(chunk.columns)
-            if index == 1 and set(header) != set(dataset.columns):
-                timings["parse"] += time.perf_counter() - t0
-                t1 = time.perf_counter()
-                validation.merge_results(totals, runner.run(chunk.head(1000)))
-                timings["validate"] += time.perf_counter() - t1
-                result["structural_errors"].append(_column_problem(header, list(dataset.columns)))
-                break
             result["rows_in"] += len(chunk)
-            chunk, unparseable, time_text = _coerce(chunk, dataset, parse_errors)
+            chunk, unparseable, time_text = _coerce(chunk, dataset, parse_errors, row_faults, plausible)
             timings["parse"] += time.perf_counter() - t0
 
             t1 = time.perf_counter()
@@ -598,8 +653,8 @@ def _validate_pass(path: Path, staged: Path, object_key: str, timings: dict, row
             row_hash = _row_hashes(chunk) if rows_across_chunks else None
             exact_dup = _duplicate_rows(chunk, ts, has_ts, row_hash, seen, conflicting_ts)
             result["rows_duplicate"] += int(exact_dup.sum())
+            fresh_rows = ~exact_dup
             if exact_dup.any():  # most chunks have none: no copy then
-                fresh_rows = ~exact_dup
                 chunk, unparseable = chunk[fresh_rows], unparseable[fresh_rows]
                 ts, has_ts = ts[fresh_rows], has_ts[fresh_rows]
                 row_hash = row_hash[fresh_rows] if row_hash is not None else None
@@ -618,6 +673,12 @@ def _validate_pass(path: Path, staged: Path, object_key: str, timings: dict, row
             # set_null first (the row stays), then the drop rules on what remains.
             keep = ~unparseable.to_numpy()
             drop(unparseable.to_numpy(), "unparseable value")
+            for rule, fault in row_faults.items():
+                if fault["mask"] is not None:
+                    mask = fault["mask"].to_numpy()[fresh_rows] if exact_dup.any() else fault["mask"].to_numpy()
+                    drop(mask & keep, rule)
+                    keep &= ~mask
+                    fault["mask"] = None
             nulled_columns = set()
             for rule in rules:
                 name = validation.rule_name(rule)
@@ -663,6 +724,14 @@ def _validate_pass(path: Path, staged: Path, object_key: str, timings: dict, row
         if conflicts_dropped:
             dropped["expect_column_values_to_be_unique(" + time_col + ") conflicting values"] = conflicts_dropped
 
+    if reader is not None and shape is not None and result["rows_in"] != shape.data_rows:
+        result["structural_errors"].append(
+            f"{shape.data_rows} records counted but {result['rows_in']} rows read: quoting the reader"
+            " and the field count disagree on; the batch is held back"
+        )
+    result["row_faults"] = {
+        rule: {"count": f["count"], "examples": f["examples"]} for rule, f in row_faults.items() if f["count"]
+    }
     result["expectations"] = list(totals.values())
     result["parse_errors"] = list(parse_errors.values())
     result["dropped_by_rule"] = dropped
@@ -699,6 +768,56 @@ def _validate_pass(path: Path, staged: Path, object_key: str, timings: dict, row
         result["status"] = "passed"
         result["reason"] = f"dropped {result['rows_dropped']} bad row(s): {dropped}" if result["rows_dropped"] else None
     return result
+
+
+def _open_reader(path: Path, shape, dataset, policy, result: dict, guarded):
+    """A chunked pandas reader of a well-formed file, or None with the structural error noted.
+
+    The declared types decide the dtypes (string and datetime columns are read as text, so
+    nothing is guessed), only the configured markers mean missing, and the header was checked
+    on the raw file (pandas would rename a duplicated 'Humidity' to 'Humidity.1').
+    """
+    import pandas as pd
+
+    if shape is None:
+        if not result["structural_errors"]:
+            result["structural_errors"].append("empty file: no header and no data")
+        return None
+    problem = _header_problem(shape.header, list(dataset.columns))
+    if problem:
+        result["structural_errors"].append(problem)
+        return None
+    source = shape.clean_path or path
+    return guarded(
+        lambda: pd.read_csv(
+            source,
+            compression=None if shape.clean_path else _compression(path),
+            encoding="utf-8",
+            encoding_errors="strict",
+            chunksize=policy.chunk_rows,
+            low_memory=True,
+            index_col=False,
+            dtype={n: str for n, c in dataset.columns.items() if c.type in ("string", "datetime")},
+            keep_default_na=False,
+            na_values={n: dataset.missing_values_of(n) for n in dataset.columns},
+        )
+    )
+
+
+def _header_problem(header: list[str], expected: list[str]) -> str | None:
+    seen: set[str] = set()
+    repeated = sorted({name for name in header if name in seen or seen.add(name)})
+    problems = [_column_problem(header, expected)] if set(header) != set(expected) else []
+    if repeated:
+        problems.append(f"duplicated column name(s) in the header: {bounded(repeated)}")
+    return "; ".join(problems) or None
+
+
+def bounded(names: list, shown: int = 5) -> str:
+    """A list for a reason or a log line: the first `shown` items and how many more."""
+    names = list(names)
+    head = ", ".join(repr(str(n)[:60]) for n in names[:shown])
+    return f"[{head}{f', ... and {len(names) - shown} more' if len(names) > shown else ''}]"
 
 
 def _overlap(span: tuple, other: tuple) -> bool:
@@ -821,12 +940,15 @@ def _column_problem(header: list[str], expected: list[str]) -> str:
     missing = [c for c in expected if c not in header]
     extra = [c for c in header if c not in expected]
     if len(header) == 1 and any(sep in header[0] for sep in (";", "\t", "|")):
-        return f"wrong delimiter: the header is one column {header[0][:80]!r}; expected comma-separated {expected}"
+        return (
+            f"wrong delimiter: the header is one column {header[0][:80]!r};"
+            f" expected comma-separated {bounded(expected, 10)}"
+        )
     parts = []
     if missing:
-        parts.append(f"missing column(s) {missing}")
+        parts.append(f"missing column(s) {bounded(missing)}")
     if extra:
-        parts.append(f"unexpected column(s) {extra}")
+        parts.append(f"unexpected column(s) {bounded(extra)}")
     if missing and extra:
         parts.append("(renamed?)")
     return "columns do not match the data set: " + " ".join(parts)

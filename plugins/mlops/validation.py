@@ -305,6 +305,8 @@ def describe_failures(report: dict, limit: int = 8) -> str:
             f"- column {parse['column']!r} not parseable as {parse['type']}: {parse['count']} value(s),"
             f" e.g. {parse['examples'][:5]}"
         )
+    for rule, fault in (report.get("row_faults") or {}).items():
+        lines.append(f"- {rule}: {fault['count']} row(s), e.g. {fault['examples'][:5]} -> drop_row")
     for exp in failing_expectations(report):
         where = f"column {exp['column']!r}" if exp.get("column") else "table"
         count = exp.get("unexpected_count")
@@ -355,6 +357,10 @@ def render_html(report: dict) -> str:
         for p in report.get("parse_errors", [])
     )
     structural = "".join(f"<li>{e(s)}</li>" for s in report.get("structural_errors", []))
+    structural += "".join(
+        f"<li>{e(rule)}: {f['count']} row(s) dropped, e.g. {e(json.dumps(f['examples'][:5]))}</li>"
+        for rule, f in (report.get("row_faults") or {}).items()
+    )
     counts = "".join(
         f"<tr><th>{e(k)}</th><td>{e(json.dumps(report.get(k)))}</td></tr>"
         for k in (

@@ -15,11 +15,16 @@ import gzip
 import io
 import json
 import random
+import zipfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE.parents[1] / "include" / "data" / "port_of_turku_weather.csv.gz"
 OUT = HERE / "bad"
+# Rule names of mlops.ingest's own row rules (kept as text: this script runs without plugins/).
+FIELD_COUNT = "field count differs from the header"
+FUTURE = "timestamp later than ingest time + validation.future_tolerance_hours"
+EARLY = "timestamp earlier than validation.earliest_timestamp"
 
 
 def _rows() -> tuple[list[str], list[list[str]]]:
@@ -113,9 +118,53 @@ def build() -> dict:
     for r in rows_[::2]:
         r[col["Current_weather_condition"]] = "2"
     bad("disallowed_values.csv", _csv(header, rows_), "max_bad_row_fraction", "Current_weather_condition")
+    # Field counts: a row with a field too many or too few is dropped by its own rule, never
+    # loaded shifted; too many such rows quarantine the batch.
     text = _csv(header, take()).decode().splitlines()
     text[5] += ",oops,extra"
-    bad("ragged_rows.csv", ("\n".join(text) + "\n").encode(), "malformed CSV")
+    good("ragged_rows.csv", ("\n".join(text) + "\n").encode(), rows_dropped=1, dropped_rules=[FIELD_COUNT])
+    text = _csv(header, take()).decode().splitlines()
+    text[7] = text[7].rsplit(",", 1)[0]  # the trailing empty value left out
+    good("short_row.csv", ("\n".join(text) + "\n").encode(), rows_dropped=1, dropped_rules=[FIELD_COUNT])
+    text = _csv(header, take()).decode().splitlines()
+    text[1] += ",1"  # the first data row: pandas would take the first column as the index
+    text[50] = text[50].rsplit(",", 2)[0]
+    good("first_row_long.csv", ("\n".join(text) + "\n").encode(), rows_dropped=2, dropped_rules=[FIELD_COUNT])
+    text = _csv(header, take()).decode().splitlines()
+    for i in range(1, len(text), 5):
+        text[i] = text[i].rsplit(",", 1)[0]
+    bad("many_short_rows.csv", ("\n".join(text) + "\n").encode(), "max_bad_row_fraction", FIELD_COUNT)
+    text = _csv(header, take()).decode().splitlines()
+    text[3] = text[3].replace('"Port of Turku, Finland"', '"Port of ""Turku"", Finland\nharbour"')
+    good("quoted_newline_and_quotes.csv", ("\n".join(text) + "\n").encode())
+    # Strings are read verbatim; only configured markers (dataset.missing_values) mean missing.
+    rows_ = take()
+    for r, code in zip(rows_, ["02980", "NA", "null", "None", "n/a", "0", "00", "1e5", " x "], strict=False):
+        r[col["Location"]] = code
+    good("verbatim_strings.csv", _csv(header, rows_))
+    # Implausible time: one mistyped year must not become the newest observation.
+    rows_ = take()
+    rows_[40][0] = "2401" + rows_[40][0][4:]
+    rows_[41][0] = "1850" + rows_[41][0][4:]
+    good("mistyped_years.csv", _csv(header, rows_), rows_dropped=2, dropped_rules=[FUTURE, EARLY])
+    # Other formats named from their first bytes.
+    zipped = io.BytesIO()
+    with zipfile.ZipFile(zipped, "w") as archive:
+        archive.writestr("weather.csv", _csv(header, take(5)))
+    bad("zip_archive.csv", zipped.getvalue(), "zip archive")
+    xlsx = io.BytesIO()
+    with zipfile.ZipFile(xlsx, "w") as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("xl/workbook.xml", "<workbook/>")
+    bad("excel_workbook.csv", xlsx.getvalue(), "Excel workbook")
+    bad("gzip_in_gzip.csv.gz", gzip.compress(gzip.compress(_csv(header, take(5)))), "gzip file inside a gzip")
+    bad("utf16_bom.csv", _csv(header, take(5)).decode().encode("utf-16"), "UTF-16")
+    bad("parquet_named_csv.csv", b"PAR1\x15\x04\x15" + bytes(64), "Parquet")
+    bad("pdf_named_csv.csv", b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n", "PDF")
+    # Header problems reported as what they are, and bounded.
+    bad("duplicated_header.csv", _csv([*header[:-1], "Humidity"], take()), "duplicated column name", "Humidity")
+    wide = [*header, *(f"extra_{i}" for i in range(10_000))]
+    bad("ten_thousand_extra_columns.csv", _csv(wide, [[*r, *([""] * 10_000)] for r in take(3)]), "and 9995 more")
     bad(
         "html_error_page.csv",
         b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>\n",

@@ -52,6 +52,11 @@ def test_bad_corpus_file(name, tmp_path):
             assert result["rows_duplicate"] == expected["duplicates"]
         if "nulled" in expected:
             assert sum(result["nulled_by_rule"].values()) == expected["nulled"]
+        for rule in expected.get("dropped_rules", []):
+            assert result["dropped_by_rule"].get(rule), (rule, result["dropped_by_rule"])
+    # Reasons stay readable whatever the file (a 10,000-column header included).
+    assert len(result["reason"] or "") < 2000
+    assert len(validation.describe_failures(result)) < 4000
 
 
 def test_turku_file_policy(tmp_path):
@@ -168,3 +173,111 @@ def test_safe_name_never_escapes(key, expected):
 def test_html_report_escapes_values():
     page = validation.render_html({"batch_id": "b", "object_key": "<script>x</script>", "status": "quarantined"})
     assert "<script>x" not in page and "&lt;script&gt;" in page
+
+
+@pytest.mark.parametrize("name", sorted(n for n, v in MANIFEST.items() if v["status"] == "loaded"))
+def test_every_staged_row_is_a_file_row_under_the_declared_types(name, tmp_path):
+    """No row is staged with a value from another column, a guessed type or a guessed null."""
+    import csv_oracle
+
+    dataset = get_config().dataset
+    staged = tmp_path / "staged.parquet"
+    result = ingest.validate_file(BAD / name, staged, f"landing/{name}")
+    assert result["status"] == "passed", result["reason"]
+    expected = csv_oracle.file_rows(BAD / name, dataset)
+    rows = csv_oracle.staged_rows(staged, dataset)
+    assert len(rows) == result["rows_kept"]
+    strays = [row for row in rows if row not in expected]
+    assert not strays, strays[:3]
+    assert result["rows_in"] == result["rows_kept"] + result["rows_dropped"] + result["rows_duplicate"]
+
+
+def test_strings_are_verbatim_and_only_configured_markers_are_missing(tmp_path):
+    import pyarrow.parquet as pq
+
+    staged = tmp_path / "staged.parquet"
+    ingest.validate_file(BAD / "verbatim_strings.csv", staged, "landing/verbatim_strings.csv")
+    locations = pq.read_table(staged, columns=["Location"]).column(0).to_pylist()
+    assert locations[:9] == ["02980", "NA", "null", "None", "n/a", "0", "00", "1e5", " x "]
+
+
+def test_field_count_violations_name_row_line_and_counts(tmp_path):
+    result = ingest.validate_file(BAD / "short_row.csv", tmp_path / "s.parquet", "landing/short_row.csv")
+    fault = result["row_faults"][ingest.FIELD_COUNT_RULE]
+    assert fault["count"] == 1
+    assert fault["examples"] == [{"row": 7, "line": 8, "expected": 10, "found": 9}]
+    assert ingest.FIELD_COUNT_RULE in validation.describe_failures(result)
+
+
+@pytest.fixture()
+def configure(monkeypatch):
+    """Override configuration keys (MLOPS__ environment) for one test."""
+
+    def apply(**keys):
+        for name, value in keys.items():
+            monkeypatch.setenv(f"MLOPS__{name.upper()}", value)
+        get_config.cache_clear()
+
+    yield apply
+    monkeypatch.undo()
+    get_config.cache_clear()
+
+
+def _file_with_times(path: Path, times: list[str]) -> Path:
+    import csv
+
+    with open(BAD / "crlf_with_bom.csv", encoding="utf-8-sig", newline="") as source:
+        reader = csv.reader(source)
+        header, rows = next(reader), list(reader)
+    with open(path, "w", newline="") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows([[stamp, *row[1:]] for stamp, row in zip(times, rows, strict=False)])
+    return path
+
+
+def _staged_times(staged: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(staged, columns=["Timestamp"]).column(0).to_pylist()
+
+
+def test_offsets_are_honoured_across_a_daylight_saving_change(configure, tmp_path):
+    """Helsinki went from +02:00 to +03:00 on 2021-03-28: one file holds both offsets."""
+    configure(dataset__time_format="'%Y-%m-%d %H:%M:%S%z'")
+    times = [f"2021-03-28 0{h}:00:00+02:00" for h in range(3)] + [f"2021-03-28 0{h}:00:00+03:00" for h in range(4, 8)]
+    path = _file_with_times(tmp_path / "offsets.csv", times)
+    result = ingest.validate_file(path, tmp_path / "s.parquet", "landing/offsets.csv")
+    assert result["status"] == "passed", result["reason"]
+    assert _staged_times(tmp_path / "s.parquet") == [
+        "2021-03-27 22:00:00",
+        "2021-03-27 23:00:00",
+        "2021-03-28 00:00:00",
+        "2021-03-28 01:00:00",
+        "2021-03-28 02:00:00",
+        "2021-03-28 03:00:00",
+        "2021-03-28 04:00:00",
+    ]
+
+
+def test_naive_local_times_use_the_zone_and_ambiguous_or_missing_hours_are_row_faults(configure, tmp_path):
+    configure(dataset__time_zone="Europe/Helsinki", validation__max_bad_row_fraction="0.1")
+    spring = [f"2021-03-28 {h:02d}:00:00" for h in range(24)]  # 03:00 does not exist
+    autumn = [f"2021-10-31 {h:02d}:00:00" for h in range(24)]  # 03:00 happens twice
+    path = _file_with_times(tmp_path / "local.csv", spring + autumn)
+    result = ingest.validate_file(path, tmp_path / "s.parquet", "landing/local.csv")
+    assert result["status"] == "passed", result["reason"]
+    assert result["dropped_by_rule"] == {ingest.ZONE_RULE: 2}
+    assert result["row_faults"][ingest.ZONE_RULE]["examples"] == ["2021-03-28 03:00:00", "2021-10-31 03:00:00"]
+    staged = _staged_times(tmp_path / "s.parquet")
+    assert staged[:3] == ["2021-03-27 22:00:00", "2021-03-27 23:00:00", "2021-03-28 00:00:00"]
+    assert staged[3] == "2021-03-28 01:00:00"  # 04:00 EEST, right after the skipped hour
+    assert "2021-10-30 23:00:00" in staged and "2021-10-31 02:00:00" in staged  # 02:00 EEST, 04:00 EET
+    assert "2021-10-31 00:00:00" not in staged and "2021-10-31 01:00:00" not in staged  # 03:00, either one
+
+
+def test_implausible_years_are_dropped_by_their_own_rules(tmp_path):
+    result = ingest.validate_file(BAD / "mistyped_years.csv", tmp_path / "s.parquet", "landing/m.csv")
+    assert result["row_faults"][ingest.FUTURE_RULE]["examples"][0].startswith("2401-")
+    assert result["row_faults"][ingest.EARLY_RULE]["examples"][0].startswith("1850-")
+    assert max(_staged_times(tmp_path / "s.parquet")) < "2100"
