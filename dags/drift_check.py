@@ -11,7 +11,11 @@ when the data-set rule fires.
 2. **measure**: the window is the last `drift.window_days` days up to the latest observation
    in the warehouse (replayed history is fine). Per feature: PSI on the reference's decile
    bins and the Kolmogorov-Smirnov test (numeric) or PSI and the chi-square test
-   (categorical), and the change of missing rate. The champion's score distribution.
+   (categorical), and the change of missing rate, each twice: against the whole reference
+   (raw) and against the reference of the same months (`drift.season_key`) weighted by the
+   window's own mix (the shift the season does not explain, which the rule uses while
+   `drift.seasonal_adjustment` is true; months the reference lacks fall back to the whole
+   reference, and the report says so). The champion's score distribution.
    Realized performance: the champion's predictions joined to the label that arrived
    `label.steps_ahead` periods later: accuracy, F1 and Brier against its holdout metrics
    (and the challenger's, where shadow predictions exist). Rows go to the warehouse tables
@@ -49,6 +53,8 @@ THRESHOLD_PARAMS = (
     "drifted_feature_share",
     "performance_drop",
     "min_labeled_predictions",
+    "season_key",
+    "seasonal_adjustment",
 )
 
 
@@ -79,6 +85,17 @@ def _optional_number(description: str, integer: bool = False) -> Param:
         "performance_drop": _optional_number("Realized-vs-holdout drop that fires the rule."),
         "min_labeled_predictions": _optional_number("Labeled predictions needed to judge performance.", integer=True),
         "cooldown_hours": _optional_number("No new train run within this many hours of the last one."),
+        "season_key": Param(
+            None,
+            type=["null", "string"],
+            enum=[None, "month", "quarter", "none"],
+            description="Calendar stratum matching the window with the reference (default: drift.season_key).",
+        ),
+        "seasonal_adjustment": Param(
+            None,
+            type=["null", "boolean"],
+            description="true: drift is the shift the season does not explain; false: the raw shift (default: config).",
+        ),
     },
 )
 def drift_check():
@@ -121,10 +138,14 @@ def drift_check():
             raise AirflowSkipException(
                 f"no observations in the warehouse window of {window_days} days: nothing to check"
             )
+        for note in result["season"]["notes"]:
+            print(f"season: {note}")
         for feature in result["features"]:
             status = "DRIFT" if feature["drifted"] else "ok"
+            raw, seasonal = feature["raw"], feature["seasonal"]
             print(
-                f"{status:5} {feature['feature']}: PSI {feature['psi']}, {feature['test']} p={feature['p_value']}, "
+                f"{status:5} {feature['feature']} ({feature['basis']}): raw PSI {raw['psi']}, {feature['test']} "
+                f"p={raw['p_value']}; not explained by season: PSI {seasonal['psi']}, p={seasonal['p_value']}; "
                 f"missing {feature['reference_missing_rate']:.3f} -> {feature['current_missing_rate']:.3f}"
             )
         print(f"rule: {result['rule']['reason']}")

@@ -56,6 +56,9 @@ class Thresholds:
     drifted_feature_share: float
     performance_drop: float
     min_labeled: int
+    season_key: str = "month"
+    seasonal_adjustment: bool = True
+    min_stratum_rows: int = 100
 
     @classmethod
     def from_config(cls, drift: DriftConfig, overrides: dict[str, Any] | None = None) -> Thresholds:
@@ -68,6 +71,9 @@ class Thresholds:
             "drifted_feature_share": drift.drifted_feature_share,
             "performance_drop": drift.performance_drop,
             "min_labeled": drift.min_labeled_predictions,
+            "season_key": drift.season_key,
+            "seasonal_adjustment": drift.seasonal_adjustment,
+            "min_stratum_rows": drift.min_stratum_rows,
         }
         names = {"psi_threshold": "psi", "min_labeled_predictions": "min_labeled"}
         for key, value in (overrides or {}).items():
@@ -76,8 +82,21 @@ class Thresholds:
             field = names.get(key, key)
             if field not in values:
                 raise ValueError(f"unknown drift threshold {key!r}")
-            values[field] = type(values[field])(value)
+            values[field] = _coerce(field, values[field], value)
         return cls(**values)
+
+
+def _coerce(field: str, current, value):
+    """An override in the type of the configured value (bool from true/false, a known season key)."""
+    if isinstance(current, bool):
+        if isinstance(value, str):
+            if value.lower() not in ("true", "false"):
+                raise ValueError(f"drift {field}: {value!r} is not true or false")
+            return value.lower() == "true"
+        return bool(value)
+    if field == "season_key" and value not in ("month", "quarter", "none"):
+        raise ValueError(f"drift season_key: {value!r} is not month, quarter or none")
+    return type(current)(value)
 
 
 # --- statistics on counts ------------------------------------------------------------------
@@ -101,16 +120,32 @@ def ks_from_bins(reference_counts, current_counts) -> tuple[float, float]:
 
     The empirical CDFs of both samples at each inner edge are cumulative count shares, exact.
     """
+    ref = np.asarray(reference_counts, dtype=float)
+    return ks_against_expected(proportions(ref), float(ref.sum()), current_counts)
+
+
+def ks_against_expected(expected_shares, reference_n: float, current_counts) -> tuple[float, float]:
+    """KS statistic of binned current counts against expected bin shares, and its p-value.
+
+    expected_shares: the reference's share per bin (summing to 1), from reference_n rows (for
+    a season-weighted mixture, its effective size). The statistic is the largest gap between
+    the two CDFs at the inner edges; the p-value is the two-sample one for sizes reference_n
+    and the current count, as scipy.stats.ks_2samp(method="asymp") computes it (exact
+    Kolmogorov-Smirnov distribution kstwo at the effective size n*m/(n+m), the limiting
+    kstwobign above KS_EXACT_MAX_N).
+    """
     from scipy import stats
 
-    ref = np.asarray(reference_counts, dtype=float)
+    ref = np.asarray(expected_shares, dtype=float)
     cur = np.asarray(current_counts, dtype=float)
-    n, m = ref.sum(), cur.sum()
-    if n == 0 or m == 0 or len(ref) < 2:
+    n, m = float(reference_n), cur.sum()
+    if n <= 0 or m == 0 or len(ref) < 2 or ref.sum() == 0:
         return 0.0, 1.0
     # Cumulative shares at the inner edges (the last bin closes both CDFs at 1).
-    statistic = float(np.max(np.abs(np.cumsum(ref)[:-1] / n - np.cumsum(cur)[:-1] / m)))
+    statistic = float(np.max(np.abs(np.cumsum(ref)[:-1] / ref.sum() - np.cumsum(cur)[:-1] / m)))
     effective_n = round(n * m / (n + m))
+    if effective_n < 1:
+        return statistic, 1.0
     if effective_n <= KS_EXACT_MAX_N:
         pvalue = stats.kstwo.sf(statistic, effective_n)
     else:
@@ -153,62 +188,194 @@ def bin_labels(inner_edges: list[float]) -> list[str]:
     return labels
 
 
+# --- the season-weighted reference ----------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Season:
+    """How a window is matched with the reference: its strata and their shares of its rows.
+
+    key: month | quarter | none. window_shares: {stratum: share of the window's rows}.
+    reference_rows: {stratum: reference rows} (summed from the profile's months); empty
+    when the profile has no strata. note: why the comparison falls back, if it does.
+    """
+
+    key: str
+    window_shares: dict[str, float]
+    reference_rows: dict[str, int]
+    min_rows: int
+    note: str | None = None
+
+
+def stratum_of_month(month: str | int, key: str) -> str:
+    """The stratum label of a calendar month (1..12) under a season key."""
+    if key == "month":
+        return str(int(month))
+    if key == "quarter":
+        return f"Q{(int(month) - 1) // 3 + 1}"
+    return "all"
+
+
+def by_stratum(by_month: dict[str, Any], key: str) -> dict[str, np.ndarray]:
+    """Sum per-month count vectors (the profile's strata) into the season key's strata."""
+    out: dict[str, np.ndarray] = {}
+    for month, counts in by_month.items():
+        stratum = stratum_of_month(month, key)
+        out[stratum] = out.get(stratum, 0) + np.asarray(counts, dtype=float)
+    return out
+
+
+def window_season(profile: dict, times: pd.Series | None, key: str, min_rows: int) -> Season:
+    """The window's strata mix and the reference rows per stratum (see Season)."""
+    if key == "none":
+        return Season(key, {"all": 1.0}, {}, min_rows, "season_key none: the whole reference")
+    if times is None or len(times) == 0:
+        return Season(key, {"all": 1.0}, {}, min_rows, "the window has no times: the whole reference")
+    months = pd.to_datetime(times).dt.month.dropna().astype(int)
+    shares = months.map(lambda m: stratum_of_month(m, key)).value_counts(normalize=True)
+    window_shares = {str(s): float(v) for s, v in shares.sort_index().items()}
+    strata = profile.get("strata")
+    if not strata:
+        note = "the reference profile has no calendar strata (built before season-aware profiles): the whole reference"
+        return Season(key, window_shares, {}, min_rows, note)
+    rows = by_stratum({m: [n] for m, n in strata["rows"].items()}, key)
+    return Season(key, window_shares, {s: int(np.sum(v)) for s, v in rows.items()}, min_rows)
+
+
+def season_weighted(strata_counts: dict[str, np.ndarray], whole_counts, season: Season) -> dict:
+    """Expected proportions of the window under "same time of year, nothing else changed".
+
+    expected = sum over the window's strata s of window_share(s) * reference_share(s), the
+    reference share of s being its bin (or category) proportions; a stratum with fewer than
+    season.min_rows reference values uses the whole reference instead (listed in fallback).
+    This is a post-stratified (direct standardisation) reference: the window's strata mix
+    applied to the reference's per-stratum distributions (Cochran, "Sampling Techniques",
+    3rd ed. 1977, sec. 5A.9 post-stratification).
+    effective_n: the size of a simple sample with the same variance of the expected shares,
+    1 / sum_s(w_s^2 / n_s) (Kish 1965, "Survey Sampling", design effect), with every fallback
+    stratum counted once as the whole reference (they reuse the same rows).
+    """
+    whole = np.asarray(whole_counts, dtype=float)
+    expected = np.zeros_like(whole)
+    inverse_n, fallback_weight, fallback = 0.0, 0.0, []
+    for stratum, weight in season.window_shares.items():
+        counts = strata_counts.get(stratum)
+        if counts is None or counts.sum() < season.min_rows:
+            fallback.append(stratum)
+            fallback_weight += weight
+            expected += weight * proportions(whole)
+            continue
+        expected += weight * proportions(counts)
+        inverse_n += weight**2 / counts.sum()
+    if fallback_weight and whole.sum():
+        inverse_n += fallback_weight**2 / whole.sum()
+    effective_n = 1 / inverse_n if inverse_n else 0.0
+    return {"expected": expected, "effective_n": float(effective_n), "fallback": fallback}
+
+
 # --- per feature ---------------------------------------------------------------------------
 
 
-def _missing(reference: dict, total: int, present: int) -> dict:
+def _missing_stats(reference_rate: float, total: int, present: int) -> dict:
     current_rate = 1 - present / total if total else 0.0
     return {
-        "reference_missing_rate": float(reference.get("missing_rate", 0.0)),
+        "reference_missing_rate": float(reference_rate),
         "current_missing_rate": float(current_rate),
-        "missing_rate_change": float(current_rate - reference.get("missing_rate", 0.0)),
+        "missing_rate_change": float(current_rate - reference_rate),
     }
 
 
-def _verdict(result: dict, test_threshold: float, thresholds: Thresholds) -> dict:
+def _reasons(stats: dict, test: str, test_threshold: float, thresholds: Thresholds) -> list[str]:
     reasons = []
-    if result["psi"] is not None and result["psi"] >= thresholds.psi and result["p_value"] < test_threshold:
+    if stats["psi"] is not None and stats["psi"] >= thresholds.psi and stats["p_value"] < test_threshold:
         reasons.append(
-            f"PSI {result['psi']:.3f} >= {thresholds.psi:g} and {result['test']} p-value "
-            f"{result['p_value']:.3g} < {test_threshold:g}"
+            f"PSI {stats['psi']:.3f} >= {thresholds.psi:g} and {test} p-value {stats['p_value']:.3g} < {test_threshold:g}"
         )
-    if abs(result["missing_rate_change"]) > thresholds.missing_rate_change:
+    if abs(stats["missing_rate_change"]) > thresholds.missing_rate_change:
         reasons.append(
-            f"missing rate {result['reference_missing_rate']:.1%} -> {result['current_missing_rate']:.1%} "
+            f"missing rate {stats['reference_missing_rate']:.1%} -> {stats['current_missing_rate']:.1%} "
             f"(change > {thresholds.missing_rate_change:.0%})"
         )
-    return {**result, "drifted": bool(reasons), "reasons": reasons}
+    return reasons
 
 
-def numeric_feature_drift(name: str, reference: dict, values: pd.Series, thresholds: Thresholds) -> dict:
-    numbers = pd.to_numeric(values, errors="coerce").dropna().to_numpy(dtype=float)
-    result = {
-        "feature": name,
-        "type": "numeric",
-        "n_current": int(len(numbers)),
-        **_missing(reference, len(values), len(numbers)),
+def _expected_missing_rate(reference: dict, season: Season) -> tuple[float, list[str]]:
+    """The reference's missing rate at the window's time of year (season_weighted on 2 cells)."""
+    rate = float(reference.get("missing_rate", 0.0))
+    missing = reference.get("strata_missing")
+    if not missing or not season.reference_rows:
+        return rate, list(season.window_shares)
+    strata = {
+        s: np.array([m, season.reference_rows[s] - m])
+        for s, m in ((s, float(np.sum(v))) for s, v in by_stratum(missing, season.key).items())
     }
+    total = reference.get("count", 0)
+    whole = [rate * total, (1 - rate) * total]
+    weighted = season_weighted(strata, whole, season)
+    return float(weighted["expected"][0]) if total else rate, weighted["fallback"]
+
+
+def _judge(result: dict, raw: dict, seasonal: dict, test_threshold: float, thresholds: Thresholds) -> dict:
+    """Verdicts on both comparisons; the top-level fields are those of the one the rule uses."""
+    for stats in (raw, seasonal):
+        stats["reasons"] = _reasons(stats, result["test"], test_threshold, thresholds)
+        stats["drifted"] = bool(stats["reasons"])
+    used = seasonal if thresholds.seasonal_adjustment else raw
+    basis = "season-adjusted" if thresholds.seasonal_adjustment else "raw"
+    keys = ("psi", "statistic", "p_value", "reference_missing_rate", "missing_rate_change", "drifted", "reasons")
+    return {**result, **{k: used[k] for k in keys}, "basis": basis, "raw": raw, "seasonal": seasonal}
+
+
+def numeric_feature_drift(
+    name: str, reference: dict, values: pd.Series, thresholds: Thresholds, season: Season | None = None
+) -> dict:
+    """PSI, binned KS and missing-rate change of one numeric feature, raw and season-adjusted.
+
+    raw: against the whole reference; seasonal: against season_weighted(...) of the
+    reference's per-month bin counts (equal to raw when there is no season or no strata).
+    """
+    season = season or Season("none", {"all": 1.0}, {}, thresholds.min_stratum_rows)
+    numbers = pd.to_numeric(values, errors="coerce").dropna().to_numpy(dtype=float)
+    present, total = len(numbers), len(values)
+    result = {"feature": name, "type": "numeric", "n_current": int(present), "test": "ks", "distance": None}
+    result["current_missing_rate"] = _missing_stats(0.0, total, present)["current_missing_rate"]
+    raw = _missing_stats(reference.get("missing_rate", 0.0), total, present)
+    expected_missing, _ = _expected_missing_rate(reference, season)
+    seasonal = _missing_stats(expected_missing, total, present)
     edges = reference.get("bin_edges") or []
-    ref_counts = reference.get("bin_counts") or []
-    if not ref_counts or len(numbers) == 0:
+    ref_counts = np.asarray(reference.get("bin_counts") or [], dtype=float)
+    if not len(ref_counts) or present == 0:
         # Nothing to compare (the feature is entirely missing on one side).
-        result.update(psi=None, test="ks", statistic=None, p_value=1.0, distance=None, bins=None)
-        return _verdict(result, thresholds.ks_pvalue, thresholds)
-    cur_counts = bin_counts(numbers, edges)
+        for stats in (raw, seasonal):
+            stats.update(psi=None, statistic=None, p_value=1.0)
+        return _judge({**result, "bins": None}, raw, seasonal, thresholds.ks_pvalue, thresholds)
+    cur_counts = np.asarray(bin_counts(numbers, edges), dtype=float)
     statistic, pvalue = ks_from_bins(ref_counts, cur_counts)
-    result.update(
-        psi=psi(ref_counts, cur_counts),
-        test="ks",
+    raw.update(psi=psi(ref_counts, cur_counts), statistic=statistic, p_value=pvalue)
+    strata = by_stratum(reference.get("strata_bin_counts") or {}, season.key) if season.reference_rows else {}
+    weighted = season_weighted(strata, ref_counts, season)
+    statistic, pvalue = ks_against_expected(weighted["expected"], weighted["effective_n"], cur_counts)
+    seasonal.update(
+        psi=psi(weighted["expected"], cur_counts),
         statistic=statistic,
         p_value=pvalue,
+        fallback_strata=weighted["fallback"],
+        effective_reference_n=weighted["effective_n"],
+    )
+    result.update(
         # Mean shift in reference standard deviations: an effect size people can read.
         distance=_mean_shift(reference, numbers),
         distance_name="mean shift (ref. std)",
         current_mean=float(numbers.mean()),
         reference_mean=reference.get("mean"),
-        bins={"labels": bin_labels(edges), "reference": list(map(int, ref_counts)), "current": cur_counts},
+        bins={
+            "labels": bin_labels(edges),
+            "reference": ref_counts.astype(int).tolist(),
+            "seasonal_reference": weighted["expected"].tolist(),
+            "current": cur_counts.astype(int).tolist(),
+        },
     )
-    return _verdict(result, thresholds.ks_pvalue, thresholds)
+    return _judge(result, raw, seasonal, thresholds.ks_pvalue, thresholds)
 
 
 def _mean_shift(reference: dict, numbers: np.ndarray) -> float | None:
@@ -218,43 +385,65 @@ def _mean_shift(reference: dict, numbers: np.ndarray) -> float | None:
     return float((numbers.mean() - mean) / std)
 
 
-def categorical_feature_drift(name: str, reference: dict, values: pd.Series, thresholds: Thresholds) -> dict:
+def categorical_feature_drift(
+    name: str, reference: dict, values: pd.Series, thresholds: Thresholds, season: Season | None = None
+) -> dict:
+    """PSI, chi-square and missing-rate change of one categorical feature, raw and season-adjusted."""
+    season = season or Season("none", {"all": 1.0}, {}, thresholds.min_stratum_rows)
     present = values.dropna().astype(str)
-    result = {
-        "feature": name,
-        "type": "categorical",
-        "n_current": int(len(present)),
-        **_missing(reference, len(values), len(present)),
-    }
+    result = {"feature": name, "type": "categorical", "n_current": int(len(present)), "test": "chi2", "distance": None}
+    result["current_missing_rate"] = _missing_stats(0.0, len(values), len(present))["current_missing_rate"]
+    raw = _missing_stats(reference.get("missing_rate", 0.0), len(values), len(present))
+    seasonal = _missing_stats(_expected_missing_rate(reference, season)[0], len(values), len(present))
     frequencies = reference.get("frequencies") or {}
     n_reference = reference.get("count", 0) * (1 - reference.get("missing_rate", 0.0))
     current = present.value_counts()
     categories = sorted(set(frequencies) | set(current.index))
     if not frequencies or len(present) == 0:
-        result.update(psi=None, test="chi2", statistic=None, p_value=1.0, distance=None, bins=None)
-        return _verdict(result, thresholds.chi2_pvalue, thresholds)
+        for stats in (raw, seasonal):
+            stats.update(psi=None, statistic=None, p_value=1.0)
+        return _judge({**result, "bins": None}, raw, seasonal, thresholds.chi2_pvalue, thresholds)
     # The profile keeps frequencies; counts are frequencies times the reference's present rows.
     ref_counts = np.array([frequencies.get(c, 0.0) * n_reference for c in categories])
     cur_counts = np.array([int(current.get(c, 0)) for c in categories])
     statistic, pvalue = chi2_homogeneity(ref_counts, cur_counts)
-    result.update(
-        psi=psi(ref_counts, cur_counts),
-        test="chi2",
+    raw.update(psi=psi(ref_counts, cur_counts), statistic=statistic, p_value=pvalue)
+    by_month = {m: [c.get(k, 0) for k in categories] for m, c in (reference.get("strata_counts") or {}).items()}
+    strata = by_stratum(by_month, season.key) if season.reference_rows else {}
+    weighted = season_weighted(strata, ref_counts, season)
+    # The season-weighted reference as pseudo-counts of its effective size.
+    statistic, pvalue = chi2_homogeneity(weighted["expected"] * weighted["effective_n"], cur_counts)
+    seasonal.update(
+        psi=psi(weighted["expected"], cur_counts),
         statistic=statistic,
         p_value=pvalue,
+        fallback_strata=weighted["fallback"],
+        effective_reference_n=weighted["effective_n"],
+    )
+    result.update(
         distance=js_distance(ref_counts, cur_counts),
         distance_name="Jensen-Shannon distance",
         bins={
             "labels": categories,
             "reference": [round(float(c), 3) for c in ref_counts],
+            "seasonal_reference": weighted["expected"].tolist(),
             "current": cur_counts.tolist(),
         },
     )
-    return _verdict(result, thresholds.chi2_pvalue, thresholds)
+    return _judge(result, raw, seasonal, thresholds.chi2_pvalue, thresholds)
 
 
-def feature_drift(dataset: DatasetConfig, profile: dict, current: pd.DataFrame, thresholds: Thresholds) -> list[dict]:
-    """One result per configured feature, in configuration order."""
+def feature_drift(
+    dataset: DatasetConfig, profile: dict, current: pd.DataFrame, thresholds: Thresholds, season: Season | None = None
+) -> list[dict]:
+    """One result per configured feature, in configuration order.
+
+    season: the window's strata (window_season); default: from current's time column and
+    the thresholds' season key.
+    """
+    if season is None:
+        times = current.get(dataset.time_column)
+        season = window_season(profile, times, thresholds.season_key, thresholds.min_stratum_rows)
     results = []
     for name in dataset.features:
         reference = profile["features"].get(name)
@@ -262,10 +451,29 @@ def feature_drift(dataset: DatasetConfig, profile: dict, current: pd.DataFrame, 
             raise ValueError(f"reference profile has no feature {name!r}; the champion was trained on other features")
         values = current[name] if name in current else pd.Series([None] * len(current), dtype=object)
         if reference["type"] == "categorical":
-            results.append(categorical_feature_drift(name, reference, values, thresholds))
+            results.append(categorical_feature_drift(name, reference, values, thresholds, season))
         else:
-            results.append(numeric_feature_drift(name, reference, values, thresholds))
+            results.append(numeric_feature_drift(name, reference, values, thresholds, season))
     return results
+
+
+def season_summary(season: Season, features: list[dict], thresholds: Thresholds) -> dict:
+    """What the report says about the season matching: strata, coverage, fallbacks."""
+    fallback = sorted({s for f in features for s in (f.get("seasonal") or {}).get("fallback_strata", [])})
+    notes = [season.note] if season.note else []
+    if fallback and not season.note:
+        notes.append(
+            f"reference has fewer than {season.min_rows} rows for {season.key} {', '.join(fallback)}: "
+            "compared with the whole reference there"
+        )
+    return {
+        "key": season.key,
+        "adjusted": thresholds.seasonal_adjustment,
+        "window_shares": season.window_shares,
+        "reference_rows": season.reference_rows,
+        "fallback_strata": fallback,
+        "notes": notes,
+    }
 
 
 # --- model scores and realized performance ------------------------------------------------
@@ -400,7 +608,9 @@ def compute_drift(
     """
     from mlops.labels import add_label
 
-    features = feature_drift(dataset, profile, current, thresholds)
+    times = current.get(dataset.time_column)
+    season = window_season(profile, times, thresholds.season_key, thresholds.min_stratum_rows)
+    features = feature_drift(dataset, profile, current, thresholds, season)
     time_col, label = dataset.time_column, dataset.label.name
     labeled = add_label(current, dataset)
     labeled[time_col] = pd.to_datetime(labeled[time_col])
@@ -413,6 +623,7 @@ def compute_drift(
         "n_current": int(len(current)),
         "n_reference": int(profile.get("n_rows", 0)),
         "features": features,
+        "season": season_summary(season, features, thresholds),
         "scores": score_drift(profile.get("scores"), champion["probability"]) if not champion.empty else None,
         "performance": {
             "champion": realized,

@@ -32,14 +32,19 @@ def _share(counts) -> np.ndarray:
 
 
 def distribution_plot(title: str, bins: dict) -> str:
-    """Bars of the reference and current share per bin."""
+    """Bars of the reference, the season-weighted reference (if any) and current share per bin."""
     import matplotlib.pyplot as plt
 
     labels = bins["labels"]
     x = np.arange(len(labels))
+    series = [("whole reference", bins["reference"], "#4c72b0")]
+    if bins.get("seasonal_reference") is not None:
+        series.append(("same time of year", bins["seasonal_reference"], "#55a868"))
+    series.append(("current", bins["current"], "#dd8452"))
+    width = 0.8 / len(series)
     fig, ax = plt.subplots(figsize=(7, 2.8))
-    ax.bar(x - 0.2, _share(bins["reference"]), width=0.4, label="reference", color="#4c72b0")
-    ax.bar(x + 0.2, _share(bins["current"]), width=0.4, label="current", color="#dd8452")
+    for i, (name, counts, color) in enumerate(series):
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, _share(counts), width=width, label=name, color=color)
     ax.set_xticks(x, labels, rotation=35, ha="right", fontsize=7)
     ax.set_ylabel("share of rows")
     ax.set_title(title, fontsize=10)
@@ -109,6 +114,38 @@ def _metrics_table(performance: dict) -> str:
     )
 
 
+def _feature_row(f: dict) -> str:
+    """One row of the features table: the raw shift and the shift the season does not explain."""
+    css = ' class="drift"' if f["drifted"] else ""
+    raw, seasonal = f.get("raw") or f, f.get("seasonal") or f
+
+    def cells(stats: dict) -> str:
+        return f"<td>{_fmt(stats.get('psi'))}</td><td>{_fmt(stats.get('statistic'))}</td><td>{_fmt(stats.get('p_value'))}</td>"
+
+    return (
+        f"<tr{css}><td>{html.escape(f['feature'])}</td><td>{f['type']}</td><td>{f['n_current']}</td><td>{f['test']}</td>"
+        f"{cells(raw)}{cells(seasonal)}"
+        f"<td>{_fmt(f.get('distance'))} <small>{html.escape(f.get('distance_name') or '')}</small></td>"
+        f"<td>{_fmt(f['reference_missing_rate'])} → {_fmt(f['current_missing_rate'])}</td>"
+        f"<td>{'yes' if f['drifted'] else 'no'} <small>({html.escape(f.get('basis', 'raw'))})</small></td>"
+        f"<td>{html.escape('; '.join(f['reasons']))}</td></tr>"
+    )
+
+
+def _season_html(season: dict | None) -> str:
+    if not season:
+        return ""
+    shares = ", ".join(f"{k}: {v:.0%}" for k, v in season["window_shares"].items())
+    basis = (
+        "the shift not explained by the season (window against the reference of the same "
+        f"{season['key']}s, weighted by the window's mix)"
+        if season["adjusted"]
+        else "the raw shift against the whole reference"
+    )
+    notes = "".join(f"<p><b>Note:</b> {html.escape(n)}.</p>" for n in season["notes"])
+    return f"<p>Season key: {html.escape(season['key'])}; window mix {html.escape(shares)}. The rule uses {basis}.</p>{notes}"
+
+
 def render(result: dict) -> str:
     """The report as one HTML string."""
     import matplotlib
@@ -117,16 +154,7 @@ def render(result: dict) -> str:
     rule, window, champion = result["rule"], result["window"], result["champion"]
     thresholds = result["thresholds"]
     verdict = "RETRAINING RULE FIRED" if rule["fired"] else "no drift rule fired"
-    feature_rows = []
-    for f in result["features"]:
-        css = ' class="drift"' if f["drifted"] else ""
-        feature_rows.append(
-            f"<tr{css}><td>{html.escape(f['feature'])}</td><td>{f['type']}</td><td>{f['n_current']}</td>"
-            f"<td>{_fmt(f['psi'])}</td><td>{f['test']}</td><td>{_fmt(f['statistic'])}</td><td>{_fmt(f['p_value'])}</td>"
-            f"<td>{_fmt(f.get('distance'))} <small>{html.escape(f.get('distance_name') or '')}</small></td>"
-            f"<td>{_fmt(f['reference_missing_rate'])} → {_fmt(f['current_missing_rate'])}</td>"
-            f"<td>{'yes' if f['drifted'] else 'no'}</td><td>{html.escape('; '.join(f['reasons']))}</td></tr>"
-        )
+    feature_rows = [_feature_row(f) for f in result["features"]]
     plots = [
         f'<h3>{html.escape(f["feature"])}{" (drifted)" if f["drifted"] else ""}</h3><img src="{distribution_plot(f["feature"], f["bins"])}">'
         for f in result["features"]
@@ -165,8 +193,11 @@ chi-square p &lt; {thresholds["chi2_pvalue"]:g} (categorical); missing rate chan
 rule: drifted share ≥ {thresholds["drifted_feature_share"]:g} or realized performance worse than holdout by
 &gt; {thresholds["performance_drop"]:g} (over ≥ {thresholds["min_labeled"]} labeled predictions).</p>
 <h2>Features</h2>
-<table><tr><th>feature</th><th>type</th><th>rows</th><th>PSI</th><th>test</th><th>statistic</th><th>p-value</th>
-<th>effect</th><th>missing rate</th><th>drifted</th><th>why</th></tr>
+{_season_html(result.get("season"))}
+<table><tr><th rowspan="2">feature</th><th rowspan="2">type</th><th rowspan="2">rows</th><th rowspan="2">test</th>
+<th colspan="3">raw (whole reference)</th><th colspan="3">not explained by season</th>
+<th rowspan="2">effect</th><th rowspan="2">missing rate</th><th rowspan="2">drifted</th><th rowspan="2">why</th></tr>
+<tr><th>PSI</th><th>statistic</th><th>p-value</th><th>PSI</th><th>statistic</th><th>p-value</th></tr>
 {"".join(feature_rows)}</table>
 <h2>Prediction drift</h2>
 {score_html}

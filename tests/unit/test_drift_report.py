@@ -65,3 +65,14 @@ def test_report_without_predictions_says_so():
     page = drift_report.render(result)
     assert "No champion predictions in the window." in page
     assert "no drift rule fired" in page
+
+
+def test_report_shows_the_raw_and_the_season_adjusted_shift_and_the_fallback():
+    # The profile covers January and February 2030 only; the window reaches into March.
+    result = _result(shift=8.0)
+    page = drift_report.render(result)
+    assert "raw (whole reference)" in page and "not explained by season" in page
+    assert "(season-adjusted)" in page
+    assert "compared with the whole reference there" in page and "month 3" in page
+    temperature = result["features"][0]
+    assert f"<td>{temperature['raw']['psi']:.3f}</td>" in page and f"<td>{temperature['seasonal']['psi']:.3f}</td>" in page
