@@ -18,13 +18,18 @@ when the data-set rule fires.
    reference, and the report says so). The champion's score distribution.
    Realized performance: the champion's predictions joined to the label that arrived
    `label.steps_ahead` periods later: accuracy, F1 and Brier against its holdout metrics
-   (and the challenger's, where shadow predictions exist). Rows go to the warehouse tables
+   (and the challenger's, where shadow predictions exist). Estimated performance: the same
+   metrics expected from the champion's probabilities (confidence-based performance
+   estimation), for the whole window and its part whose truth has not arrived, with the
+   champion's holdout calibration (or "calibration unknown"). Minimums and plot buckets
+   follow `dataset.frequency` (hourly data: daily points; daily data: weekly points); when
+   too few labels arrived to judge, the log and the report say so. Rows go to the warehouse tables
    `drift` (one per feature) and `drift_runs` (one per run).
 3. **report**: an HTML report with plots, stored at
    `s3://<bucket>/<reports_prefix>drift/<run id>/report.html` (URI in the task log).
 4. **decide_retrain** / **trigger_train**: when the rule fires (a share of drifted features
-   of at least `drift.drifted_feature_share`, or realized performance worse than holdout by
-   more than `drift.performance_drop`), `train` is triggered with conf
+   of at least `drift.drifted_feature_share`, or realized or estimated performance worse than
+   holdout by more than `drift.performance_drop`; the reason says which), `train` is triggered with conf
    `{reason, drifted_features, report_uri}`, unless a train run is queued or
    running, or the last one was less than `drift.cooldown_hours` ago. A skipped trigger
    logs why, and the decision is stored in `drift_runs.retrain_decision`.
@@ -148,6 +153,9 @@ def drift_check():
                 f"p={raw['p_value']}; not explained by season: PSI {seasonal['psi']}, p={seasonal['p_value']}; "
                 f"missing {feature['reference_missing_rate']:.3f} -> {feature['current_missing_rate']:.3f}"
             )
+        for note in result["performance"]["notes"]:
+            print(f"performance: {note}")
+        print(f"performance: champion {result['performance']['calibration']['status']}")
         print(f"rule: {result['rule']['reason']}")
         return monitoring.summary(result)
 

@@ -36,15 +36,25 @@ import numpy as np
 import pandas as pd
 
 from mlops.config import DatasetConfig, DriftConfig
+from mlops.performance import (  # noqa: F401 (classification_metrics, holdout_metrics: this module's API)
+    PERFORMANCE_METRICS,
+    bucket_frequency,
+    calibration_status,
+    classification_metrics,
+    estimated_performance,
+    holdout_metrics,
+    judgement,
+    labeled_minimum,
+    metric_drops,
+    realized_performance,
+    window_periods,
+)
 from mlops.profile import bin_counts
 
 # Floor for bin proportions in PSI: an empty bin would make the log infinite.
 PSI_EPSILON = 1e-4
 # Above this effective sample size the KS p-value uses the limiting (Kolmogorov) distribution.
 KS_EXACT_MAX_N = 10_000
-PERFORMANCE_METRICS = ("accuracy", "f1", "brier")
-# For these metrics lower is better; a drop is an increase.
-LOWER_IS_BETTER = {"brier"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -476,7 +486,7 @@ def season_summary(season: Season, features: list[dict], thresholds: Thresholds)
     }
 
 
-# --- model scores and realized performance ------------------------------------------------
+# --- model scores -----------------------------------------------------------------------------
 
 
 def score_drift(reference_scores: dict | None, probabilities) -> dict | None:
@@ -504,72 +514,6 @@ def score_drift(reference_scores: dict | None, probabilities) -> dict | None:
     }
 
 
-def classification_metrics(y_true, probability, predicted) -> dict:
-    """Accuracy, F1 (positive class) and Brier score; F1 is None when it is undefined."""
-    y = np.asarray(y_true, dtype=float)
-    p = np.asarray(probability, dtype=float)
-    yhat = np.asarray(predicted, dtype=float)
-    if len(y) == 0:
-        return {"n": 0, "accuracy": None, "f1": None, "brier": None}
-    tp = float(np.sum((yhat == 1) & (y == 1)))
-    fp = float(np.sum((yhat == 1) & (y == 0)))
-    fn = float(np.sum((yhat == 0) & (y == 1)))
-    denominator = 2 * tp + fp + fn
-    return {
-        "n": int(len(y)),
-        "accuracy": float(np.mean(yhat == y)),
-        "f1": 2 * tp / denominator if denominator else None,
-        "brier": float(np.mean((p - y) ** 2)),
-    }
-
-
-def realized_performance(predictions: pd.DataFrame, labeled: pd.DataFrame, time_column: str, label: str) -> dict | None:
-    """Metrics of predictions whose label has arrived, over the window and per day.
-
-    predictions: time column, probability, predicted_label. labeled: time column and label
-    (mlops.labels.add_label: the truth for a prediction made at t, known at t + horizon).
-    """
-    if predictions.empty:
-        return None
-    truth = labeled[[time_column, label]].dropna().drop_duplicates(time_column)
-    joined = predictions.merge(truth, on=time_column, how="inner")
-    overall = classification_metrics(joined[label], joined["probability"], joined["predicted_label"])
-    daily = []
-    for day, group in joined.groupby(joined[time_column].dt.strftime("%Y-%m-%d"), sort=True):
-        daily.append(
-            {"day": day, **classification_metrics(group[label], group["probability"], group["predicted_label"])}
-        )
-    return {**overall, "n_predictions": int(len(predictions)), "daily": daily}
-
-
-def holdout_metrics(tags: dict[str, str]) -> dict[str, float]:
-    """The champion's holdout metrics from its model version tags (holdout_<metric>)."""
-    metrics = {}
-    for name in PERFORMANCE_METRICS:
-        if f"holdout_{name}" in tags:
-            metrics[name] = float(tags[f"holdout_{name}"])
-        elif f"holdout_neg_{name}" in tags:
-            metrics[name] = -float(tags[f"holdout_neg_{name}"])
-    return metrics
-
-
-def performance_drops(realized: dict | None, holdout: dict[str, float], thresholds: Thresholds) -> list[str]:
-    """Which metrics fell below the holdout by more than the margin (empty: none, or too few labels)."""
-    if not realized or realized["n"] < thresholds.min_labeled:
-        return []
-    drops = []
-    for name in PERFORMANCE_METRICS:
-        now, before = realized.get(name), holdout.get(name)
-        if now is None or before is None:
-            continue
-        drop = (now - before) if name in LOWER_IS_BETTER else (before - now)
-        if drop > thresholds.performance_drop:
-            drops.append(
-                f"realized {name} {now:.3f} vs holdout {before:.3f} (worse by {drop:.3f} > {thresholds.performance_drop:g})"
-            )
-    return drops
-
-
 # --- the data-set rule ---------------------------------------------------------------------
 
 
@@ -592,6 +536,48 @@ def dataset_rule(features: list[dict], drops: list[str], thresholds: Thresholds)
     }
 
 
+def champion_performance(
+    dataset: DatasetConfig,
+    labeled: pd.DataFrame,
+    champion: pd.DataFrame,
+    challenger: pd.DataFrame,
+    holdout: dict[str, float],
+    thresholds: Thresholds,
+    calibration: dict,
+) -> dict:
+    """Realized and estimated performance of the champion (and the challenger's realized), the
+    minimum that applies at the data set's frequency, and which of them dropped (mlops.performance).
+
+    The estimate counts in the rule unless the champion is known to be miscalibrated.
+    """
+    time_col, label = dataset.time_column, dataset.label.name
+    bucket = bucket_frequency(dataset.frequency)
+    periods = window_periods(labeled[time_col], dataset.frequency)
+    minimum, why = labeled_minimum(thresholds.min_labeled, dataset.frequency, periods)
+    realized = realized_performance(champion, labeled, time_col, label, bucket) if not champion.empty else None
+    estimated = estimated_performance(champion, labeled, time_col, label, bucket) if not champion.empty else None
+    estimate_usable = calibration["calibrated"] is not False
+    drops = metric_drops("realized", realized, holdout, thresholds.performance_drop, minimum)
+    if estimate_usable:
+        drops += metric_drops("estimated", estimated, holdout, thresholds.performance_drop, minimum)
+    notes = [judgement("realized", realized, minimum, why), judgement("estimated", estimated, minimum, why)]
+    if not estimate_usable:
+        notes.append("the estimate is not used by the rule: " + calibration["status"])
+    return {
+        "champion": realized,
+        "estimated": estimated,
+        "challenger": realized_performance(challenger, labeled, time_col, label, bucket) if not challenger.empty else None,
+        "holdout": holdout,
+        "calibration": calibration,
+        "min_labeled": minimum,
+        "min_labeled_why": why,
+        "bucket": bucket,
+        "notes": notes,
+        "drops": drops,
+        "dropped": sorted({d.split(" ", 1)[0] for d in drops}),
+    }
+
+
 def compute_drift(
     dataset: DatasetConfig,
     profile: dict,
@@ -608,31 +594,26 @@ def compute_drift(
     """
     from mlops.labels import add_label
 
-    times = current.get(dataset.time_column)
-    season = window_season(profile, times, thresholds.season_key, thresholds.min_stratum_rows)
+    season = window_season(
+        profile, current.get(dataset.time_column), thresholds.season_key, thresholds.min_stratum_rows
+    )
     features = feature_drift(dataset, profile, current, thresholds, season)
-    time_col, label = dataset.time_column, dataset.label.name
     labeled = add_label(current, dataset)
-    labeled[time_col] = pd.to_datetime(labeled[time_col])
+    labeled[dataset.time_column] = pd.to_datetime(labeled[dataset.time_column])
     champion = champion_predictions if champion_predictions is not None else pd.DataFrame()
     challenger = challenger_predictions if challenger_predictions is not None else pd.DataFrame()
-    realized = realized_performance(champion, labeled, time_col, label) if not champion.empty else None
-    holdout = holdout or {}
-    drops = performance_drops(realized, holdout, thresholds)
+    performance = champion_performance(
+        dataset, labeled, champion, challenger, holdout or {}, thresholds, calibration_status(profile)
+    )
     return {
         "n_current": int(len(current)),
         "n_reference": int(profile.get("n_rows", 0)),
         "features": features,
         "season": season_summary(season, features, thresholds),
         "scores": score_drift(profile.get("scores"), champion["probability"]) if not champion.empty else None,
-        "performance": {
-            "champion": realized,
-            "challenger": realized_performance(challenger, labeled, time_col, label) if not challenger.empty else None,
-            "holdout": holdout,
-            "drops": drops,
-        },
+        "performance": performance,
         "thresholds": dataclasses.asdict(thresholds),
-        "rule": dataset_rule(features, drops, thresholds),
+        "rule": dataset_rule(features, performance["drops"], thresholds),
     }
 
 

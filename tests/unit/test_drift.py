@@ -230,7 +230,7 @@ def test_realized_performance_joins_the_label_that_arrived_later():
     assert result["n"] == 6 and result["n_predictions"] == 8
     assert result["accuracy"] == pytest.approx(expected["accuracy"])
     assert result["brier"] == pytest.approx(expected["brier"])
-    assert [d["day"] for d in result["daily"]] == ["2030-01-01"]
+    assert [d["period"] for d in result["periods"]] == ["2030-01-01"]
 
 
 def test_holdout_metrics_from_tags_accept_negated_brier():
@@ -244,9 +244,9 @@ def test_performance_drop_needs_enough_labels_and_a_margin():
     t = drift.Thresholds.from_config(CONFIG.drift, {"performance_drop": 0.1, "min_labeled_predictions": 100})
     holdout = {"accuracy": 0.85, "f1": 0.6, "brier": 0.10}
     realized = {"n": 500, "accuracy": 0.80, "f1": 0.45, "brier": 0.25}
-    drops = drift.performance_drops(realized, holdout, t)
+    drops = drift.metric_drops("realized", realized, holdout, t.performance_drop, t.min_labeled)
     assert len(drops) == 2 and drops[0].startswith("realized f1") and drops[1].startswith("realized brier")
-    assert drift.performance_drops({**realized, "n": 99}, holdout, t) == []
+    assert drift.metric_drops("realized", {**realized, "n": 99}, holdout, t.performance_drop, t.min_labeled) == []
 
 
 def test_dataset_rule_on_feature_share():
