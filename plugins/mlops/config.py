@@ -159,6 +159,7 @@ class DriftConfig(_Strict):
     season_key: Literal["month", "quarter", "none"] = "month"
     seasonal_adjustment: bool = True
     min_stratum_rows: int = Field(default=100, ge=1)
+    season_neighbours: bool = True
 
 
 class SchedulesConfig(_Strict):

@@ -69,6 +69,7 @@ class Thresholds:
     season_key: str = "month"
     seasonal_adjustment: bool = True
     min_stratum_rows: int = 100
+    season_neighbours: bool = True
 
     @classmethod
     def from_config(cls, drift: DriftConfig, overrides: dict[str, Any] | None = None) -> Thresholds:
@@ -84,6 +85,7 @@ class Thresholds:
             "season_key": drift.season_key,
             "seasonal_adjustment": drift.seasonal_adjustment,
             "min_stratum_rows": drift.min_stratum_rows,
+            "season_neighbours": drift.season_neighbours,
         }
         names = {"psi_threshold": "psi", "min_labeled_predictions": "min_labeled"}
         for key, value in (overrides or {}).items():
@@ -215,6 +217,7 @@ class Season:
     reference_rows: dict[str, int]
     min_rows: int
     note: str | None = None
+    neighbours: bool = True
 
 
 def stratum_of_month(month: str | int, key: str) -> str:
@@ -226,6 +229,19 @@ def stratum_of_month(month: str | int, key: str) -> str:
     return "all"
 
 
+def neighbour_strata(stratum: str, key: str) -> list[str]:
+    """The strata just before and after (circular): month 12 -> 11, 1; quarter Q1 -> Q4, Q2."""
+    if stratum == "all":
+        return []
+    if key == "month":
+        m = int(stratum)
+        return [str((m - 2) % 12 + 1), str(m % 12 + 1)]
+    if key == "quarter":
+        q = int(stratum[1:])
+        return [f"Q{(q - 2) % 4 + 1}", f"Q{q % 4 + 1}"]
+    return []
+
+
 def by_stratum(by_month: dict[str, Any], key: str) -> dict[str, np.ndarray]:
     """Sum per-month count vectors (the profile's strata) into the season key's strata."""
     out: dict[str, np.ndarray] = {}
@@ -235,7 +251,7 @@ def by_stratum(by_month: dict[str, Any], key: str) -> dict[str, np.ndarray]:
     return out
 
 
-def window_season(profile: dict, times: pd.Series | None, key: str, min_rows: int) -> Season:
+def window_season(profile: dict, times: pd.Series | None, key: str, min_rows: int, neighbours: bool = True) -> Season:
     """The window's strata mix and the reference rows per stratum (see Season)."""
     if key == "none":
         return Season(key, {"all": 1.0}, {}, min_rows, "season_key none: the whole reference")
@@ -249,15 +265,17 @@ def window_season(profile: dict, times: pd.Series | None, key: str, min_rows: in
         note = "the reference profile has no calendar strata (built before season-aware profiles): the whole reference"
         return Season(key, window_shares, {}, min_rows, note)
     rows = by_stratum({m: [n] for m, n in strata["rows"].items()}, key)
-    return Season(key, window_shares, {s: int(np.sum(v)) for s, v in rows.items()}, min_rows)
+    return Season(key, window_shares, {s: int(np.sum(v)) for s, v in rows.items()}, min_rows, None, neighbours)
 
 
 def season_weighted(strata_counts: dict[str, np.ndarray], whole_counts, season: Season) -> dict:
     """Expected proportions of the window under "same time of year, nothing else changed".
 
     expected = sum over the window's strata s of window_share(s) * reference_share(s), the
-    reference share of s being its bin (or category) proportions; a stratum with fewer than
-    season.min_rows reference values uses the whole reference instead (listed in fallback).
+    reference share of s being its bin (or category) proportions. A stratum with fewer than
+    season.min_rows reference values uses its two neighbours together (the month before and
+    after; listed in widened) when season.neighbours and they have enough, else the whole
+    reference (listed in fallback).
     This is a post-stratified (direct standardisation) reference: the window's strata mix
     applied to the reference's per-stratum distributions (Cochran, "Sampling Techniques",
     3rd ed. 1977, sec. 5A.9 post-stratification).
@@ -267,9 +285,14 @@ def season_weighted(strata_counts: dict[str, np.ndarray], whole_counts, season: 
     """
     whole = np.asarray(whole_counts, dtype=float)
     expected = np.zeros_like(whole)
-    inverse_n, fallback_weight, fallback = 0.0, 0.0, []
+    inverse_n, fallback_weight, fallback, widened = 0.0, 0.0, [], {}
     for stratum, weight in season.window_shares.items():
         counts = strata_counts.get(stratum)
+        if (counts is None or counts.sum() < season.min_rows) and season.neighbours:
+            near = [n for n in neighbour_strata(stratum, season.key) if n in strata_counts]
+            combined = sum((strata_counts[n] for n in near), np.zeros_like(whole))
+            if combined.sum() >= season.min_rows:
+                counts, widened[stratum] = combined, near
         if counts is None or counts.sum() < season.min_rows:
             fallback.append(stratum)
             fallback_weight += weight
@@ -280,7 +303,7 @@ def season_weighted(strata_counts: dict[str, np.ndarray], whole_counts, season: 
     if fallback_weight and whole.sum():
         inverse_n += fallback_weight**2 / whole.sum()
     effective_n = 1 / inverse_n if inverse_n else 0.0
-    return {"expected": expected, "effective_n": float(effective_n), "fallback": fallback}
+    return {"expected": expected, "effective_n": float(effective_n), "fallback": fallback, "widened": widened}
 
 
 # --- per feature ---------------------------------------------------------------------------
@@ -370,6 +393,7 @@ def numeric_feature_drift(
         statistic=statistic,
         p_value=pvalue,
         fallback_strata=weighted["fallback"],
+        widened_strata=weighted["widened"],
         effective_reference_n=weighted["effective_n"],
     )
     result.update(
@@ -428,6 +452,7 @@ def categorical_feature_drift(
         statistic=statistic,
         p_value=pvalue,
         fallback_strata=weighted["fallback"],
+        widened_strata=weighted["widened"],
         effective_reference_n=weighted["effective_n"],
     )
     result.update(
@@ -453,7 +478,9 @@ def feature_drift(
     """
     if season is None:
         times = current.get(dataset.time_column)
-        season = window_season(profile, times, thresholds.season_key, thresholds.min_stratum_rows)
+        season = window_season(
+            profile, times, thresholds.season_key, thresholds.min_stratum_rows, thresholds.season_neighbours
+        )
     results = []
     for name in dataset.features:
         reference = profile["features"].get(name)
@@ -470,7 +497,13 @@ def feature_drift(
 def season_summary(season: Season, features: list[dict], thresholds: Thresholds) -> dict:
     """What the report says about the season matching: strata, coverage, fallbacks."""
     fallback = sorted({s for f in features for s in (f.get("seasonal") or {}).get("fallback_strata", [])})
+    widened = {s: n for f in features for s, n in (f.get("seasonal") or {}).get("widened_strata", {}).items()}
     notes = [season.note] if season.note else []
+    for stratum, near in sorted(widened.items()):
+        notes.append(
+            f"reference has fewer than {season.min_rows} rows for {season.key} {stratum}: "
+            f"compared with {season.key} {' and '.join(near)} there"
+        )
     if fallback and not season.note:
         notes.append(
             f"reference has fewer than {season.min_rows} rows for {season.key} {', '.join(fallback)}: "
@@ -482,6 +515,7 @@ def season_summary(season: Season, features: list[dict], thresholds: Thresholds)
         "window_shares": season.window_shares,
         "reference_rows": season.reference_rows,
         "fallback_strata": fallback,
+        "widened_strata": widened,
         "notes": notes,
     }
 
@@ -595,7 +629,11 @@ def compute_drift(
     from mlops.labels import add_label
 
     season = window_season(
-        profile, current.get(dataset.time_column), thresholds.season_key, thresholds.min_stratum_rows
+        profile,
+        current.get(dataset.time_column),
+        thresholds.season_key,
+        thresholds.min_stratum_rows,
+        thresholds.season_neighbours,
     )
     features = feature_drift(dataset, profile, current, thresholds, season)
     labeled = add_label(current, dataset)

@@ -345,19 +345,27 @@ def test_the_season_weighted_reference_is_the_window_mix_of_the_month_distributi
     assert np.allclose(weighted["expected"], expected)
     # Kish: 1 / (0.25^2 / 400 + 0.75^2 / 400)
     assert weighted["effective_n"] == pytest.approx(1 / (0.0625 / 400 + 0.5625 / 400))
-    # A stratum the reference does not cover falls back to the whole reference.
+    # A stratum the reference does not cover, nor its neighbours, falls back to the whole reference.
     weighted = drift.season_weighted(strata, reference["bin_counts"], drift.Season("month", {"3": 1.0}, {}, 100))
-    assert weighted["fallback"] == ["3"]
+    assert weighted["fallback"] == ["3"] and weighted["widened"] == {}
     assert np.allclose(weighted["expected"], drift.proportions(reference["bin_counts"]))
+    # December: its neighbour January is covered.
+    weighted = drift.season_weighted(strata, reference["bin_counts"], drift.Season("month", {"12": 1.0}, {}, 100))
+    assert weighted["widened"] == {"12": ["1"]} and np.allclose(weighted["expected"], drift.proportions(strata["1"]))
 
 
-def test_quarters_sum_months_and_a_thin_stratum_falls_back_and_says_so():
+def test_quarters_sum_months_and_a_thin_stratum_widens_to_its_neighbours_or_falls_back():
     profile = build_profile(SEASONAL_REFERENCE.iloc[: 24 * 100], DATASET)  # January to mid April
     window = seasonal_weather("2030-03-20", 30 * 24, seed=13)  # late March, most of April
-    quarter = drift.Thresholds.from_config(CONFIG.drift, {"season_key": "quarter", "min_stratum_rows": 1000})
-    result = drift.compute_drift(DATASET, profile, window, quarter)
-    # 2028 is a leap year: Q1 has 91 days = 2184 reference rows, Q2 only 216 (< 1000): Q2 uses the whole reference.
+    overrides = {"season_key": "quarter", "min_stratum_rows": 1000}
+    result = drift.compute_drift(DATASET, profile, window, drift.Thresholds.from_config(CONFIG.drift, overrides))
+    # 2028 is a leap year: Q1 has 91 days = 2184 reference rows, Q2 only 216 (< 1000).
     assert result["season"]["reference_rows"] == {"Q1": 2184, "Q2": 216}
+    # Q2 is compared with its neighbours that have rows: Q1 (Q3 has none).
+    assert result["season"]["widened_strata"] == {"Q2": ["Q1"]} and result["season"]["fallback_strata"] == []
+    assert result["season"]["notes"] == ["reference has fewer than 1000 rows for quarter Q2: compared with quarter Q1 there"]
+    alone = drift.Thresholds.from_config(CONFIG.drift, {**overrides, "season_neighbours": False})
+    result = drift.compute_drift(DATASET, profile, window, alone)
     assert result["season"]["fallback_strata"] == ["Q2"]
     assert "Q2" in result["season"]["notes"][0] and "whole reference" in result["season"]["notes"][0]
 

@@ -68,11 +68,12 @@ def test_report_without_predictions_says_so():
 
 
 def test_report_shows_the_raw_and_the_season_adjusted_shift_and_the_fallback():
-    # The profile covers January and February 2030 only; the window reaches into March.
+    # The profile covers January and February 2030 only; the window reaches into March,
+    # which is compared with its covered neighbour, February.
     result = _result(shift=8.0)
     page = drift_report.render(result)
     assert "raw (whole reference)" in page and "not explained by season" in page
     assert "(season-adjusted)" in page
-    assert "compared with the whole reference there" in page and "month 3" in page
+    assert "fewer than 100 rows for month 3: compared with month 2 there" in page
     temperature = result["features"][0]
     assert f"<td>{temperature['raw']['psi']:.3f}</td>" in page and f"<td>{temperature['seasonal']['psi']:.3f}</td>" in page
