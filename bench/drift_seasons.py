@@ -72,7 +72,9 @@ def main() -> int:
     profile = reference_profile(frame, config)
     fault = faults.parse_fault(args.fault)
     print(f"reference: {profile['n_rows']} rows, months {profile['strata']['rows']}")
-    print(f"window {days} days; thresholds: PSI >= {config.drift.psi_threshold}, share >= {config.drift.drifted_feature_share}")
+    print(
+        f"window {days} days; thresholds: PSI >= {config.drift.psi_threshold}, share >= {config.drift.drifted_feature_share}"
+    )
     season = {"season_key": args.season_key} if args.season_key else {}
     drops = pd.date_range(HISTORY_END, frame[time_col].max(), freq=f"{args.months_per_drop}MS")
     fired = {"raw": 0, "season-adjusted": 0, "fault caught": 0}
@@ -83,7 +85,9 @@ def main() -> int:
         end = seen[time_col].max()
         window = seen[seen[time_col] > end - pd.Timedelta(days=days)]
         faulty = faults.inject_fault(window, fault)
-        print(f"\ncheck after drop {drop_start:%Y-%m}..{drop_end - pd.Timedelta(days=1):%Y-%m}: window ({end - pd.Timedelta(days=days)}, {end}], {len(window)} rows")
+        print(
+            f"\ncheck after drop {drop_start:%Y-%m}..{drop_end - pd.Timedelta(days=1):%Y-%m}: window ({end - pd.Timedelta(days=days)}, {end}], {len(window)} rows"
+        )
         for name, overrides, data in (
             ("raw", {**season, "seasonal_adjustment": False}, window),
             ("season-adjusted", {**season, "seasonal_adjustment": True}, window),
@@ -99,8 +103,10 @@ def main() -> int:
             print(f"  {name:55} fired={str(result['fired']):5} drifted={result['drifted']}")
         for note in result["notes"]:
             print(f"    note: {note}")
-    print(f"\n{len(drops)} checks: rule fired on raw shift {fired['raw']}, on season-adjusted {fired['season-adjusted']}; "
-          f"the faulty feature flagged only with the fault in {fired['fault caught']} of {len(drops)}")
+    print(
+        f"\n{len(drops)} checks: rule fired on raw shift {fired['raw']}, on season-adjusted {fired['season-adjusted']}; "
+        f"the faulty feature flagged only with the fault in {fired['fault caught']} of {len(drops)}"
+    )
     return 0
 
 

@@ -67,7 +67,9 @@ def daily_window(days: int, seed: int, probability=None):
     frame = pd.DataFrame({name: rng.normal(0, 1, days) for name in DATASET.features})
     frame[DATASET.time_column] = times
     frame[DATASET.label.source_column] = rain
-    predictions = pd.DataFrame({DATASET.time_column: times, "probability": p, "predicted_label": (p >= 0.5).astype(int)})
+    predictions = pd.DataFrame(
+        {DATASET.time_column: times, "probability": p, "predicted_label": (p >= 0.5).astype(int)}
+    )
     return frame, predictions
 
 
@@ -86,7 +88,13 @@ def test_a_daily_data_set_gets_weekly_points_and_realized_performance_once_enoug
     assert perf["bucket"] == "W" and perf["min_labeled"] == 20
     assert perf["champion"]["n"] == 29  # the last day's truth has not arrived yet
     assert perf["estimated"]["unlabeled"]["n"] == 1 and perf["estimated"]["n"] == 30
-    assert [p["period"] for p in perf["champion"]["periods"]] == ["2030-05-27", "2030-06-03", "2030-06-10", "2030-06-17", "2030-06-24"]
+    assert [p["period"] for p in perf["champion"]["periods"]] == [
+        "2030-05-27",
+        "2030-06-03",
+        "2030-06-10",
+        "2030-06-17",
+        "2030-06-24",
+    ]
     assert perf["notes"][0].startswith("realized performance judged on 29")
     assert perf["calibration"]["status"].startswith("calibration unknown")
 
