@@ -35,11 +35,22 @@ HISTORY_END = "2015-07-01"
 
 
 def load(dataset) -> pd.DataFrame:
+    """The example data as the warehouse holds it: the configured ranges applied as ingest does
+    (out of range: the value nulled for set_null columns, the row dropped otherwise)."""
     frame = pd.read_csv(DATA)
     frame[dataset.time_column] = pd.to_datetime(frame[dataset.time_column])
+    keep = pd.Series(True, index=frame.index)
     for name, spec in dataset.columns.items():
-        if spec.type in ("float", "int"):
-            frame[name] = pd.to_numeric(frame[name], errors="coerce")
+        if spec.type not in ("float", "int"):
+            continue
+        frame[name] = pd.to_numeric(frame[name], errors="coerce")
+        outside = (spec.min is not None) & (frame[name] < (spec.min if spec.min is not None else 0))
+        outside |= (spec.max is not None) & (frame[name] > (spec.max if spec.max is not None else 0))
+        if spec.on_out_of_range == "set_null":
+            frame.loc[outside, name] = float("nan")
+        else:
+            keep &= ~outside
+    frame = frame[keep]
     return frame.sort_values(dataset.time_column).drop_duplicates(dataset.time_column).reset_index(drop=True)
 
 
