@@ -253,13 +253,26 @@ def by_stratum(by_month: dict[str, Any], key: str) -> dict[str, np.ndarray]:
 
 def window_season(profile: dict, times: pd.Series | None, key: str, min_rows: int, neighbours: bool = True) -> Season:
     """The window's strata mix and the reference rows per stratum (see Season)."""
+    if times is None or len(times) == 0:
+        return season_from_months(profile, {}, key, min_rows, neighbours)
+    months = pd.to_datetime(times).dt.month.dropna().astype(int).value_counts()
+    return season_from_months(profile, {str(m): int(n) for m, n in months.items()}, key, min_rows, neighbours)
+
+
+def season_from_months(
+    profile: dict, month_rows: dict[str, int], key: str, min_rows: int, neighbours: bool = True
+) -> Season:
+    """window_season from the window's rows per calendar month ("1".."12"; a merged batch profile)."""
     if key == "none":
         return Season(key, {"all": 1.0}, {}, min_rows, "season_key none: the whole reference")
-    if times is None or len(times) == 0:
+    total = sum(month_rows.values())
+    if not total:
         return Season(key, {"all": 1.0}, {}, min_rows, "the window has no times: the whole reference")
-    months = pd.to_datetime(times).dt.month.dropna().astype(int)
-    shares = months.map(lambda m: stratum_of_month(m, key)).value_counts(normalize=True)
-    window_shares = {str(s): float(v) for s, v in shares.sort_index().items()}
+    shares: dict[str, float] = {}
+    for month, n in month_rows.items():
+        stratum = stratum_of_month(month, key)
+        shares[stratum] = shares.get(stratum, 0.0) + n / total
+    window_shares = dict(sorted(shares.items()))
     strata = profile.get("strata")
     if not strata:
         note = "the reference profile has no calendar strata (built before season-aware profiles): the whole reference"
@@ -367,9 +380,28 @@ def numeric_feature_drift(
     raw: against the whole reference; seasonal: against season_weighted(...) of the
     reference's per-month bin counts (equal to raw when there is no season or no strata).
     """
-    season = season or Season("none", {"all": 1.0}, {}, thresholds.min_stratum_rows)
     numbers = pd.to_numeric(values, errors="coerce").dropna().to_numpy(dtype=float)
-    present, total = len(numbers), len(values)
+    counts = bin_counts(numbers, reference.get("bin_edges") or []) if len(numbers) else None
+    mean = float(numbers.mean()) if len(numbers) else None
+    return numeric_drift_from_counts(name, reference, len(values), len(numbers), mean, counts, thresholds, season)
+
+
+def numeric_drift_from_counts(
+    name: str,
+    reference: dict,
+    total: int,
+    present: int,
+    mean: float | None,
+    current_counts,
+    thresholds: Thresholds,
+    season: Season | None = None,
+) -> dict:
+    """numeric_feature_drift from the window's counts on the reference's bins (a merged profile).
+
+    total: rows of the window, present: rows with a value, mean: of the present values,
+    current_counts: per reference bin (len(bin_edges) + 1), None when present is 0.
+    """
+    season = season or Season("none", {"all": 1.0}, {}, thresholds.min_stratum_rows)
     result = {"feature": name, "type": "numeric", "n_current": int(present), "test": "ks", "distance": None}
     result["current_missing_rate"] = _missing_stats(0.0, total, present)["current_missing_rate"]
     raw = _missing_stats(reference.get("missing_rate", 0.0), total, present)
@@ -382,7 +414,7 @@ def numeric_feature_drift(
         for stats in (raw, seasonal):
             stats.update(psi=None, statistic=None, p_value=1.0)
         return _judge({**result, "bins": None}, raw, seasonal, thresholds.ks_pvalue, thresholds)
-    cur_counts = np.asarray(bin_counts(numbers, edges), dtype=float)
+    cur_counts = np.asarray(current_counts, dtype=float)
     statistic, pvalue = ks_from_bins(ref_counts, cur_counts)
     raw.update(psi=psi(ref_counts, cur_counts), statistic=statistic, p_value=pvalue)
     strata = by_stratum(reference.get("strata_bin_counts") or {}, season.key) if season.reference_rows else {}
@@ -398,9 +430,9 @@ def numeric_feature_drift(
     )
     result.update(
         # Mean shift in reference standard deviations: an effect size people can read.
-        distance=_mean_shift(reference, numbers),
+        distance=_mean_shift(reference, mean),
         distance_name="mean shift (ref. std)",
-        current_mean=float(numbers.mean()),
+        current_mean=mean,
         reference_mean=reference.get("mean"),
         bins={
             "labels": bin_labels(edges),
@@ -412,28 +444,35 @@ def numeric_feature_drift(
     return _judge(result, raw, seasonal, thresholds.ks_pvalue, thresholds)
 
 
-def _mean_shift(reference: dict, numbers: np.ndarray) -> float | None:
+def _mean_shift(reference: dict, current_mean: float | None) -> float | None:
     mean, std = reference.get("mean"), reference.get("std")
-    if mean is None or not std:
+    if mean is None or not std or current_mean is None:
         return None
-    return float((numbers.mean() - mean) / std)
+    return float((current_mean - mean) / std)
 
 
 def categorical_feature_drift(
     name: str, reference: dict, values: pd.Series, thresholds: Thresholds, season: Season | None = None
 ) -> dict:
     """PSI, chi-square and missing-rate change of one categorical feature, raw and season-adjusted."""
+    counts = {str(k): int(v) for k, v in values.dropna().astype(str).value_counts().items()}
+    return categorical_drift_from_counts(name, reference, len(values), counts, thresholds, season)
+
+
+def categorical_drift_from_counts(
+    name: str, reference: dict, total: int, current: dict[str, int], thresholds: Thresholds, season: Season | None = None
+) -> dict:
+    """categorical_feature_drift from the window's category counts (a merged profile); total: its rows."""
     season = season or Season("none", {"all": 1.0}, {}, thresholds.min_stratum_rows)
-    present = values.dropna().astype(str)
-    result = {"feature": name, "type": "categorical", "n_current": int(len(present)), "test": "chi2", "distance": None}
-    result["current_missing_rate"] = _missing_stats(0.0, len(values), len(present))["current_missing_rate"]
-    raw = _missing_stats(reference.get("missing_rate", 0.0), len(values), len(present))
-    seasonal = _missing_stats(_expected_missing_rate(reference, season)[0], len(values), len(present))
+    present = sum(current.values())
+    result = {"feature": name, "type": "categorical", "n_current": int(present), "test": "chi2", "distance": None}
+    result["current_missing_rate"] = _missing_stats(0.0, total, present)["current_missing_rate"]
+    raw = _missing_stats(reference.get("missing_rate", 0.0), total, present)
+    seasonal = _missing_stats(_expected_missing_rate(reference, season)[0], total, present)
     frequencies = reference.get("frequencies") or {}
     n_reference = reference.get("count", 0) * (1 - reference.get("missing_rate", 0.0))
-    current = present.value_counts()
-    categories = sorted(set(frequencies) | set(current.index))
-    if not frequencies or len(present) == 0:
+    categories = sorted(set(frequencies) | set(current))
+    if not frequencies or present == 0:
         for stats in (raw, seasonal):
             stats.update(psi=None, statistic=None, p_value=1.0)
         return _judge({**result, "bins": None}, raw, seasonal, thresholds.chi2_pvalue, thresholds)
@@ -492,6 +531,42 @@ def feature_drift(
         else:
             results.append(numeric_feature_drift(name, reference, values, thresholds, season))
     return results
+
+
+def feature_drift_from_profile(
+    dataset: DatasetConfig, profile: dict, merged: dict, thresholds: Thresholds
+) -> tuple[list[dict], Season]:
+    """feature_drift from a merged batch profile of the window (mlops.batch_profile), no rows read.
+
+    Every result also has ks_error_bound: how far its KS statistic can be from the one on rows.
+    Raises ValueError naming a feature the batch profiles cannot hold (profile_gaps).
+    """
+    from mlops.batch_profile import rebin, window_totals
+
+    totals = window_totals(merged)
+    season = season_from_months(
+        profile, totals["months"], thresholds.season_key, thresholds.min_stratum_rows, thresholds.season_neighbours
+    )
+    results = []
+    for name in dataset.features:
+        reference, grid = profile["features"].get(name), merged["grids"].get(name)
+        if reference is None:
+            raise ValueError(f"reference profile has no feature {name!r}; the champion was trained on other features")
+        if grid is None:
+            raise ValueError(f"feature {name!r} has no fixed grid (no range or allowed values): read its rows")
+        feature = totals["features"].get(name, {"missing": 0, "sum": 0.0, "counts": {}})
+        present = sum(feature["counts"].values())
+        if reference["type"] == "categorical":
+            result = categorical_drift_from_counts(name, reference, totals["rows"], feature["counts"], thresholds, season)
+            results.append({**result, "ks_error_bound": 0.0})
+            continue
+        counts, bound = rebin(feature["counts"], grid, reference.get("bin_edges") or [])
+        mean = feature["sum"] / present if present else None
+        result = numeric_drift_from_counts(
+            name, reference, totals["rows"], present, mean, counts if present else None, thresholds, season
+        )
+        results.append({**result, "ks_error_bound": bound})
+    return results, season
 
 
 def season_summary(season: Season, features: list[dict], thresholds: Thresholds) -> dict:
