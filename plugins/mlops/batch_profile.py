@@ -118,9 +118,11 @@ def _feature_by_day(values: pd.Series, grid: dict, day_codes: np.ndarray, day_la
 def merge(profiles: list[dict], start_day: str | None = None, end_day: str | None = None) -> dict:
     """One profile of the days in [start_day, end_day] (YYYY-MM-DD, inclusive; None: open) of all profiles.
 
-    Raises ValueError when the profiles were made on different grids (another configuration).
+    The result shares the day entries of its inputs that only one input has: read it, do not
+    change it. Raises ValueError when the profiles were made on different grids (another configuration).
     """
     merged = {"version": VERSION, "grids": None, "days": {}}
+    owned: set[str] = set()  # days summed into a dict of the merge's own
     for profile in profiles:
         if merged["grids"] is None:
             merged["grids"] = profile["grids"]
@@ -129,7 +131,15 @@ def merge(profiles: list[dict], start_day: str | None = None, end_day: str | Non
         for day, stats in profile["days"].items():
             if (start_day and day < start_day) or (end_day and day > end_day):
                 continue
-            _add_day(merged["days"].setdefault(day, {"rows": 0, "features": {}}), stats)
+            if day not in merged["days"]:
+                # Shared, not copied: most days are in one batch only, and nothing here mutates it.
+                merged["days"][day] = stats
+                continue
+            if day not in owned:
+                first, merged["days"][day] = merged["days"][day], {"rows": 0, "features": {}}
+                _add_day(merged["days"][day], first)
+                owned.add(day)
+            _add_day(merged["days"][day], stats)
     merged["grids"] = merged["grids"] or {}
     return merged
 
