@@ -11,16 +11,25 @@ when the data-set rule fires.
 2. **measure**: the window is the last `drift.window_days` days up to the latest observation
    in the warehouse (replayed history is fine). Per feature: PSI on the reference's decile
    bins and the Kolmogorov-Smirnov test (numeric) or PSI and the chi-square test
-   (categorical), and the change of missing rate. The champion's score distribution.
+   (categorical), and the change of missing rate, each twice: against the whole reference
+   (raw) and against the reference of the same months (`drift.season_key`) weighted by the
+   window's own mix (the shift the season does not explain, which the rule uses while
+   `drift.seasonal_adjustment` is true; months the reference lacks fall back to the whole
+   reference, and the report says so). The champion's score distribution.
    Realized performance: the champion's predictions joined to the label that arrived
    `label.steps_ahead` periods later: accuracy, F1 and Brier against its holdout metrics
-   (and the challenger's, where shadow predictions exist). Rows go to the warehouse tables
+   (and the challenger's, where shadow predictions exist). Estimated performance: the same
+   metrics expected from the champion's probabilities (confidence-based performance
+   estimation), for the whole window and its part whose truth has not arrived, with the
+   champion's holdout calibration (or "calibration unknown"). Minimums and plot buckets
+   follow `dataset.frequency` (hourly data: daily points; daily data: weekly points); when
+   too few labels arrived to judge, the log and the report say so. Rows go to the warehouse tables
    `drift` (one per feature) and `drift_runs` (one per run).
 3. **report**: an HTML report with plots, stored at
    `s3://<bucket>/<reports_prefix>drift/<run id>/report.html` (URI in the task log).
 4. **decide_retrain** / **trigger_train**: when the rule fires (a share of drifted features
-   of at least `drift.drifted_feature_share`, or realized performance worse than holdout by
-   more than `drift.performance_drop`), `train` is triggered with conf
+   of at least `drift.drifted_feature_share`, or realized or estimated performance worse than
+   holdout by more than `drift.performance_drop`; the reason says which), `train` is triggered with conf
    `{reason, drifted_features, report_uri}`, unless a train run is queued or
    running, or the last one was less than `drift.cooldown_hours` ago. A skipped trigger
    logs why, and the decision is stored in `drift_runs.retrain_decision`.
@@ -49,6 +58,8 @@ THRESHOLD_PARAMS = (
     "drifted_feature_share",
     "performance_drop",
     "min_labeled_predictions",
+    "season_key",
+    "seasonal_adjustment",
 )
 
 
@@ -79,6 +90,17 @@ def _optional_number(description: str, integer: bool = False) -> Param:
         "performance_drop": _optional_number("Realized-vs-holdout drop that fires the rule."),
         "min_labeled_predictions": _optional_number("Labeled predictions needed to judge performance.", integer=True),
         "cooldown_hours": _optional_number("No new train run within this many hours of the last one."),
+        "season_key": Param(
+            None,
+            type=["null", "string"],
+            enum=[None, "month", "quarter", "none"],
+            description="Calendar stratum matching the window with the reference (default: drift.season_key).",
+        ),
+        "seasonal_adjustment": Param(
+            None,
+            type=["null", "boolean"],
+            description="true: drift is the shift the season does not explain; false: the raw shift (default: config).",
+        ),
     },
 )
 def drift_check():
@@ -121,12 +143,19 @@ def drift_check():
             raise AirflowSkipException(
                 f"no observations in the warehouse window of {window_days} days: nothing to check"
             )
+        for note in result["season"]["notes"]:
+            print(f"season: {note}")
         for feature in result["features"]:
             status = "DRIFT" if feature["drifted"] else "ok"
+            raw, seasonal = feature["raw"], feature["seasonal"]
             print(
-                f"{status:5} {feature['feature']}: PSI {feature['psi']}, {feature['test']} p={feature['p_value']}, "
+                f"{status:5} {feature['feature']} ({feature['basis']}): raw PSI {raw['psi']}, {feature['test']} "
+                f"p={raw['p_value']}; not explained by season: PSI {seasonal['psi']}, p={seasonal['p_value']}; "
                 f"missing {feature['reference_missing_rate']:.3f} -> {feature['current_missing_rate']:.3f}"
             )
+        for note in result["performance"]["notes"]:
+            print(f"performance: {note}")
+        print(f"performance: champion {result['performance']['calibration']['status']}")
         print(f"rule: {result['rule']['reason']}")
         return monitoring.summary(result)
 

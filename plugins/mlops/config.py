@@ -188,6 +188,11 @@ class DriftConfig(_Strict):
     performance_drop: float = Field(ge=0)
     min_labeled_predictions: int = Field(ge=1)
     cooldown_hours: float = Field(ge=0)
+    # Season-aware reference (mlops.drift.season_weighted): calendar stratum of the time column.
+    season_key: Literal["month", "quarter", "none"] = "month"
+    seasonal_adjustment: bool = True
+    min_stratum_rows: int = Field(default=100, ge=1)
+    season_neighbours: bool = True
 
 
 class SchedulesConfig(_Strict):

@@ -36,15 +36,25 @@ import numpy as np
 import pandas as pd
 
 from mlops.config import DatasetConfig, DriftConfig
+from mlops.performance import (  # noqa: F401 (classification_metrics, holdout_metrics: this module's API)
+    PERFORMANCE_METRICS,
+    bucket_frequency,
+    calibration_status,
+    classification_metrics,
+    estimated_performance,
+    holdout_metrics,
+    judgement,
+    labeled_minimum,
+    metric_drops,
+    realized_performance,
+    window_periods,
+)
 from mlops.profile import bin_counts
 
 # Floor for bin proportions in PSI: an empty bin would make the log infinite.
 PSI_EPSILON = 1e-4
 # Above this effective sample size the KS p-value uses the limiting (Kolmogorov) distribution.
 KS_EXACT_MAX_N = 10_000
-PERFORMANCE_METRICS = ("accuracy", "f1", "brier")
-# For these metrics lower is better; a drop is an increase.
-LOWER_IS_BETTER = {"brier"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +66,10 @@ class Thresholds:
     drifted_feature_share: float
     performance_drop: float
     min_labeled: int
+    season_key: str = "month"
+    seasonal_adjustment: bool = True
+    min_stratum_rows: int = 100
+    season_neighbours: bool = True
 
     @classmethod
     def from_config(cls, drift: DriftConfig, overrides: dict[str, Any] | None = None) -> Thresholds:
@@ -68,6 +82,10 @@ class Thresholds:
             "drifted_feature_share": drift.drifted_feature_share,
             "performance_drop": drift.performance_drop,
             "min_labeled": drift.min_labeled_predictions,
+            "season_key": drift.season_key,
+            "seasonal_adjustment": drift.seasonal_adjustment,
+            "min_stratum_rows": drift.min_stratum_rows,
+            "season_neighbours": drift.season_neighbours,
         }
         names = {"psi_threshold": "psi", "min_labeled_predictions": "min_labeled"}
         for key, value in (overrides or {}).items():
@@ -76,8 +94,21 @@ class Thresholds:
             field = names.get(key, key)
             if field not in values:
                 raise ValueError(f"unknown drift threshold {key!r}")
-            values[field] = type(values[field])(value)
+            values[field] = _coerce(field, values[field], value)
         return cls(**values)
+
+
+def _coerce(field: str, current, value):
+    """An override in the type of the configured value (bool from true/false, a known season key)."""
+    if isinstance(current, bool):
+        if isinstance(value, str):
+            if value.lower() not in ("true", "false"):
+                raise ValueError(f"drift {field}: {value!r} is not true or false")
+            return value.lower() == "true"
+        return bool(value)
+    if field == "season_key" and value not in ("month", "quarter", "none"):
+        raise ValueError(f"drift season_key: {value!r} is not month, quarter or none")
+    return type(current)(value)
 
 
 # --- statistics on counts ------------------------------------------------------------------
@@ -101,16 +132,32 @@ def ks_from_bins(reference_counts, current_counts) -> tuple[float, float]:
 
     The empirical CDFs of both samples at each inner edge are cumulative count shares, exact.
     """
+    ref = np.asarray(reference_counts, dtype=float)
+    return ks_against_expected(proportions(ref), float(ref.sum()), current_counts)
+
+
+def ks_against_expected(expected_shares, reference_n: float, current_counts) -> tuple[float, float]:
+    """KS statistic of binned current counts against expected bin shares, and its p-value.
+
+    expected_shares: the reference's share per bin (summing to 1), from reference_n rows (for
+    a season-weighted mixture, its effective size). The statistic is the largest gap between
+    the two CDFs at the inner edges; the p-value is the two-sample one for sizes reference_n
+    and the current count, as scipy.stats.ks_2samp(method="asymp") computes it (exact
+    Kolmogorov-Smirnov distribution kstwo at the effective size n*m/(n+m), the limiting
+    kstwobign above KS_EXACT_MAX_N).
+    """
     from scipy import stats
 
-    ref = np.asarray(reference_counts, dtype=float)
+    ref = np.asarray(expected_shares, dtype=float)
     cur = np.asarray(current_counts, dtype=float)
-    n, m = ref.sum(), cur.sum()
-    if n == 0 or m == 0 or len(ref) < 2:
+    n, m = float(reference_n), cur.sum()
+    if n <= 0 or m == 0 or len(ref) < 2 or ref.sum() == 0:
         return 0.0, 1.0
     # Cumulative shares at the inner edges (the last bin closes both CDFs at 1).
-    statistic = float(np.max(np.abs(np.cumsum(ref)[:-1] / n - np.cumsum(cur)[:-1] / m)))
+    statistic = float(np.max(np.abs(np.cumsum(ref)[:-1] / ref.sum() - np.cumsum(cur)[:-1] / m)))
     effective_n = round(n * m / (n + m))
+    if effective_n < 1:
+        return statistic, 1.0
     if effective_n <= KS_EXACT_MAX_N:
         pvalue = stats.kstwo.sf(statistic, effective_n)
     else:
@@ -153,108 +200,326 @@ def bin_labels(inner_edges: list[float]) -> list[str]:
     return labels
 
 
+# --- the season-weighted reference ----------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Season:
+    """How a window is matched with the reference: its strata and their shares of its rows.
+
+    key: month | quarter | none. window_shares: {stratum: share of the window's rows}.
+    reference_rows: {stratum: reference rows} (summed from the profile's months); empty
+    when the profile has no strata. note: why the comparison falls back, if it does.
+    """
+
+    key: str
+    window_shares: dict[str, float]
+    reference_rows: dict[str, int]
+    min_rows: int
+    note: str | None = None
+    neighbours: bool = True
+
+
+def stratum_of_month(month: str | int, key: str) -> str:
+    """The stratum label of a calendar month (1..12) under a season key."""
+    if key == "month":
+        return str(int(month))
+    if key == "quarter":
+        return f"Q{(int(month) - 1) // 3 + 1}"
+    return "all"
+
+
+def neighbour_strata(stratum: str, key: str) -> list[str]:
+    """The strata just before and after (circular): month 12 -> 11, 1; quarter Q1 -> Q4, Q2."""
+    if stratum == "all":
+        return []
+    if key == "month":
+        m = int(stratum)
+        return [str((m - 2) % 12 + 1), str(m % 12 + 1)]
+    if key == "quarter":
+        q = int(stratum[1:])
+        return [f"Q{(q - 2) % 4 + 1}", f"Q{q % 4 + 1}"]
+    return []
+
+
+def by_stratum(by_month: dict[str, Any], key: str) -> dict[str, np.ndarray]:
+    """Sum per-month count vectors (the profile's strata) into the season key's strata."""
+    out: dict[str, np.ndarray] = {}
+    for month, counts in by_month.items():
+        stratum = stratum_of_month(month, key)
+        out[stratum] = out.get(stratum, 0) + np.asarray(counts, dtype=float)
+    return out
+
+
+def window_season(profile: dict, times: pd.Series | None, key: str, min_rows: int, neighbours: bool = True) -> Season:
+    """The window's strata mix and the reference rows per stratum (see Season)."""
+    if times is None or len(times) == 0:
+        return season_from_months(profile, {}, key, min_rows, neighbours)
+    months = pd.to_datetime(times).dt.month.dropna().astype(int).value_counts()
+    return season_from_months(profile, {str(m): int(n) for m, n in months.items()}, key, min_rows, neighbours)
+
+
+def season_from_months(
+    profile: dict, month_rows: dict[str, int], key: str, min_rows: int, neighbours: bool = True
+) -> Season:
+    """window_season from the window's rows per calendar month ("1".."12"; a merged batch profile)."""
+    if key == "none":
+        return Season(key, {"all": 1.0}, {}, min_rows, "season_key none: the whole reference")
+    total = sum(month_rows.values())
+    if not total:
+        return Season(key, {"all": 1.0}, {}, min_rows, "the window has no times: the whole reference")
+    shares: dict[str, float] = {}
+    for month, n in month_rows.items():
+        stratum = stratum_of_month(month, key)
+        shares[stratum] = shares.get(stratum, 0.0) + n / total
+    window_shares = dict(sorted(shares.items()))
+    strata = profile.get("strata")
+    if not strata:
+        note = "the reference profile has no calendar strata (built before season-aware profiles): the whole reference"
+        return Season(key, window_shares, {}, min_rows, note)
+    rows = by_stratum({m: [n] for m, n in strata["rows"].items()}, key)
+    return Season(key, window_shares, {s: int(np.sum(v)) for s, v in rows.items()}, min_rows, None, neighbours)
+
+
+def season_weighted(strata_counts: dict[str, np.ndarray], whole_counts, season: Season) -> dict:
+    """Expected proportions of the window under "same time of year, nothing else changed".
+
+    expected = sum over the window's strata s of window_share(s) * reference_share(s), the
+    reference share of s being its bin (or category) proportions. A stratum with fewer than
+    season.min_rows reference values uses its two neighbours together (the month before and
+    after; listed in widened) when season.neighbours and they have enough, else the whole
+    reference (listed in fallback).
+    This is a post-stratified (direct standardisation) reference: the window's strata mix
+    applied to the reference's per-stratum distributions (Cochran, "Sampling Techniques",
+    3rd ed. 1977, sec. 5A.9 post-stratification).
+    effective_n: the size of a simple sample with the same variance of the expected shares,
+    1 / sum_s(w_s^2 / n_s) (Kish 1965, "Survey Sampling", design effect), with every fallback
+    stratum counted once as the whole reference (they reuse the same rows).
+    """
+    whole = np.asarray(whole_counts, dtype=float)
+    expected = np.zeros_like(whole)
+    inverse_n, fallback_weight, fallback, widened = 0.0, 0.0, [], {}
+    for stratum, weight in season.window_shares.items():
+        counts = strata_counts.get(stratum)
+        if (counts is None or counts.sum() < season.min_rows) and season.neighbours:
+            near = [n for n in neighbour_strata(stratum, season.key) if n in strata_counts]
+            combined = sum((strata_counts[n] for n in near), np.zeros_like(whole))
+            if combined.sum() >= season.min_rows:
+                counts, widened[stratum] = combined, near
+        if counts is None or counts.sum() < season.min_rows:
+            fallback.append(stratum)
+            fallback_weight += weight
+            expected += weight * proportions(whole)
+            continue
+        expected += weight * proportions(counts)
+        inverse_n += weight**2 / counts.sum()
+    if fallback_weight and whole.sum():
+        inverse_n += fallback_weight**2 / whole.sum()
+    effective_n = 1 / inverse_n if inverse_n else 0.0
+    return {"expected": expected, "effective_n": float(effective_n), "fallback": fallback, "widened": widened}
+
+
 # --- per feature ---------------------------------------------------------------------------
 
 
-def _missing(reference: dict, total: int, present: int) -> dict:
+def _missing_stats(reference_rate: float, total: int, present: int) -> dict:
     current_rate = 1 - present / total if total else 0.0
     return {
-        "reference_missing_rate": float(reference.get("missing_rate", 0.0)),
+        "reference_missing_rate": float(reference_rate),
         "current_missing_rate": float(current_rate),
-        "missing_rate_change": float(current_rate - reference.get("missing_rate", 0.0)),
+        "missing_rate_change": float(current_rate - reference_rate),
     }
 
 
-def _verdict(result: dict, test_threshold: float, thresholds: Thresholds) -> dict:
+def _reasons(stats: dict, test: str, test_threshold: float, thresholds: Thresholds) -> list[str]:
     reasons = []
-    if result["psi"] is not None and result["psi"] >= thresholds.psi and result["p_value"] < test_threshold:
+    if stats["psi"] is not None and stats["psi"] >= thresholds.psi and stats["p_value"] < test_threshold:
         reasons.append(
-            f"PSI {result['psi']:.3f} >= {thresholds.psi:g} and {result['test']} p-value "
-            f"{result['p_value']:.3g} < {test_threshold:g}"
+            f"PSI {stats['psi']:.3f} >= {thresholds.psi:g} and {test} p-value {stats['p_value']:.3g} < {test_threshold:g}"
         )
-    if abs(result["missing_rate_change"]) > thresholds.missing_rate_change:
+    if abs(stats["missing_rate_change"]) > thresholds.missing_rate_change:
         reasons.append(
-            f"missing rate {result['reference_missing_rate']:.1%} -> {result['current_missing_rate']:.1%} "
+            f"missing rate {stats['reference_missing_rate']:.1%} -> {stats['current_missing_rate']:.1%} "
             f"(change > {thresholds.missing_rate_change:.0%})"
         )
-    return {**result, "drifted": bool(reasons), "reasons": reasons}
+    return reasons
 
 
-def numeric_feature_drift(name: str, reference: dict, values: pd.Series, thresholds: Thresholds) -> dict:
-    numbers = pd.to_numeric(values, errors="coerce").dropna().to_numpy(dtype=float)
-    result = {
-        "feature": name,
-        "type": "numeric",
-        "n_current": int(len(numbers)),
-        **_missing(reference, len(values), len(numbers)),
+def _expected_missing_rate(reference: dict, season: Season) -> tuple[float, list[str]]:
+    """The reference's missing rate at the window's time of year (season_weighted on 2 cells)."""
+    rate = float(reference.get("missing_rate", 0.0))
+    missing = reference.get("strata_missing")
+    if not missing or not season.reference_rows:
+        return rate, list(season.window_shares)
+    strata = {
+        s: np.array([m, season.reference_rows[s] - m])
+        for s, m in ((s, float(np.sum(v))) for s, v in by_stratum(missing, season.key).items())
     }
+    total = reference.get("count", 0)
+    whole = [rate * total, (1 - rate) * total]
+    weighted = season_weighted(strata, whole, season)
+    return float(weighted["expected"][0]) if total else rate, weighted["fallback"]
+
+
+def _judge(result: dict, raw: dict, seasonal: dict, test_threshold: float, thresholds: Thresholds) -> dict:
+    """Verdicts on both comparisons; the top-level fields are those of the one the rule uses."""
+    for stats in (raw, seasonal):
+        stats["reasons"] = _reasons(stats, result["test"], test_threshold, thresholds)
+        stats["drifted"] = bool(stats["reasons"])
+    used = seasonal if thresholds.seasonal_adjustment else raw
+    basis = "season-adjusted" if thresholds.seasonal_adjustment else "raw"
+    keys = ("psi", "statistic", "p_value", "reference_missing_rate", "missing_rate_change", "drifted", "reasons")
+    return {**result, **{k: used[k] for k in keys}, "basis": basis, "raw": raw, "seasonal": seasonal}
+
+
+def numeric_feature_drift(
+    name: str, reference: dict, values: pd.Series, thresholds: Thresholds, season: Season | None = None
+) -> dict:
+    """PSI, binned KS and missing-rate change of one numeric feature, raw and season-adjusted.
+
+    raw: against the whole reference; seasonal: against season_weighted(...) of the
+    reference's per-month bin counts (equal to raw when there is no season or no strata).
+    """
+    numbers = pd.to_numeric(values, errors="coerce").dropna().to_numpy(dtype=float)
+    counts = bin_counts(numbers, reference.get("bin_edges") or []) if len(numbers) else None
+    mean = float(numbers.mean()) if len(numbers) else None
+    return numeric_drift_from_counts(name, reference, len(values), len(numbers), mean, counts, thresholds, season)
+
+
+def numeric_drift_from_counts(
+    name: str,
+    reference: dict,
+    total: int,
+    present: int,
+    mean: float | None,
+    current_counts,
+    thresholds: Thresholds,
+    season: Season | None = None,
+) -> dict:
+    """numeric_feature_drift from the window's counts on the reference's bins (a merged profile).
+
+    total: rows of the window, present: rows with a value, mean: of the present values,
+    current_counts: per reference bin (len(bin_edges) + 1), None when present is 0.
+    """
+    season = season or Season("none", {"all": 1.0}, {}, thresholds.min_stratum_rows)
+    result = {"feature": name, "type": "numeric", "n_current": int(present), "test": "ks", "distance": None}
+    result["current_missing_rate"] = _missing_stats(0.0, total, present)["current_missing_rate"]
+    raw = _missing_stats(reference.get("missing_rate", 0.0), total, present)
+    expected_missing, _ = _expected_missing_rate(reference, season)
+    seasonal = _missing_stats(expected_missing, total, present)
     edges = reference.get("bin_edges") or []
-    ref_counts = reference.get("bin_counts") or []
-    if not ref_counts or len(numbers) == 0:
+    ref_counts = np.asarray(reference.get("bin_counts") or [], dtype=float)
+    if not len(ref_counts) or present == 0:
         # Nothing to compare (the feature is entirely missing on one side).
-        result.update(psi=None, test="ks", statistic=None, p_value=1.0, distance=None, bins=None)
-        return _verdict(result, thresholds.ks_pvalue, thresholds)
-    cur_counts = bin_counts(numbers, edges)
+        for stats in (raw, seasonal):
+            stats.update(psi=None, statistic=None, p_value=1.0)
+        return _judge({**result, "bins": None}, raw, seasonal, thresholds.ks_pvalue, thresholds)
+    cur_counts = np.asarray(current_counts, dtype=float)
     statistic, pvalue = ks_from_bins(ref_counts, cur_counts)
-    result.update(
-        psi=psi(ref_counts, cur_counts),
-        test="ks",
+    raw.update(psi=psi(ref_counts, cur_counts), statistic=statistic, p_value=pvalue)
+    strata = by_stratum(reference.get("strata_bin_counts") or {}, season.key) if season.reference_rows else {}
+    weighted = season_weighted(strata, ref_counts, season)
+    statistic, pvalue = ks_against_expected(weighted["expected"], weighted["effective_n"], cur_counts)
+    seasonal.update(
+        psi=psi(weighted["expected"], cur_counts),
         statistic=statistic,
         p_value=pvalue,
-        # Mean shift in reference standard deviations: an effect size people can read.
-        distance=_mean_shift(reference, numbers),
-        distance_name="mean shift (ref. std)",
-        current_mean=float(numbers.mean()),
-        reference_mean=reference.get("mean"),
-        bins={"labels": bin_labels(edges), "reference": list(map(int, ref_counts)), "current": cur_counts},
+        fallback_strata=weighted["fallback"],
+        widened_strata=weighted["widened"],
+        effective_reference_n=weighted["effective_n"],
     )
-    return _verdict(result, thresholds.ks_pvalue, thresholds)
+    result.update(
+        # Mean shift in reference standard deviations: an effect size people can read.
+        distance=_mean_shift(reference, mean),
+        distance_name="mean shift (ref. std)",
+        current_mean=mean,
+        reference_mean=reference.get("mean"),
+        bins={
+            "labels": bin_labels(edges),
+            "reference": ref_counts.astype(int).tolist(),
+            "seasonal_reference": weighted["expected"].tolist(),
+            "current": cur_counts.astype(int).tolist(),
+        },
+    )
+    return _judge(result, raw, seasonal, thresholds.ks_pvalue, thresholds)
 
 
-def _mean_shift(reference: dict, numbers: np.ndarray) -> float | None:
+def _mean_shift(reference: dict, current_mean: float | None) -> float | None:
     mean, std = reference.get("mean"), reference.get("std")
-    if mean is None or not std:
+    if mean is None or not std or current_mean is None:
         return None
-    return float((numbers.mean() - mean) / std)
+    return float((current_mean - mean) / std)
 
 
-def categorical_feature_drift(name: str, reference: dict, values: pd.Series, thresholds: Thresholds) -> dict:
-    present = values.dropna().astype(str)
-    result = {
-        "feature": name,
-        "type": "categorical",
-        "n_current": int(len(present)),
-        **_missing(reference, len(values), len(present)),
-    }
+def categorical_feature_drift(
+    name: str, reference: dict, values: pd.Series, thresholds: Thresholds, season: Season | None = None
+) -> dict:
+    """PSI, chi-square and missing-rate change of one categorical feature, raw and season-adjusted."""
+    counts = {str(k): int(v) for k, v in values.dropna().astype(str).value_counts().items()}
+    return categorical_drift_from_counts(name, reference, len(values), counts, thresholds, season)
+
+
+def categorical_drift_from_counts(
+    name: str, reference: dict, total: int, current: dict[str, int], thresholds: Thresholds, season: Season | None = None
+) -> dict:
+    """categorical_feature_drift from the window's category counts (a merged profile); total: its rows."""
+    season = season or Season("none", {"all": 1.0}, {}, thresholds.min_stratum_rows)
+    present = sum(current.values())
+    result = {"feature": name, "type": "categorical", "n_current": int(present), "test": "chi2", "distance": None}
+    result["current_missing_rate"] = _missing_stats(0.0, total, present)["current_missing_rate"]
+    raw = _missing_stats(reference.get("missing_rate", 0.0), total, present)
+    seasonal = _missing_stats(_expected_missing_rate(reference, season)[0], total, present)
     frequencies = reference.get("frequencies") or {}
     n_reference = reference.get("count", 0) * (1 - reference.get("missing_rate", 0.0))
-    current = present.value_counts()
-    categories = sorted(set(frequencies) | set(current.index))
-    if not frequencies or len(present) == 0:
-        result.update(psi=None, test="chi2", statistic=None, p_value=1.0, distance=None, bins=None)
-        return _verdict(result, thresholds.chi2_pvalue, thresholds)
+    categories = sorted(set(frequencies) | set(current))
+    if not frequencies or present == 0:
+        for stats in (raw, seasonal):
+            stats.update(psi=None, statistic=None, p_value=1.0)
+        return _judge({**result, "bins": None}, raw, seasonal, thresholds.chi2_pvalue, thresholds)
     # The profile keeps frequencies; counts are frequencies times the reference's present rows.
     ref_counts = np.array([frequencies.get(c, 0.0) * n_reference for c in categories])
     cur_counts = np.array([int(current.get(c, 0)) for c in categories])
     statistic, pvalue = chi2_homogeneity(ref_counts, cur_counts)
-    result.update(
-        psi=psi(ref_counts, cur_counts),
-        test="chi2",
+    raw.update(psi=psi(ref_counts, cur_counts), statistic=statistic, p_value=pvalue)
+    by_month = {m: [c.get(k, 0) for k in categories] for m, c in (reference.get("strata_counts") or {}).items()}
+    strata = by_stratum(by_month, season.key) if season.reference_rows else {}
+    weighted = season_weighted(strata, ref_counts, season)
+    # The season-weighted reference as pseudo-counts of its effective size.
+    statistic, pvalue = chi2_homogeneity(weighted["expected"] * weighted["effective_n"], cur_counts)
+    seasonal.update(
+        psi=psi(weighted["expected"], cur_counts),
         statistic=statistic,
         p_value=pvalue,
+        fallback_strata=weighted["fallback"],
+        widened_strata=weighted["widened"],
+        effective_reference_n=weighted["effective_n"],
+    )
+    result.update(
         distance=js_distance(ref_counts, cur_counts),
         distance_name="Jensen-Shannon distance",
         bins={
             "labels": categories,
             "reference": [round(float(c), 3) for c in ref_counts],
+            "seasonal_reference": weighted["expected"].tolist(),
             "current": cur_counts.tolist(),
         },
     )
-    return _verdict(result, thresholds.chi2_pvalue, thresholds)
+    return _judge(result, raw, seasonal, thresholds.chi2_pvalue, thresholds)
 
 
-def feature_drift(dataset: DatasetConfig, profile: dict, current: pd.DataFrame, thresholds: Thresholds) -> list[dict]:
-    """One result per configured feature, in configuration order."""
+def feature_drift(
+    dataset: DatasetConfig, profile: dict, current: pd.DataFrame, thresholds: Thresholds, season: Season | None = None
+) -> list[dict]:
+    """One result per configured feature, in configuration order.
+
+    season: the window's strata (window_season); default: from current's time column and
+    the thresholds' season key.
+    """
+    if season is None:
+        times = current.get(dataset.time_column)
+        season = window_season(
+            profile, times, thresholds.season_key, thresholds.min_stratum_rows, thresholds.season_neighbours
+        )
     results = []
     for name in dataset.features:
         reference = profile["features"].get(name)
@@ -262,13 +527,75 @@ def feature_drift(dataset: DatasetConfig, profile: dict, current: pd.DataFrame, 
             raise ValueError(f"reference profile has no feature {name!r}; the champion was trained on other features")
         values = current[name] if name in current else pd.Series([None] * len(current), dtype=object)
         if reference["type"] == "categorical":
-            results.append(categorical_feature_drift(name, reference, values, thresholds))
+            results.append(categorical_feature_drift(name, reference, values, thresholds, season))
         else:
-            results.append(numeric_feature_drift(name, reference, values, thresholds))
+            results.append(numeric_feature_drift(name, reference, values, thresholds, season))
     return results
 
 
-# --- model scores and realized performance ------------------------------------------------
+def feature_drift_from_profile(
+    dataset: DatasetConfig, profile: dict, merged: dict, thresholds: Thresholds
+) -> tuple[list[dict], Season]:
+    """feature_drift from a merged batch profile of the window (mlops.batch_profile), no rows read.
+
+    Every result also has ks_error_bound: how far its KS statistic can be from the one on rows.
+    Raises ValueError naming a feature the batch profiles cannot hold (profile_gaps).
+    """
+    from mlops.batch_profile import rebin, window_totals
+
+    totals = window_totals(merged)
+    season = season_from_months(
+        profile, totals["months"], thresholds.season_key, thresholds.min_stratum_rows, thresholds.season_neighbours
+    )
+    results = []
+    for name in dataset.features:
+        reference, grid = profile["features"].get(name), merged["grids"].get(name)
+        if reference is None:
+            raise ValueError(f"reference profile has no feature {name!r}; the champion was trained on other features")
+        if grid is None:
+            raise ValueError(f"feature {name!r} has no fixed grid (no range or allowed values): read its rows")
+        feature = totals["features"].get(name, {"missing": 0, "sum": 0.0, "counts": {}})
+        present = sum(feature["counts"].values())
+        if reference["type"] == "categorical":
+            result = categorical_drift_from_counts(name, reference, totals["rows"], feature["counts"], thresholds, season)
+            results.append({**result, "ks_error_bound": 0.0})
+            continue
+        counts, bound = rebin(feature["counts"], grid, reference.get("bin_edges") or [])
+        mean = feature["sum"] / present if present else None
+        result = numeric_drift_from_counts(
+            name, reference, totals["rows"], present, mean, counts if present else None, thresholds, season
+        )
+        results.append({**result, "ks_error_bound": bound})
+    return results, season
+
+
+def season_summary(season: Season, features: list[dict], thresholds: Thresholds) -> dict:
+    """What the report says about the season matching: strata, coverage, fallbacks."""
+    fallback = sorted({s for f in features for s in (f.get("seasonal") or {}).get("fallback_strata", [])})
+    widened = {s: n for f in features for s, n in (f.get("seasonal") or {}).get("widened_strata", {}).items()}
+    notes = [season.note] if season.note else []
+    for stratum, near in sorted(widened.items()):
+        notes.append(
+            f"reference has fewer than {season.min_rows} rows for {season.key} {stratum}: "
+            f"compared with {season.key} {' and '.join(near)} there"
+        )
+    if fallback and not season.note:
+        notes.append(
+            f"reference has fewer than {season.min_rows} rows for {season.key} {', '.join(fallback)}: "
+            "compared with the whole reference there"
+        )
+    return {
+        "key": season.key,
+        "adjusted": thresholds.seasonal_adjustment,
+        "window_shares": season.window_shares,
+        "reference_rows": season.reference_rows,
+        "fallback_strata": fallback,
+        "widened_strata": widened,
+        "notes": notes,
+    }
+
+
+# --- model scores -----------------------------------------------------------------------------
 
 
 def score_drift(reference_scores: dict | None, probabilities) -> dict | None:
@@ -296,72 +623,6 @@ def score_drift(reference_scores: dict | None, probabilities) -> dict | None:
     }
 
 
-def classification_metrics(y_true, probability, predicted) -> dict:
-    """Accuracy, F1 (positive class) and Brier score; F1 is None when it is undefined."""
-    y = np.asarray(y_true, dtype=float)
-    p = np.asarray(probability, dtype=float)
-    yhat = np.asarray(predicted, dtype=float)
-    if len(y) == 0:
-        return {"n": 0, "accuracy": None, "f1": None, "brier": None}
-    tp = float(np.sum((yhat == 1) & (y == 1)))
-    fp = float(np.sum((yhat == 1) & (y == 0)))
-    fn = float(np.sum((yhat == 0) & (y == 1)))
-    denominator = 2 * tp + fp + fn
-    return {
-        "n": int(len(y)),
-        "accuracy": float(np.mean(yhat == y)),
-        "f1": 2 * tp / denominator if denominator else None,
-        "brier": float(np.mean((p - y) ** 2)),
-    }
-
-
-def realized_performance(predictions: pd.DataFrame, labeled: pd.DataFrame, time_column: str, label: str) -> dict | None:
-    """Metrics of predictions whose label has arrived, over the window and per day.
-
-    predictions: time column, probability, predicted_label. labeled: time column and label
-    (mlops.labels.add_label: the truth for a prediction made at t, known at t + horizon).
-    """
-    if predictions.empty:
-        return None
-    truth = labeled[[time_column, label]].dropna().drop_duplicates(time_column)
-    joined = predictions.merge(truth, on=time_column, how="inner")
-    overall = classification_metrics(joined[label], joined["probability"], joined["predicted_label"])
-    daily = []
-    for day, group in joined.groupby(joined[time_column].dt.strftime("%Y-%m-%d"), sort=True):
-        daily.append(
-            {"day": day, **classification_metrics(group[label], group["probability"], group["predicted_label"])}
-        )
-    return {**overall, "n_predictions": int(len(predictions)), "daily": daily}
-
-
-def holdout_metrics(tags: dict[str, str]) -> dict[str, float]:
-    """The champion's holdout metrics from its model version tags (holdout_<metric>)."""
-    metrics = {}
-    for name in PERFORMANCE_METRICS:
-        if f"holdout_{name}" in tags:
-            metrics[name] = float(tags[f"holdout_{name}"])
-        elif f"holdout_neg_{name}" in tags:
-            metrics[name] = -float(tags[f"holdout_neg_{name}"])
-    return metrics
-
-
-def performance_drops(realized: dict | None, holdout: dict[str, float], thresholds: Thresholds) -> list[str]:
-    """Which metrics fell below the holdout by more than the margin (empty: none, or too few labels)."""
-    if not realized or realized["n"] < thresholds.min_labeled:
-        return []
-    drops = []
-    for name in PERFORMANCE_METRICS:
-        now, before = realized.get(name), holdout.get(name)
-        if now is None or before is None:
-            continue
-        drop = (now - before) if name in LOWER_IS_BETTER else (before - now)
-        if drop > thresholds.performance_drop:
-            drops.append(
-                f"realized {name} {now:.3f} vs holdout {before:.3f} (worse by {drop:.3f} > {thresholds.performance_drop:g})"
-            )
-    return drops
-
-
 # --- the data-set rule ---------------------------------------------------------------------
 
 
@@ -384,6 +645,48 @@ def dataset_rule(features: list[dict], drops: list[str], thresholds: Thresholds)
     }
 
 
+def champion_performance(
+    dataset: DatasetConfig,
+    labeled: pd.DataFrame,
+    champion: pd.DataFrame,
+    challenger: pd.DataFrame,
+    holdout: dict[str, float],
+    thresholds: Thresholds,
+    calibration: dict,
+) -> dict:
+    """Realized and estimated performance of the champion (and the challenger's realized), the
+    minimum that applies at the data set's frequency, and which of them dropped (mlops.performance).
+
+    The estimate counts in the rule unless the champion is known to be miscalibrated.
+    """
+    time_col, label = dataset.time_column, dataset.label.name
+    bucket = bucket_frequency(dataset.frequency)
+    periods = window_periods(labeled[time_col], dataset.frequency)
+    minimum, why = labeled_minimum(thresholds.min_labeled, dataset.frequency, periods)
+    realized = realized_performance(champion, labeled, time_col, label, bucket) if not champion.empty else None
+    estimated = estimated_performance(champion, labeled, time_col, label, bucket) if not champion.empty else None
+    estimate_usable = calibration["calibrated"] is not False
+    drops = metric_drops("realized", realized, holdout, thresholds.performance_drop, minimum)
+    if estimate_usable:
+        drops += metric_drops("estimated", estimated, holdout, thresholds.performance_drop, minimum)
+    notes = [judgement("realized", realized, minimum, why), judgement("estimated", estimated, minimum, why)]
+    if not estimate_usable:
+        notes.append("the estimate is not used by the rule: " + calibration["status"])
+    return {
+        "champion": realized,
+        "estimated": estimated,
+        "challenger": realized_performance(challenger, labeled, time_col, label, bucket) if not challenger.empty else None,
+        "holdout": holdout,
+        "calibration": calibration,
+        "min_labeled": minimum,
+        "min_labeled_why": why,
+        "bucket": bucket,
+        "notes": notes,
+        "drops": drops,
+        "dropped": sorted({d.split(" ", 1)[0] for d in drops}),
+    }
+
+
 def compute_drift(
     dataset: DatasetConfig,
     profile: dict,
@@ -400,28 +703,30 @@ def compute_drift(
     """
     from mlops.labels import add_label
 
-    features = feature_drift(dataset, profile, current, thresholds)
-    time_col, label = dataset.time_column, dataset.label.name
+    season = window_season(
+        profile,
+        current.get(dataset.time_column),
+        thresholds.season_key,
+        thresholds.min_stratum_rows,
+        thresholds.season_neighbours,
+    )
+    features = feature_drift(dataset, profile, current, thresholds, season)
     labeled = add_label(current, dataset)
-    labeled[time_col] = pd.to_datetime(labeled[time_col])
+    labeled[dataset.time_column] = pd.to_datetime(labeled[dataset.time_column])
     champion = champion_predictions if champion_predictions is not None else pd.DataFrame()
     challenger = challenger_predictions if challenger_predictions is not None else pd.DataFrame()
-    realized = realized_performance(champion, labeled, time_col, label) if not champion.empty else None
-    holdout = holdout or {}
-    drops = performance_drops(realized, holdout, thresholds)
+    performance = champion_performance(
+        dataset, labeled, champion, challenger, holdout or {}, thresholds, calibration_status(profile)
+    )
     return {
         "n_current": int(len(current)),
         "n_reference": int(profile.get("n_rows", 0)),
         "features": features,
+        "season": season_summary(season, features, thresholds),
         "scores": score_drift(profile.get("scores"), champion["probability"]) if not champion.empty else None,
-        "performance": {
-            "champion": realized,
-            "challenger": realized_performance(challenger, labeled, time_col, label) if not challenger.empty else None,
-            "holdout": holdout,
-            "drops": drops,
-        },
+        "performance": performance,
         "thresholds": dataclasses.asdict(thresholds),
-        "rule": dataset_rule(features, drops, thresholds),
+        "rule": dataset_rule(features, performance["drops"], thresholds),
     }
 
 

@@ -15,6 +15,8 @@ import io
 import numpy as np
 
 TITLE = "Drift report"
+PLOTTED_METRICS = ("accuracy", "f1", "brier")
+BUCKET_NAMES = {"D": "day", "W": "week", "M": "month"}
 
 
 def _png(fig) -> str:
@@ -32,14 +34,19 @@ def _share(counts) -> np.ndarray:
 
 
 def distribution_plot(title: str, bins: dict) -> str:
-    """Bars of the reference and current share per bin."""
+    """Bars of the reference, the season-weighted reference (if any) and current share per bin."""
     import matplotlib.pyplot as plt
 
     labels = bins["labels"]
     x = np.arange(len(labels))
+    series = [("whole reference", bins["reference"], "#4c72b0")]
+    if bins.get("seasonal_reference") is not None:
+        series.append(("same time of year", bins["seasonal_reference"], "#55a868"))
+    series.append(("current", bins["current"], "#dd8452"))
+    width = 0.8 / len(series)
     fig, ax = plt.subplots(figsize=(7, 2.8))
-    ax.bar(x - 0.2, _share(bins["reference"]), width=0.4, label="reference", color="#4c72b0")
-    ax.bar(x + 0.2, _share(bins["current"]), width=0.4, label="current", color="#dd8452")
+    for i, (name, counts, color) in enumerate(series):
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, _share(counts), width=width, label=name, color=color)
     ax.set_xticks(x, labels, rotation=35, ha="right", fontsize=7)
     ax.set_ylabel("share of rows")
     ax.set_title(title, fontsize=10)
@@ -48,24 +55,27 @@ def distribution_plot(title: str, bins: dict) -> str:
 
 
 def performance_plot(performance: dict) -> str | None:
-    """Realized accuracy, F1 and Brier per day (champion solid, challenger dashed), holdout as lines."""
+    """Accuracy, F1 and Brier per bucket: realized (champion solid, challenger dashed) and the
+    champion's estimate (CBPE, dotted) side by side, the holdout as a grey line."""
     import matplotlib.pyplot as plt
 
-    champion, challenger = performance.get("champion"), performance.get("challenger")
-    if not champion or not champion.get("daily"):
+    lines = [
+        ("champion realized", performance.get("champion"), "-"),
+        ("challenger realized", performance.get("challenger"), "--"),
+        ("champion estimated", performance.get("estimated"), ":"),
+    ]
+    lines = [(name, block, style) for name, block, style in lines if block and block.get("periods")]
+    if not lines:
         return None
-    metrics = ("accuracy", "f1", "brier")
     fig, axes = plt.subplots(1, 3, figsize=(11, 2.8), sharex=False)
-    for ax, metric in zip(axes, metrics, strict=True):
-        for name, block, style in (("champion", champion, "-"), ("challenger", challenger, "--")):
-            if not block or not block.get("daily"):
-                continue
-            days = [d["day"] for d in block["daily"]]
-            values = [np.nan if d[metric] is None else d[metric] for d in block["daily"]]
-            ax.plot(days, values, style, marker=".", label=name)
+    for ax, metric in zip(axes, PLOTTED_METRICS, strict=True):
+        for name, block, style in lines:
+            periods = [d["period"] for d in block["periods"]]
+            values = [np.nan if d[metric] is None else d[metric] for d in block["periods"]]
+            ax.plot(periods, values, style, marker=".", label=name)
         if metric in performance.get("holdout", {}):
-            ax.axhline(performance["holdout"][metric], color="grey", linestyle=":", label="holdout")
-        ax.set_title(metric, fontsize=10)
+            ax.axhline(performance["holdout"][metric], color="grey", linestyle="-.", linewidth=0.8, label="holdout")
+        ax.set_title(f"{metric} per {BUCKET_NAMES.get(performance.get('bucket'), 'period')}", fontsize=10)
         ax.tick_params(axis="x", labelrotation=60, labelsize=6)
         if len(ax.get_xticks()) > 10:
             ax.set_xticks(ax.get_xticks()[:: max(1, len(ax.get_xticks()) // 8)])
@@ -84,29 +94,66 @@ def _fmt(value, digits: int = 3) -> str:
 
 
 def _metrics_table(performance: dict) -> str:
-    rows = []
-    for name in ("champion", "challenger"):
-        block = performance.get(name)
-        if block:
-            rows.append(
-                f"<tr><td>{name} (realized)</td><td>{block['n']}</td>"
-                + "".join(f"<td>{_fmt(block.get(m))}</td>" for m in ("accuracy", "f1", "brier"))
-                + "</tr>"
-            )
-    holdout = performance.get("holdout") or {}
-    if holdout:
-        rows.append(
-            "<tr><td>champion (holdout)</td><td>–</td>"
-            + "".join(f"<td>{_fmt(holdout.get(m))}</td>" for m in ("accuracy", "f1", "brier"))
-            + "</tr>"
-        )
+    """Realized and estimated performance side by side with the holdout, and what was judged."""
+    estimated = performance.get("estimated") or {}
+    blocks = [
+        ("champion realized (labels arrived)", performance.get("champion")),
+        ("champion estimated (CBPE, whole window)", estimated or None),
+        ("champion estimated, same labelled predictions", estimated.get("on_labeled")),
+        ("champion estimated, truth not yet arrived", estimated.get("unlabeled")),
+        ("challenger realized", performance.get("challenger")),
+        ("champion holdout", performance.get("holdout") or None),
+    ]
+    rows = [
+        f"<tr><td>{name}</td><td>{_fmt(block.get('n'))}</td>"
+        + "".join(f"<td>{_fmt(block.get(m))}</td>" for m in PLOTTED_METRICS)
+        + "</tr>"
+        for name, block in blocks
+        if block
+    ]
     if not rows:
         return "<p>No predictions with arrived labels in the window.</p>"
+    notes = list(performance.get("notes") or [])
+    if performance.get("calibration"):
+        notes.insert(0, "Champion " + performance["calibration"]["status"])
     return (
-        "<table><tr><th></th><th>labeled</th><th>accuracy</th><th>F1</th><th>Brier</th></tr>"
+        "<table><tr><th></th><th>predictions</th><th>accuracy</th><th>F1</th><th>Brier</th></tr>"
         + "".join(rows)
         + "</table>"
+        + "".join(f"<p>{html.escape(n)}.</p>" for n in notes)
     )
+
+
+def _feature_row(f: dict) -> str:
+    """One row of the features table: the raw shift and the shift the season does not explain."""
+    css = ' class="drift"' if f["drifted"] else ""
+    raw, seasonal = f.get("raw") or f, f.get("seasonal") or f
+
+    def cells(stats: dict) -> str:
+        return f"<td>{_fmt(stats.get('psi'))}</td><td>{_fmt(stats.get('statistic'))}</td><td>{_fmt(stats.get('p_value'))}</td>"
+
+    return (
+        f"<tr{css}><td>{html.escape(f['feature'])}</td><td>{f['type']}</td><td>{f['n_current']}</td><td>{f['test']}</td>"
+        f"{cells(raw)}{cells(seasonal)}"
+        f"<td>{_fmt(f.get('distance'))} <small>{html.escape(f.get('distance_name') or '')}</small></td>"
+        f"<td>{_fmt(f['reference_missing_rate'])} → {_fmt(f['current_missing_rate'])}</td>"
+        f"<td>{'yes' if f['drifted'] else 'no'} <small>({html.escape(f.get('basis', 'raw'))})</small></td>"
+        f"<td>{html.escape('; '.join(f['reasons']))}</td></tr>"
+    )
+
+
+def _season_html(season: dict | None) -> str:
+    if not season:
+        return ""
+    shares = ", ".join(f"{k}: {v:.0%}" for k, v in season["window_shares"].items())
+    basis = (
+        "the shift not explained by the season (window against the reference of the same "
+        f"{season['key']}s, weighted by the window's mix)"
+        if season["adjusted"]
+        else "the raw shift against the whole reference"
+    )
+    notes = "".join(f"<p><b>Note:</b> {html.escape(n)}.</p>" for n in season["notes"])
+    return f"<p>Season key: {html.escape(season['key'])}; window mix {html.escape(shares)}. The rule uses {basis}.</p>{notes}"
 
 
 def render(result: dict) -> str:
@@ -117,16 +164,7 @@ def render(result: dict) -> str:
     rule, window, champion = result["rule"], result["window"], result["champion"]
     thresholds = result["thresholds"]
     verdict = "RETRAINING RULE FIRED" if rule["fired"] else "no drift rule fired"
-    feature_rows = []
-    for f in result["features"]:
-        css = ' class="drift"' if f["drifted"] else ""
-        feature_rows.append(
-            f"<tr{css}><td>{html.escape(f['feature'])}</td><td>{f['type']}</td><td>{f['n_current']}</td>"
-            f"<td>{_fmt(f['psi'])}</td><td>{f['test']}</td><td>{_fmt(f['statistic'])}</td><td>{_fmt(f['p_value'])}</td>"
-            f"<td>{_fmt(f.get('distance'))} <small>{html.escape(f.get('distance_name') or '')}</small></td>"
-            f"<td>{_fmt(f['reference_missing_rate'])} → {_fmt(f['current_missing_rate'])}</td>"
-            f"<td>{'yes' if f['drifted'] else 'no'}</td><td>{html.escape('; '.join(f['reasons']))}</td></tr>"
-        )
+    feature_rows = [_feature_row(f) for f in result["features"]]
     plots = [
         f'<h3>{html.escape(f["feature"])}{" (drifted)" if f["drifted"] else ""}</h3><img src="{distribution_plot(f["feature"], f["bins"])}">'
         for f in result["features"]
@@ -162,15 +200,19 @@ Current: {result["n_current"]} observations in ({window["start"]}, {window["end"
 Generated {result["created_at"]} UTC by Airflow run {html.escape(result["airflow_run_id"])}.</p>
 <p>Thresholds: PSI ≥ {thresholds["psi"]:g} together with KS p &lt; {thresholds["ks_pvalue"]:g} (numeric) or
 chi-square p &lt; {thresholds["chi2_pvalue"]:g} (categorical); missing rate change &gt; {thresholds["missing_rate_change"]:g};
-rule: drifted share ≥ {thresholds["drifted_feature_share"]:g} or realized performance worse than holdout by
-&gt; {thresholds["performance_drop"]:g} (over ≥ {thresholds["min_labeled"]} labeled predictions).</p>
+rule: drifted share ≥ {thresholds["drifted_feature_share"]:g} or realized or estimated performance worse than
+holdout by &gt; {thresholds["performance_drop"]:g} (over ≥ {performance.get("min_labeled", thresholds["min_labeled"])}
+predictions at this data set's frequency).</p>
 <h2>Features</h2>
-<table><tr><th>feature</th><th>type</th><th>rows</th><th>PSI</th><th>test</th><th>statistic</th><th>p-value</th>
-<th>effect</th><th>missing rate</th><th>drifted</th><th>why</th></tr>
+{_season_html(result.get("season"))}
+<table><tr><th rowspan="2">feature</th><th rowspan="2">type</th><th rowspan="2">rows</th><th rowspan="2">test</th>
+<th colspan="3">raw (whole reference)</th><th colspan="3">not explained by season</th>
+<th rowspan="2">effect</th><th rowspan="2">missing rate</th><th rowspan="2">drifted</th><th rowspan="2">why</th></tr>
+<tr><th>PSI</th><th>statistic</th><th>p-value</th><th>PSI</th><th>statistic</th><th>p-value</th></tr>
 {"".join(feature_rows)}</table>
 <h2>Prediction drift</h2>
 {score_html}
-<h2>Realized performance</h2>
+<h2>Performance: realized and estimated</h2>
 {_metrics_table(performance)}
 {"".join(f"<p>{html.escape(d)}</p>" for d in drops)}
 {f'<img src="{perf_plot}">' if perf_plot else ""}

@@ -320,4 +320,7 @@ def summary(result: dict) -> dict:
         "fired": result["rule"]["fired"],
         "reason": result["rule"]["reason"],
         "drifted_features": result["rule"]["drifted_features"],
+        # realized and/or estimated: which performance fell below the holdout (empty: none).
+        "performance_dropped": result["performance"]["dropped"],
+        "season_notes": result["season"]["notes"],
     }

@@ -228,6 +228,15 @@ def test_data_like_the_training_data_triggers_nothing(run_dag, stack, observatio
     page = s3_text(stack, row["report_uri"])
     assert row["report_uri"].endswith(f"drift/{row['drift_run_id']}/report.html")
     assert page.count("data:image/png;base64,") == len(DATASET.features) + 2
+    assert "champion estimated (CBPE, whole window)" in page and "calibration unknown" in page
+    result = json.loads(s3_text(stack, row["report_uri"].replace("report.html", "result.json")))
+    # The reference (June-July 2030) has no January nor its neighbours: the whole reference, said so.
+    assert result["season"]["window_shares"] == {"1": 1.0} and result["season"]["fallback_strata"] == ["1"]
+    assert "compared with the whole reference there" in result["season"]["notes"][0]
+    estimated, realized = result["performance"]["estimated"], result["performance"]["champion"]
+    assert estimated["n"] == realized["n_predictions"] and estimated["unlabeled"]["n"] == estimated["n"] - realized["n"]
+    assert abs(estimated["on_labeled"]["accuracy"] - realized["accuracy"]) < 0.1
+    assert result["performance"]["bucket"] == "D" and len(realized["periods"]) >= 29
 
 
 def test_shift_triggers_train_once_and_ten_alerts_in_a_row_give_one_run(run_dag, stack, observations, no_train_runs):

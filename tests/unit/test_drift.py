@@ -230,7 +230,7 @@ def test_realized_performance_joins_the_label_that_arrived_later():
     assert result["n"] == 6 and result["n_predictions"] == 8
     assert result["accuracy"] == pytest.approx(expected["accuracy"])
     assert result["brier"] == pytest.approx(expected["brier"])
-    assert [d["day"] for d in result["daily"]] == ["2030-01-01"]
+    assert [d["period"] for d in result["periods"]] == ["2030-01-01"]
 
 
 def test_holdout_metrics_from_tags_accept_negated_brier():
@@ -244,9 +244,9 @@ def test_performance_drop_needs_enough_labels_and_a_margin():
     t = drift.Thresholds.from_config(CONFIG.drift, {"performance_drop": 0.1, "min_labeled_predictions": 100})
     holdout = {"accuracy": 0.85, "f1": 0.6, "brier": 0.10}
     realized = {"n": 500, "accuracy": 0.80, "f1": 0.45, "brier": 0.25}
-    drops = drift.performance_drops(realized, holdout, t)
+    drops = drift.metric_drops("realized", realized, holdout, t.performance_drop, t.min_labeled)
     assert len(drops) == 2 and drops[0].startswith("realized f1") and drops[1].startswith("realized brier")
-    assert drift.performance_drops({**realized, "n": 99}, holdout, t) == []
+    assert drift.metric_drops("realized", {**realized, "n": 99}, holdout, t.performance_drop, t.min_labeled) == []
 
 
 def test_dataset_rule_on_feature_share():
@@ -283,3 +283,108 @@ def test_compute_drift_result_is_json_serialisable():
     )
     json.dumps(drift.json_safe(result), allow_nan=False)
     assert result["performance"]["champion"]["n"] == 496 and not result["rule"]["fired"]
+
+
+# --- season-aware reference ------------------------------------------------------------------
+
+
+def seasonal_weather(start: str, periods: int, seed: int, offset: dict | None = None) -> pd.DataFrame:
+    """Hourly data with a strong yearly cycle: temperature = 10 sin(2 pi month / 12) + noise,
+    humidity follows the season too, the other features do not; offset adds to a feature."""
+    rng = np.random.default_rng(seed)
+    times = pd.date_range(start, periods=periods, freq="1h")
+    season = np.sin(2 * np.pi * times.month.to_numpy() / 12)
+    frame = pd.DataFrame({name: rng.normal(0, 1, periods) for name in DATASET.features})
+    frame[DATASET.time_column] = times
+    frame["Temperature_C"] = 10 * season + rng.normal(0, 1, periods)
+    frame["Humidity"] = 0.7 - 0.15 * season + rng.normal(0, 0.03, periods)
+    frame["Current_weather_condition"] = (rng.uniform(size=periods) < 0.2).astype(int)
+    for name, delta in (offset or {}).items():
+        frame[name] = frame[name] + delta
+    return frame
+
+
+SEASONAL_REFERENCE = seasonal_weather("2028-01-01", 2 * 365 * 24, seed=11)
+SUMMER_WINDOW = ("2030-05-20", 30 * 24)  # late May to mid June: mostly June
+
+
+def test_a_summer_month_against_two_years_does_not_drift_when_season_adjusted():
+    profile = build_profile(SEASONAL_REFERENCE, DATASET)
+    window = seasonal_weather(*SUMMER_WINDOW, seed=12)
+    results = {r["feature"]: r for r in drift.feature_drift(DATASET, profile, window, THRESHOLDS)}
+    # Against the whole reference the season alone looks like drift ...
+    assert results["Temperature_C"]["raw"]["drifted"] and results["Humidity"]["raw"]["drifted"]
+    assert results["Temperature_C"]["raw"]["psi"] > 1
+    # ... against the same months of the reference it does not.
+    assert not any(r["drifted"] for r in results.values()), {k: r["reasons"] for k, r in results.items()}
+    assert results["Temperature_C"]["basis"] == "season-adjusted"
+    assert results["Temperature_C"]["seasonal"]["psi"] < 0.05
+    assert results["Temperature_C"]["seasonal"]["fallback_strata"] == []
+
+
+def test_an_offset_in_one_feature_fires_on_that_feature_only():
+    profile = build_profile(SEASONAL_REFERENCE, DATASET)
+    window = seasonal_weather(*SUMMER_WINDOW, seed=12, offset={"Temperature_C": 4.0})
+    result = drift.compute_drift(DATASET, profile, window, THRESHOLDS)
+    drifted = [f["feature"] for f in result["features"] if f["drifted"]]
+    assert drifted == ["Temperature_C"]
+    assert result["season"]["key"] == "month" and set(result["season"]["window_shares"]) == {"5", "6"}
+
+
+def test_the_season_weighted_reference_is_the_window_mix_of_the_month_distributions():
+    # Two months with disjoint values; a window 25% January, 75% July expects the same mix.
+    times = pd.to_datetime(["2030-01-10"] * 400 + ["2030-07-10"] * 400)
+    values = np.concatenate([np.linspace(0, 1, 400), np.linspace(10, 11, 400)])
+    frame = pd.DataFrame({name: values for name in DATASET.features})
+    frame[DATASET.time_column] = times
+    reference = build_profile(frame, DATASET)["features"]["Temperature_C"]
+    season = drift.Season("month", {"1": 0.25, "7": 0.75}, {"1": 400, "7": 400}, 100)
+    strata = drift.by_stratum(reference["strata_bin_counts"], "month")
+    weighted = drift.season_weighted(strata, reference["bin_counts"], season)
+    expected = 0.25 * drift.proportions(strata["1"]) + 0.75 * drift.proportions(strata["7"])
+    assert np.allclose(weighted["expected"], expected)
+    # Kish: 1 / (0.25^2 / 400 + 0.75^2 / 400)
+    assert weighted["effective_n"] == pytest.approx(1 / (0.0625 / 400 + 0.5625 / 400))
+    # A stratum the reference does not cover, nor its neighbours, falls back to the whole reference.
+    weighted = drift.season_weighted(strata, reference["bin_counts"], drift.Season("month", {"3": 1.0}, {}, 100))
+    assert weighted["fallback"] == ["3"] and weighted["widened"] == {}
+    assert np.allclose(weighted["expected"], drift.proportions(reference["bin_counts"]))
+    # December: its neighbour January is covered.
+    weighted = drift.season_weighted(strata, reference["bin_counts"], drift.Season("month", {"12": 1.0}, {}, 100))
+    assert weighted["widened"] == {"12": ["1"]} and np.allclose(weighted["expected"], drift.proportions(strata["1"]))
+
+
+def test_quarters_sum_months_and_a_thin_stratum_widens_to_its_neighbours_or_falls_back():
+    profile = build_profile(SEASONAL_REFERENCE.iloc[: 24 * 100], DATASET)  # January to mid April
+    window = seasonal_weather("2030-03-20", 30 * 24, seed=13)  # late March, most of April
+    overrides = {"season_key": "quarter", "min_stratum_rows": 1000}
+    result = drift.compute_drift(DATASET, profile, window, drift.Thresholds.from_config(CONFIG.drift, overrides))
+    # 2028 is a leap year: Q1 has 91 days = 2184 reference rows, Q2 only 216 (< 1000).
+    assert result["season"]["reference_rows"] == {"Q1": 2184, "Q2": 216}
+    # Q2 is compared with its neighbours that have rows: Q1 (Q3 has none).
+    assert result["season"]["widened_strata"] == {"Q2": ["Q1"]} and result["season"]["fallback_strata"] == []
+    assert result["season"]["notes"] == ["reference has fewer than 1000 rows for quarter Q2: compared with quarter Q1 there"]
+    alone = drift.Thresholds.from_config(CONFIG.drift, {**overrides, "season_neighbours": False})
+    result = drift.compute_drift(DATASET, profile, window, alone)
+    assert result["season"]["fallback_strata"] == ["Q2"]
+    assert "Q2" in result["season"]["notes"][0] and "whole reference" in result["season"]["notes"][0]
+
+
+def test_an_old_profile_without_strata_compares_with_the_whole_reference():
+    profile = build_profile(SEASONAL_REFERENCE.drop(columns=[DATASET.time_column]), DATASET)
+    assert "strata" not in profile
+    window = seasonal_weather(*SUMMER_WINDOW, seed=12)
+    result = drift.compute_drift(DATASET, profile, window, THRESHOLDS)
+    temperature = result["features"][0]
+    assert temperature["drifted"] and temperature["seasonal"]["psi"] == pytest.approx(temperature["raw"]["psi"])
+    assert "no calendar strata" in result["season"]["notes"][0]
+
+
+def test_without_seasonal_adjustment_the_rule_uses_the_raw_shift():
+    profile = build_profile(SEASONAL_REFERENCE, DATASET)
+    window = seasonal_weather(*SUMMER_WINDOW, seed=12)
+    raw = drift.Thresholds.from_config(CONFIG.drift, {"seasonal_adjustment": "false"})
+    results = {r["feature"]: r for r in drift.feature_drift(DATASET, profile, window, raw)}
+    assert results["Temperature_C"]["drifted"] and results["Temperature_C"]["basis"] == "raw"
+    with pytest.raises(ValueError, match="season_key"):
+        drift.Thresholds.from_config(CONFIG.drift, {"season_key": "week"})

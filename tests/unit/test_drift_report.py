@@ -54,7 +54,7 @@ def test_report_embeds_a_png_per_feature_and_names_the_drifted_one():
     # one per feature, the scores and the performance panel
     assert len(images) == len(DATASET.features) + 2
     assert "Temperature_C (drifted)" in page
-    assert "performance" in page.lower() and "challenger (realized)" in page
+    assert "performance" in page.lower() and "challenger realized" in page
     assert "http" not in page.replace("http-equiv", "")  # nothing fetched from elsewhere
 
 
@@ -65,3 +65,15 @@ def test_report_without_predictions_says_so():
     page = drift_report.render(result)
     assert "No champion predictions in the window." in page
     assert "no drift rule fired" in page
+
+
+def test_report_shows_the_raw_and_the_season_adjusted_shift_and_the_fallback():
+    # The profile covers January and February 2030 only; the window reaches into March,
+    # which is compared with its covered neighbour, February.
+    result = _result(shift=8.0)
+    page = drift_report.render(result)
+    assert "raw (whole reference)" in page and "not explained by season" in page
+    assert "(season-adjusted)" in page
+    assert "fewer than 100 rows for month 3: compared with month 2 there" in page
+    temperature = result["features"][0]
+    assert f"<td>{temperature['raw']['psi']:.3f}</td>" in page and f"<td>{temperature['seasonal']['psi']:.3f}</td>" in page

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from mlops.config import load_config
 from mlops.profile import bin_counts, build_profile
@@ -41,3 +42,88 @@ def test_profile_quantiles_and_bins_equal_numpy_on_unsorted_data_with_ties():
     assert profile["bin_counts"] == bin_counts(values, edges.tolist())
     assert profile["quantiles"] == {str(q): float(np.quantile(values, q)) for q in QUANTILES}
     assert (profile["min"], profile["max"]) == (values.min(), values.max())
+
+
+# --- batch profiles: mergeable, and drift from them matches drift from rows --------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from mlops import batch_profile, drift  # noqa: E402
+
+CONFIG = load_config(environ={})
+
+
+def hourly(start: str, hours: int, seed: int, warm: float = 0.0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    times = pd.date_range(start, periods=hours, freq="1h")
+    season = np.sin(2 * np.pi * times.month.to_numpy() / 12)
+    frame = pd.DataFrame(
+        {
+            DATASET.time_column: times,
+            "Temperature_C": 10 * season + rng.normal(0, 3, hours) + warm,
+            "Humidity": np.clip(0.7 - 0.1 * season + rng.normal(0, 0.1, hours), 0, 1),
+            "Wind_speed_kmph": rng.gamma(2.0, 6.0, hours),
+            "Wind_bearing_degrees": rng.integers(0, 361, hours).astype(float),
+            "Visibility_km": np.clip(rng.normal(12, 3, hours), 0, 100),
+            "Pressure_millibars": rng.normal(1013, 8, hours),
+            "Current_weather_condition": (rng.uniform(size=hours) < 0.2).astype(float),
+        }
+    )
+    frame.loc[rng.uniform(size=hours) < 0.02, "Visibility_km"] = np.nan
+    return frame
+
+
+@settings(max_examples=25, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=1, max_value=299), max_size=5, unique=True), seed=st.integers(0, 10))
+def test_the_merge_of_any_split_into_batches_is_the_profile_of_all_rows(cuts, seed):
+    frame = hourly("2030-01-30", 300, seed)
+    bounds = [0, *sorted(cuts), len(frame)]
+    parts = [batch_profile.batch_profile(frame.iloc[a:b], DATASET) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    whole = batch_profile.batch_profile(frame, DATASET)
+    merged = batch_profile.merge(parts)
+    assert merged["days"].keys() == whole["days"].keys()
+    for day, stats in whole["days"].items():
+        got = merged["days"][day]
+        assert got["rows"] == stats["rows"]
+        for name, feature in stats["features"].items():
+            assert got["features"][name]["counts"] == feature["counts"] and got["features"][name]["missing"] == feature["missing"]
+            assert got["features"][name].get("sum", 0.0) == pytest.approx(feature.get("sum", 0.0))
+
+
+def test_drift_from_merged_batch_profiles_matches_drift_from_rows_within_the_stated_bound():
+    reference_rows = hourly("2028-01-01", 2 * 365 * 24, seed=1)
+    profile = build_profile(reference_rows, DATASET)
+    window = hourly("2030-05-20", 30 * 24, seed=2, warm=2.0)
+    batches = [window.iloc[:200], window.iloc[200:500], window.iloc[500:]]
+    merged = batch_profile.merge([batch_profile.batch_profile(b, DATASET) for b in batches])
+    thresholds = drift.Thresholds.from_config(CONFIG.drift)
+    from_rows = drift.feature_drift(DATASET, profile, window, thresholds)
+    from_profiles, season = drift.feature_drift_from_profile(DATASET, profile, merged, thresholds)
+    assert season.window_shares == pytest.approx({"5": 12 * 24 / 720, "6": 1 - 12 * 24 / 720})
+    for rows, profiled in zip(from_rows, from_profiles, strict=True):
+        name, bound = rows["feature"], profiled["ks_error_bound"]
+        assert bound < 0.01, name
+        for side in ("raw", "seasonal"):
+            assert abs(profiled[side]["statistic"] - rows[side]["statistic"]) <= bound + 1e-12, (name, side)
+            assert profiled[side]["psi"] == pytest.approx(rows[side]["psi"], abs=0.02), (name, side)
+        assert profiled["drifted"] == rows["drifted"], name
+        assert profiled["current_missing_rate"] == pytest.approx(rows["current_missing_rate"])
+        assert profiled["current_mean"] == pytest.approx(rows["current_mean"])
+    # Discrete values are exact: the rain flag's counts equal those from rows.
+    rain = [r for r in from_profiles if r["feature"] == "Current_weather_condition"][0]
+    assert rain["ks_error_bound"] == 0.0 and rain["bins"] == from_rows[-1]["bins"]
+    assert [r["feature"] for r in from_profiles if r["drifted"]] == ["Temperature_C"]
+
+
+def test_a_profile_window_takes_whole_days_and_grids_must_agree():
+    frame = hourly("2030-03-01", 72, seed=3)
+    profile = batch_profile.batch_profile(frame, DATASET)
+    assert list(batch_profile.merge([profile], "2030-03-02", "2030-03-02")["days"]) == ["2030-03-02"]
+    other = {**profile, "grids": {**profile["grids"], "Humidity": {"kind": "range", "low": 0, "high": 100, "bins": 10}}}
+    with pytest.raises(ValueError, match="different grids"):
+        batch_profile.merge([profile, other])
+    no_range = DATASET.model_copy(
+        update={"columns": {**DATASET.columns, "Humidity": DATASET.columns["Humidity"].model_copy(update={"min": None})}}
+    )
+    assert batch_profile.profile_gaps(no_range) == ["Humidity"]
