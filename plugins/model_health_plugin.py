@@ -10,16 +10,17 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from mlops.model_health_app import URL_PREFIX, app
+from mlops.model_health import VIEW_PREFIX
+from mlops.model_health_app import app
 
 
 class ModelHealthPlugin(AirflowPlugin):
     name = "model_health"
-    fastapi_apps = [{"app": app, "url_prefix": URL_PREFIX, "name": "Model health"}]
+    fastapi_apps = [{"app": app, "url_prefix": VIEW_PREFIX, "name": "Model health"}]
     external_views = [
         {
             "name": "Model health",
-            "href": f"{URL_PREFIX}/",
+            "href": f"{VIEW_PREFIX}/",
             "url_route": "model-health",
             "destination": "nav",
             "category": "browse",

@@ -36,6 +36,8 @@ REPORT_FILES = {
 # Siblings shown beside a report_uri in the view (ingest writes validation.json, drift result.json).
 SIBLINGS = {"batch": ("report.html", "validation.json"), "drift": ("report.html", "result.json")}
 DEFAULT_LIMIT = 50
+# Where the plugin mounts the view's FastAPI app in Airflow's API server.
+VIEW_PREFIX = "/model-health"
 MLFLOW_RETRIES, MLFLOW_TIMEOUT_SECONDS = 1, 10
 CHUNK_BYTES = 64 * 1024
 
@@ -117,6 +119,23 @@ def report_keys(uri: str | None, kind: str, config: PipelineConfig | None = None
         return []
     folder = key.rsplit("/", 1)[0]
     return [f"{folder}/{name}" for name in SIBLINGS[kind]]
+
+
+def report_view_url(uri: str | None, base_url: str | None = None) -> str | None:
+    """The Model health view's link to the report at s3:// uri (for task logs), or None if it is not one.
+
+    base_url: Airflow's [api] base_url (read from Airflow's configuration when not given).
+    """
+    import urllib.parse
+
+    key = key_of_uri(uri)
+    if key is None:
+        return None
+    if base_url is None:
+        from airflow.configuration import conf
+
+        base_url = conf.get("api", "base_url", fallback="") or ""
+    return f"{base_url.rstrip('/')}{VIEW_PREFIX}/reports/{urllib.parse.quote(key)}"
 
 
 def open_report(key: str) -> tuple[Iterator[bytes], str, int | None]:

@@ -22,7 +22,6 @@ from airflow.api_fastapi.core_api.security import requires_access_view
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
-URL_PREFIX = "/model-health"
 # Reports may quote file contents: render them as an opaque origin, without scripts or fetches.
 REPORT_HEADERS = {
     "Content-Security-Policy": "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'",

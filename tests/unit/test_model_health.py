@@ -182,6 +182,15 @@ def test_key_of_uri_only_in_the_pipeline_bucket():
     assert model_health.key_of_uri(None) is None
 
 
+def test_report_view_url_for_task_logs():
+    uri = f"s3://{BUCKET}/quarantine/b2/report.html"
+    assert (
+        model_health.report_view_url(uri, "http://127.0.0.1:8080/")
+        == "http://127.0.0.1:8080/model-health/reports/quarantine/b2/report.html"
+    )
+    assert model_health.report_view_url(f"s3://{BUCKET}/raw/b2/x.csv", "http://h") is None
+
+
 def test_age_text():
     assert model_health.age_text(NOW - dt.timedelta(seconds=5), NOW) == "5 s"
     assert model_health.age_text(NOW - dt.timedelta(days=3, hours=4), NOW) == "3 d 4 h"
