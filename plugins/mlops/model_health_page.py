@@ -48,7 +48,8 @@ def _badge(text) -> str:
 def report_link(base: str, key: str) -> str:
     """An <a> to the view's report endpoint for key, labelled with the file name."""
     href = f"{base}/reports/{urllib.parse.quote(key)}"
-    return f'<a href="{_e(href)}" target="_blank" rel="noopener">{_e(key.rsplit("/", 1)[-1])}</a>'
+    # No target="_blank": the UI's iframe may not allow pop-ups; the report opens in the frame.
+    return f'<a href="{_e(href)}">{_e(key.rsplit("/", 1)[-1])}</a>'
 
 
 def _table(headers: list[str], rows: list[list[str]], empty: str) -> str:
@@ -85,15 +86,8 @@ def performance_plot(runs: list[dict]) -> str | None:
     ax = fig.subplots()
     for metric, color in (("accuracy", "tab:blue"), ("f1", "tab:orange")):
         ax.plot(x, [r[f"realized_{metric}"] for r in points], "o-", color=color, label=f"champion realized {metric}")
-        ax.step(
-            x,
-            [r[f"holdout_{metric}"] for r in points],
-            "--",
-            where="post",
-            color=color,
-            alpha=0.6,
-            label=f"holdout {metric}",
-        )
+        holdout = [r[f"holdout_{metric}"] for r in points]
+        ax.plot(x, holdout, "_--", markersize=18, color=color, alpha=0.6, label=f"holdout {metric}")
         shadow = [
             (xi, r[f"challenger_{metric}"])
             for xi, r in zip(x, points, strict=True)
@@ -101,6 +95,8 @@ def performance_plot(runs: list[dict]) -> str | None:
         ]
         if shadow:
             ax.plot(*zip(*shadow, strict=True), "x:", color=color, label=f"challenger realized {metric}")
+    if len(x) == 1:  # one run: a month either side, not matplotlib's default years
+        ax.set_xlim(x[0] - dt.timedelta(days=30), x[0] + dt.timedelta(days=30))
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("end of the drift window (data time)")
     ax.legend(fontsize=7, loc="lower left", ncol=2)
