@@ -28,15 +28,12 @@ versioned, in the warehouse (`predictions` table) and as Parquet in the object s
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pendulum
 from airflow.sdk import Param, dag, task
 
 from mlops.assets import OBSERVATIONS, PREDICTIONS
 from mlops.config import get_config
-
-default_args = {"owner": "mlops", "retries": 2, "retry_delay": timedelta(seconds=30)}
+from mlops.dag_defaults import dag_default_args
 
 
 @dag(
@@ -44,7 +41,7 @@ default_args = {"owner": "mlops", "retries": 2, "retry_delay": timedelta(seconds
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     tags=["mlops", "scoring"],
-    default_args=default_args,
+    default_args=dag_default_args(),
     doc_md=__doc__,
     params={
         "batch_id": Param(None, type=["null", "string"], description="Replay: score this batch again."),

@@ -39,15 +39,12 @@ Params (manual runs) override the window and thresholds; empty means the configu
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pendulum
 from airflow.sdk import Param, dag, task
 
 from mlops.config import get_config
+from mlops.dag_defaults import dag_default_args
 from mlops.retrain import TRAIN_DAG_ID
-
-default_args = {"owner": "mlops", "retries": 2, "retry_delay": timedelta(seconds=30)}
 
 # Threshold params: same names as the drift section of the configuration.
 THRESHOLD_PARAMS = (
@@ -73,7 +70,7 @@ def _optional_number(description: str, integer: bool = False) -> Param:
     catchup=False,
     max_active_runs=1,  # two runs at once could both decide to trigger train
     tags=["mlops", "monitoring"],
-    default_args=default_args,
+    default_args=dag_default_args(),
     doc_md=__doc__,
     params={
         "window_days": _optional_number("Days of recent data to compare (default: drift.window_days).", integer=True),

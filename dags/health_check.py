@@ -13,14 +13,11 @@ and the error. Connection ids come from `include/config/pipeline.yaml` (`connect
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pendulum
 from airflow.sdk import dag, task
 
 from mlops.config import get_config
-
-default_args = {"owner": "mlops", "retries": 2, "retry_delay": timedelta(seconds=10)}
+from mlops.dag_defaults import dag_default_args
 
 
 @dag(
@@ -28,7 +25,7 @@ default_args = {"owner": "mlops", "retries": 2, "retry_delay": timedelta(seconds
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     tags=["mlops", "ops"],
-    default_args=default_args,
+    default_args=dag_default_args(),
     doc_md=__doc__,
 )
 def health_check():

@@ -40,26 +40,17 @@ it again (for example after changing the row policy).
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from mlops.alerts import alert_on_failure
 from mlops.assets import OBSERVATIONS
 from mlops.config import get_config
+from mlops.dag_defaults import dag_default_args
 from mlops.sensors import LandingObjectSensor
 
 cfg = get_config()
 
-default_args = {
-    "owner": "mlops",
-    "retries": 2,
-    "retry_delay": timedelta(seconds=20),
-    "retry_exponential_backoff": True,
-    "on_failure_callback": alert_on_failure,
-}
 
 
 @dag(
@@ -68,12 +59,12 @@ default_args = {
     catchup=False,
     max_active_runs=1,
     tags=["mlops", "ingest"],
-    default_args=default_args,
+    default_args=dag_default_args(),
     doc_md=__doc__,
     params={
         "object_key": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             title="Object key to replay",
             description=(
                 f"Leave empty to process everything under {cfg.storage.landing_prefix}. Or name one object: "

@@ -13,12 +13,10 @@ empty conf to go back one step.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
-default_args = {"owner": "mlops", "retries": 1, "retry_delay": timedelta(seconds=10)}
+from mlops.dag_defaults import dag_default_args
 
 
 @dag(
@@ -27,7 +25,7 @@ default_args = {"owner": "mlops", "retries": 1, "retry_delay": timedelta(seconds
     catchup=False,
     max_active_runs=1,
     tags=["mlops", "train", "ops"],
-    default_args=default_args,
+    default_args=dag_default_args(),
     doc_md=__doc__,
     params={
         "target_version": Param(

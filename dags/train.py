@@ -20,7 +20,7 @@ the champion.
    worker, or with `model.training_runtime: docker` in an isolated container of
    `model.training_image` (Docker provider; connections passed as private environment).
 3. **register**: a new version of the registered model, tagged (data_digest, batch_ids,
-   holdout_<metric>), alias `challenger`.
+   `holdout_{metric}`), alias `challenger`.
 4. **promote**: challenger vs `champion` on the same holdout. Promoted only if it beats the
    champion by `promotion.min_improvement` with the paired bootstrap CI of the difference
    above 0, and beats both baselines; the first model becomes champion if it beats the
@@ -40,11 +40,10 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
-from mlops.config import get_config
+from mlops.config import MODEL_FAMILIES, get_config
+from mlops.dag_defaults import dag_default_args
 
 _cfg = get_config()
-default_args = {"owner": "mlops", "retries": 2, "retry_delay": timedelta(seconds=30)}
-FAMILIES = ["logistic_regression", "hist_gradient_boosting", "random_forest", "svm"]
 
 
 def _train_candidates(window):
@@ -81,7 +80,7 @@ def _context() -> tuple[dict, dict]:
     catchup=False,
     max_active_runs=1,
     tags=["mlops", "train"],
-    default_args=default_args,
+    default_args=dag_default_args(),
     doc_md=__doc__,
     params={
         "training_window_days": Param(
@@ -93,7 +92,7 @@ def _context() -> tuple[dict, dict]:
         "model_families": Param(
             None,
             type=["null", "array"],
-            items={"type": "string", "enum": FAMILIES},
+            items={"type": "string", "enum": list(MODEL_FAMILIES)},
             description=f"Candidate families. Empty: model.families ({', '.join(_cfg.model.families)}).",
         ),
         "search_iterations": Param(

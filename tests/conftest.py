@@ -122,3 +122,34 @@ def run_dag(stack, dagbag):
     """Run a DAG in-process with dag.test() against the real services; returns the DagRun.
     Params not in `conf` get their defaults."""
     return dagbag.run
+
+
+@pytest.fixture()
+def webhook(monkeypatch):
+    """A real HTTP endpoint on loopback recording the alerts posted to it."""
+    import http.server
+    import json
+    import threading
+
+    from mlops.config import get_config
+
+    received: list[dict] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's naming
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("MLOPS__ALERTS__CHANNEL", "webhook")
+    monkeypatch.setenv("MLOPS__ALERTS__WEBHOOK_URL", f"http://127.0.0.1:{server.server_address[1]}/alerts")
+    get_config.cache_clear()
+    yield received
+    server.shutdown()
+    monkeypatch.undo()
+    get_config.cache_clear()

@@ -11,7 +11,7 @@ import functools
 import os
 import zoneinfo
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -134,13 +134,16 @@ class ValidationConfig(_Strict):
     earliest_timestamp: str | None = None
 
 
+# The only list of model families (mlops.training builds each; its order breaks CV-score ties).
+ModelFamily = Literal["logistic_regression", "hist_gradient_boosting", "random_forest", "svm"]
+MODEL_FAMILIES: tuple[str, ...] = get_args(ModelFamily)
+
+
 class ModelConfig(_Strict):
     registered_name: str
     decision_threshold: float = Field(gt=0, lt=1)
     random_seed: int
-    families: list[Literal["logistic_regression", "random_forest", "hist_gradient_boosting", "svm"]] = Field(
-        min_length=1
-    )
+    families: list[ModelFamily] = Field(min_length=1)
     search_iterations: int = Field(ge=1)
     cv_splits: int = Field(ge=2)
     holdout_fraction: float = Field(gt=0, lt=1)
@@ -216,6 +219,11 @@ class AlertsConfig(_Strict):
     webhook_url: str = ""
 
 
+class TasksConfig(_Strict):
+    retries: int = Field(2, ge=0)
+    retry_delay_seconds: int = Field(30, ge=1)
+
+
 class PipelineConfig(_Strict):
     dataset: DatasetConfig
     storage: StorageConfig
@@ -228,6 +236,7 @@ class PipelineConfig(_Strict):
     schedules: SchedulesConfig
     ingest: IngestConfig
     alerts: AlertsConfig
+    tasks: TasksConfig = TasksConfig()
 
 
 def _apply_env_overrides(raw: dict, environ: dict[str, str]) -> dict:

@@ -33,6 +33,30 @@ def test_dag_has_tags_retries_and_doc(dagbag, dag_id):
         assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
 
 
+# Tasks that must not alert: their failure only repeats one already alerted.
+SILENT_TASKS = {("ingest", "fail_if_a_file_failed")}
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED_DAGS))
+def test_every_task_alerts_on_failure(dagbag, dag_id):
+    from mlops.alerts import alert_on_failure
+
+    for task in dagbag.dags[dag_id].tasks:
+        callbacks = task.on_failure_callback or []
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        if (dag_id, task.task_id) not in SILENT_TASKS:
+            assert alert_on_failure in callbacks, f"{dag_id}.{task.task_id} fails silently"
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED_DAGS))
+def test_every_form_submits_with_its_fields_left_empty(dagbag, dag_id):
+    """The trigger form sends an untouched empty field as null: every optional param must accept it."""
+    params = dagbag.dags[dag_id].params
+    for name in params:
+        value = None if params[name] in ("", None) else params[name]
+        params.get_param(name).resolve(value=value)  # ParamValidationError for a required empty field
+
+
 @pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda p: p.name)
 def test_dag_file_parses_fast(dag_file):
     """Parse each file in a fresh interpreter with airflow already imported: the file's own cost."""

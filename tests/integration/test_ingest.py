@@ -295,34 +295,6 @@ def test_large_file_is_streamed_with_bounded_memory(tmp_path):
     assert large_mem["growth_mb"] - small_mem["growth_mb"] < extra_file_mb / 2, (extra_file_mb, small_mem, large_mem)
 
 
-@pytest.fixture()
-def webhook(monkeypatch):
-    """A real HTTP endpoint on loopback recording the alerts posted to it."""
-    import http.server
-    import threading
-
-    received: list[dict] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - http.server's naming
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("MLOPS__ALERTS__CHANNEL", "webhook")
-    monkeypatch.setenv("MLOPS__ALERTS__WEBHOOK_URL", f"http://127.0.0.1:{server.server_address[1]}/alerts")
-    get_config.cache_clear()
-    yield received
-    server.shutdown()
-    monkeypatch.undo()
-    get_config.cache_clear()
-
-
 def test_sensor_defers_until_a_file_lands_then_alert_and_replay(run_dag, fresh, webhook, monkeypatch):
     """The run starts with an empty landing area: the sensor defers (its trigger runs inline under
     dag.test) and wakes up when a file lands. The file is bad: quarantined, alert posted to the
