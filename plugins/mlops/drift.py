@@ -21,9 +21,18 @@ threshold (a shift large enough to matter and unlikely to be noise: with a milli
 negligible shift is "significant", with a hundred a large PSI can be noise), or when its
 missing rate changes by more than the threshold.
 
+Seasons: every statistic is computed twice, against the whole reference (raw) and against
+the reference of the window's time of year (season_weighted: the reference's per-month counts
+mixed in the window's own proportions of months or quarters); the verdict uses the latter
+while seasonal_adjustment is on.
+
 The data-set rule fires when the share of drifted features reaches drifted_feature_share, or
 when the realized performance of the champion (its predictions scored against the labels that
-arrived later) falls below its holdout performance by more than performance_drop.
+arrived later) or its estimated performance (mlops.performance, from its probabilities) falls
+below its holdout performance by more than performance_drop.
+
+The window's counts come from its rows (feature_drift) or from merged batch profiles
+(feature_drift_from_profile, mlops.batch_profile), with the same statistics.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from example_warehouse import WAREHOUSE_CONN_ENV
 from mlops import model_health, model_health_page, warehouse
+from mlops.config import PROJECT_ROOT as CONFIG_ROOT
 from mlops.config import get_config
 
 CONFIG = get_config()
@@ -195,3 +196,15 @@ def test_age_text():
     assert model_health.age_text(NOW - dt.timedelta(seconds=5), NOW) == "5 s"
     assert model_health.age_text(NOW - dt.timedelta(days=3, hours=4), NOW) == "3 d 4 h"
     assert model_health.age_text(None, NOW) == ""
+
+
+def test_plugin_prefix_matches_and_loading_it_does_not_import_the_app():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, model_health_plugin as p; from mlops.model_health import VIEW_PREFIX; "
+        "assert p.VIEW_PREFIX == VIEW_PREFIX; assert 'mlops.model_health_app' not in sys.modules; "
+        "assert 'airflow.api_fastapi.core_api.security' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=str(CONFIG_ROOT / "plugins"))
