@@ -439,3 +439,59 @@ def test_rollback_killed_at_each_step_and_retried_ends_like_an_uninterrupted_run
     assert [(r["champion_before"], r["champion_after"]) for r in expected[1]] == [("3", "2")]
     for step in KILL_STEPS:
         assert scenario(step) == expected, step
+
+
+# ---------------------------------------------------------------- a failing family is skipped
+
+# No rain before this time: the first TimeSeriesSplit fold of a 365-day window holds one class,
+# on which logistic regression and random forest cannot be scored; gradient boosting can.
+DRY_UNTIL = "2016-04-20 00:00:00"
+
+
+@pytest.fixture(scope="module")
+def dry_spring_warehouse(stack, tmp_path_factory):
+    connection = own_warehouse(stack, tmp_path_factory, "train_dry_spring")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(WAREHOUSE_CONN_ENV, json.dumps(connection))
+        get_config.cache_clear()
+        load_observations()
+        dataset = get_config().dataset
+        engine = warehouse.engine()
+        table = sa.Table("observations", sa.MetaData(), autoload_with=engine)
+        with engine.begin() as conn:
+            conn.execute(
+                table.update().where(table.c[dataset.time_column] < DRY_UNTIL).values({dataset.label.source_column: 0})
+            )
+        yield connection
+    get_config.cache_clear()
+
+
+def test_a_failing_family_is_recorded_and_skipped(dry_spring_warehouse, run_dag, monkeypatch, fresh_config):
+    monkeypatch.setenv(WAREHOUSE_CONN_ENV, json.dumps(dry_spring_warehouse))
+    name = use_model_name(monkeypatch, "dry_spring")
+    dag_run = run_dag("train", {**CONF, "force_promote": True})
+    assert task_states(dag_run)["train_candidates"] == "success", task_states(dag_run)
+    trained = xcom(dag_run, "train_candidates")
+    status = {c["family"]: c["status"] for c in trained["candidates"]}
+    assert status == {"logistic_regression": "failed", "hist_gradient_boosting": "trained"}
+    assert trained["chosen"]["family"] == "hist_gradient_boosting"
+    parent, children = parent_and_children(dag_run, name)
+    assert parent.info.status == "FINISHED"
+    (failed,) = [r for r in children if r.data.tags["family"] == "logistic_regression"]
+    assert failed.info.status == "FAILED" and "no configuration could be scored" in failed.data.tags["error"]
+
+
+def test_when_every_family_fails_the_task_fails_with_all_reasons(
+    dry_spring_warehouse, run_dag, monkeypatch, fresh_config
+):
+    monkeypatch.setenv(WAREHOUSE_CONN_ENV, json.dumps(dry_spring_warehouse))
+    name = use_model_name(monkeypatch, "dry_spring_all")
+    dag_run = run_dag("train", {**CONF, "model_families": ["logistic_regression", "random_forest"]})
+    assert task_states(dag_run)["train_candidates"] == "failed"
+    c = client()
+    runs = c.search_runs([c.get_experiment_by_name(name).experiment_id], f"tags.`airflow.run_id` = '{dag_run.run_id}'")
+    # the attempt ended its runs (AirflowFailException: no retry): none is left RUNNING
+    assert runs and {r.info.status for r in runs} == {"FAILED"}
+    assert len([r for r in runs if "mlflow.parentRunId" not in r.data.tags]) == 1
+    errors = {r.data.tags["family"]: r.data.tags["error"] for r in runs if "family" in r.data.tags}
+    assert set(errors) == {"logistic_regression", "random_forest"}
