@@ -260,6 +260,7 @@ def _preprocessor(dataset: DatasetConfig, scale: bool):
 
 def build_pipeline(family: str, dataset: DatasetConfig, seed: int):
     """An unfitted Pipeline(preprocess -> estimator) for one model family."""
+    from sklearn.calibration import CalibratedClassifierCV
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
@@ -270,7 +271,8 @@ def build_pipeline(family: str, dataset: DatasetConfig, seed: int):
         # No early stopping: its validation split would be random rows, not the future.
         "hist_gradient_boosting": (HistGradientBoostingClassifier(early_stopping=False, random_state=seed), False),
         "random_forest": (RandomForestClassifier(n_jobs=1, random_state=seed), False),
-        "svm": (SVC(probability=True, random_state=seed), True),
+        # Platt scaling (what SVC(probability=True), deprecated, did) by sklearn's calibrator.
+        "svm": (CalibratedClassifierCV(SVC(random_state=seed), method="sigmoid", cv=3), True),
     }
     estimator, scale = estimators[family]
     return Pipeline([("preprocess", _preprocessor(dataset, scale)), ("model", estimator)])
@@ -295,7 +297,7 @@ def param_space(family: str) -> dict:
             "min_samples_leaf": randint(1, 20),
             "max_features": ["sqrt", 0.5],
         },
-        "svm": {"C": loguniform(0.1, 100), "gamma": loguniform(1e-3, 1)},
+        "svm": {"estimator__C": loguniform(0.1, 100), "estimator__gamma": loguniform(1e-3, 1)},
     }
     return {f"model__{key}": value for key, value in spaces[family].items()}
 
@@ -398,10 +400,25 @@ def _dataset_source(window: dict, describe: dict):
             "connection": get_config().connections.warehouse,
             "query": window_query(),
             "params": {"window_start": window["window_start"], "window_end": window["window_end"]},
-            "batch_ids": describe["batch_ids"],
+            **batch_summary(describe["batch_ids"]),
             "data_digest": describe["data_digest"],
         }
     )
+
+
+def batch_summary(batch_ids: list[str]) -> dict:
+    """What a dataset source says about the window's batches, bounded in size whatever their
+    number (MLflow caps a source at 65,535 characters): count, first and last id, and the
+    SHA-256 of the sorted ids joined by newlines. The full list is the run artifact
+    data/window.json."""
+    ids = sorted(batch_ids)
+    return {
+        "batch_count": len(ids),
+        "first_batch": ids[0] if ids else None,
+        "last_batch": ids[-1] if ids else None,
+        "batch_ids_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
+        "batch_ids_artifact": "data/window.json",
+    }
 
 
 def _log_datasets(mlflow, training, holdout, dataset: DatasetConfig, source) -> dict:

@@ -142,7 +142,11 @@ def test_run_is_recorded_and_first_model_becomes_champion(champion_model, on_cha
     inputs = {d.tags[0].value: d.dataset for d in parent.inputs.dataset_inputs}
     assert set(inputs) == {"training", "holdout"}
     source = json.loads(inputs["training"].source)
-    assert "FROM observations" in source["query"] and source["batch_ids"] == ["turku-2016"]  # the last 365 days
+    assert "FROM observations" in source["query"] and source["batch_count"] == 1  # the last 365 days
+    assert source["first_batch"] == source["last_batch"] == "turku-2016" and len(source["batch_ids_sha256"]) == 64
+    window_file = client().download_artifacts(parent.info.run_id, source["batch_ids_artifact"])
+    with open(window_file) as fh:
+        assert json.load(fh)["batch_ids"] == ["turku-2016"]
     assert len(inputs["training"].digest) == 32
     assert 0.5 < parent.data.metrics["persistence_roc_auc"] < 1
     assert parent.data.metrics["base_rate_roc_auc"] == pytest.approx(0.5)
