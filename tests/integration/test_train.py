@@ -499,3 +499,25 @@ def test_when_every_family_fails_the_task_fails_with_all_reasons(
     assert len([r for r in runs if "mlflow.parentRunId" not in r.data.tags]) == 1
     errors = {r.data.tags["family"]: r.data.tags["error"] for r in runs if "family" in r.data.tags}
     assert set(errors) == {"logistic_regression", "random_forest"}
+
+
+def test_a_retry_ends_the_runs_a_dead_attempt_left_running(stack, monkeypatch, fresh_config):
+    """A killed worker cannot end its MLflow runs; the retry of the same Airflow run does."""
+    import mlflow
+
+    from mlops.training import supersede_unfinished_train
+
+    name = use_model_name(monkeypatch, "dead_attempt")
+    c = client()
+    experiment_id = c.create_experiment(name)
+    tags = {"airflow.run_id": "manual__dead", "train_status": "running"}
+    parent = c.create_run(experiment_id, tags=tags)
+    child = c.create_run(experiment_id, tags={**tags, "mlflow.parentRunId": parent.info.run_id})
+    other = c.create_run(experiment_id, tags={**tags, "airflow.run_id": "manual__other"})
+
+    ended = supersede_unfinished_train(mlflow, experiment_id, "manual__dead")
+    assert sorted(ended) == sorted([parent.info.run_id, child.info.run_id])
+    for run in (parent, child):
+        run = c.get_run(run.info.run_id)
+        assert run.info.status == "FAILED" and run.data.tags["train_status"] == "superseded"
+    assert c.get_run(other.info.run_id).info.status == "RUNNING"
