@@ -159,9 +159,12 @@ def train():
             "metric",
             "scores",
             "test",
+            "baseline_tests",
+            "guard_tests",
+            "holdout_counts",
             "holdout_metrics",
         )
-        return {k: decision[k] for k in keys}
+        return {k: decision.get(k) for k in keys}
 
     window = snapshot()
     trained = _train_candidates(window)

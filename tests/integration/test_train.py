@@ -186,8 +186,16 @@ def test_run_is_recorded_and_first_model_becomes_champion(champion_model, on_cha
     )
     assert 0 <= model.predict_proba(row)[0, 1] <= 1  # missing values are imputed
 
+    # the evidence of the first champion: class counts and every baseline CI above 0
+    promoted = xcom(dag_run, "promote")
+    counts, config = promoted["holdout_counts"], get_config().promotion
+    assert counts["positives"] >= config.min_holdout_positives and counts["negatives"] >= config.min_holdout_negatives
+    assert all(test["ci_low"] > 0 for test in promoted["baseline_tests"].values())
+    assert promoted["guard_tests"]["brier"]["ci_high"] >= 0
+
     # the decision in the warehouse
     (row,) = decisions(name).to_dict("records")
+    assert json.loads(row["details"])["holdout_counts"] == counts
     assert row["outcome"] == "first_champion" and row["champion_after"] == "1" and row["champion_before"] is None
     assert row["candidate_score"] > row["persistence_score"] and row["candidate_score"] > row["base_rate_score"]
     assert row["triggered_by"].startswith("manual")
