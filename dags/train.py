@@ -21,11 +21,15 @@ the champion.
    `model.training_image` (Docker provider; connections passed as private environment).
 3. **register**: a new version of the registered model, tagged (data_digest, batch_ids,
    `holdout_{metric}`), alias `challenger`.
-4. **promote**: challenger vs `champion` on the same holdout. Promoted only if it beats the
-   champion by `promotion.min_improvement` with the paired bootstrap CI of the difference
-   above 0, and beats both baselines; the first model becomes champion if it beats the
-   baselines. `force_promote` overrides (recorded). The decision goes to the version's tags
-   and description and to the warehouse table `model_decisions`.
+4. **promote**: challenger vs `champion` and both baselines on the same holdout. Promoted
+   only with evidence: at least `promotion.min_holdout_positives`/`min_holdout_negatives`
+   holdout rows of each class (else `insufficient_evidence`), the paired bootstrap CI of the
+   difference above 0 against each baseline and the champion (by more than
+   `promotion.min_improvement`), and not significantly worse than persistence on
+   `promotion.guard_metrics`; the first champion too. `force_promote` overrides (recorded).
+   The decision is written as the model's `pending_decision` tag before any alias moves, so a
+   retry completes it; then it goes to the version's tags and description and to the
+   warehouse table `model_decisions`.
 
 **Triggers**: the schedule (`schedules.train`), a manual run (the form below: empty = the
 configured value), or drift_check with conf `{"reason": ..., "drifted_features": [...],
@@ -154,9 +158,12 @@ def train():
             "metric",
             "scores",
             "test",
+            "baseline_tests",
+            "guard_tests",
+            "holdout_counts",
             "holdout_metrics",
         )
-        return {k: decision[k] for k in keys}
+        return {k: decision.get(k) for k in keys}
 
     window = snapshot()
     trained = _train_candidates(window)

@@ -45,7 +45,11 @@ def mlflow_tracking_uri() -> str:
 
 def configure_mlflow():
     """Point the mlflow client at the tracking server and return the module."""
+    import os
+
     import mlflow
 
+    # Progress bars go to stderr, which task logs show as ERROR lines.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(mlflow_tracking_uri())
     return mlflow

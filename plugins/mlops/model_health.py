@@ -185,9 +185,9 @@ def _holdout_and_baselines(run_metrics: dict, tags: dict) -> list[dict]:
 
 def model_card(client, name: str, alias: str) -> dict | None:
     """The version behind alias with its training window and metrics, or None without that alias."""
-    from mlops.promotion import alias_version
+    from mlops.registry import alias_version
 
-    version = alias_version(client, name, alias)
+    version = alias_version(name, alias, client)
     if version is None:
         return None
     mv = client.get_model_version(name, version)

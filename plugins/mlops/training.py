@@ -260,6 +260,7 @@ def _preprocessor(dataset: DatasetConfig, scale: bool):
 
 def build_pipeline(family: str, dataset: DatasetConfig, seed: int):
     """An unfitted Pipeline(preprocess -> estimator) for one model family."""
+    from sklearn.calibration import CalibratedClassifierCV
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
@@ -270,7 +271,8 @@ def build_pipeline(family: str, dataset: DatasetConfig, seed: int):
         # No early stopping: its validation split would be random rows, not the future.
         "hist_gradient_boosting": (HistGradientBoostingClassifier(early_stopping=False, random_state=seed), False),
         "random_forest": (RandomForestClassifier(n_jobs=1, random_state=seed), False),
-        "svm": (SVC(probability=True, random_state=seed), True),
+        # Platt scaling (what SVC(probability=True), deprecated, did) by sklearn's calibrator.
+        "svm": (CalibratedClassifierCV(SVC(random_state=seed), method="sigmoid", cv=3), True),
     }
     estimator, scale = estimators[family]
     return Pipeline([("preprocess", _preprocessor(dataset, scale)), ("model", estimator)])
@@ -295,7 +297,7 @@ def param_space(family: str) -> dict:
             "min_samples_leaf": randint(1, 20),
             "max_features": ["sqrt", 0.5],
         },
-        "svm": {"C": loguniform(0.1, 100), "gamma": loguniform(1e-3, 1)},
+        "svm": {"estimator__C": loguniform(0.1, 100), "estimator__gamma": loguniform(1e-3, 1)},
     }
     return {f"model__{key}": value for key, value in spaces[family].items()}
 
@@ -398,10 +400,25 @@ def _dataset_source(window: dict, describe: dict):
             "connection": get_config().connections.warehouse,
             "query": window_query(),
             "params": {"window_start": window["window_start"], "window_end": window["window_end"]},
-            "batch_ids": describe["batch_ids"],
+            **batch_summary(describe["batch_ids"]),
             "data_digest": describe["data_digest"],
         }
     )
+
+
+def batch_summary(batch_ids: list[str]) -> dict:
+    """What a dataset source says about the window's batches, bounded in size whatever their
+    number (MLflow caps a source at 65,535 characters): count, first and last id, and the
+    SHA-256 of the sorted ids joined by newlines. The full list is the run artifact
+    data/window.json."""
+    ids = sorted(batch_ids)
+    return {
+        "batch_count": len(ids),
+        "first_batch": ids[0] if ids else None,
+        "last_batch": ids[-1] if ids else None,
+        "batch_ids_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
+        "batch_ids_artifact": "data/window.json",
+    }
 
 
 def _log_datasets(mlflow, training, holdout, dataset: DatasetConfig, source) -> dict:
@@ -454,6 +471,30 @@ def find_finished_train(mlflow, experiment_id: str, run_id: str) -> dict | None:
     return None
 
 
+def supersede_unfinished_train(mlflow, experiment_id: str, run_id: str) -> list[str]:
+    """End the runs an earlier, dead attempt of the same DAG run left RUNNING (a killed worker
+    cannot end them) as FAILED, tagged superseded; returns their ids. A retry then opens one
+    new parent run, the only one of the DAG run that finishes."""
+    client = mlflow.MlflowClient()
+    stale = client.search_runs([experiment_id], f"tags.`airflow.run_id` = '{run_id}' and attributes.status = 'RUNNING'")
+    for run in stale:
+        client.set_tag(run.info.run_id, "train_status", "superseded")
+        client.set_terminated(run.info.run_id, status="FAILED")
+        log.warning("ended run %s of an earlier attempt of %s as FAILED (superseded)", run.info.run_id, run_id)
+    return [run.info.run_id for run in stale]
+
+
+def _record_family_failure(mlflow, family: str, exc: Exception) -> str:
+    """Put a family's search error on its child run (tags and error.txt) and in the task log."""
+    import traceback
+
+    reason = f"{family} failed: {type(exc).__name__}: {exc}"
+    mlflow.set_tags({"candidate_status": "failed", "error": reason[:4000]})
+    mlflow.log_text("".join(traceback.format_exception(exc)), "error.txt")
+    log.warning("%s; the other families go on", reason)
+    return reason
+
+
 def train_from_snapshot(window: dict) -> dict:
     """The train DAG's train_candidates task: everything it needs is in the snapshot's XCom
     (window, digest, settings, trigger), so it runs the same in the worker or in a container."""
@@ -483,6 +524,7 @@ def train_candidates(window: dict, snapshot: dict, settings: dict, trigger: dict
     if earlier is not None:
         log.info("train already finished for %s in run %s: reusing it", trigger["run_id"], earlier["parent_run_id"])
         return earlier
+    supersede_unfinished_train(mlflow, experiment.experiment_id, trigger["run_id"])
 
     training, holdout = load_split(window, dataset, cfg.model.holdout_fraction, snapshot["data_digest"])
     label, columns = dataset.label.name, model_columns(dataset)
@@ -562,7 +604,14 @@ def train_candidates(window: dict, snapshot: dict, settings: dict, trigger: dict
                     )
                     continue
                 t0 = time.monotonic()
-                searcher = search(family, training, dataset, cfg, settings["search_iterations"])
+                try:
+                    searcher = search(family, training, dataset, cfg, settings["search_iterations"])
+                except Exception as exc:  # one family's failure (e.g. a one-class fold) is not the search's
+                    reason = _record_family_failure(mlflow, family, exc)
+                    candidates.append(
+                        {"family": family, "status": "failed", "reason": reason, "run_id": child.info.run_id}
+                    )
+                    continue
                 fit_seconds = time.monotonic() - t0
                 model = searcher.best_estimator_
                 proba = model.predict_proba(holdout[columns])[:, 1]
@@ -603,6 +652,8 @@ def train_candidates(window: dict, snapshot: dict, settings: dict, trigger: dict
                     }
                 )
 
+        for failed in (c for c in candidates if c["status"] == "failed"):
+            mlflow.MlflowClient().set_terminated(failed["run_id"], status="FAILED")
         trained = [c for c in candidates if c["status"] == "trained"]
         if not trained:
             from airflow.sdk.exceptions import AirflowFailException

@@ -94,10 +94,10 @@ def _run(dagbag, dag_id: str, conf: dict | None = None, expect: str = "success")
 
 
 def _aliases() -> dict:
-    from mlops.promotion import _client, alias_version
+    from mlops.registry import CHALLENGER, CHAMPION, alias_version, client
 
-    client = _client()
-    return {alias: alias_version(client, MODEL, alias) for alias in ("champion", "challenger")}
+    mlflow_client = client()
+    return {alias: alias_version(MODEL, alias, mlflow_client) for alias in (CHAMPION, CHALLENGER)}
 
 
 def _fill_pipeline(stack, dagbag) -> dict:

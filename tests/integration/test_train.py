@@ -142,7 +142,11 @@ def test_run_is_recorded_and_first_model_becomes_champion(champion_model, on_cha
     inputs = {d.tags[0].value: d.dataset for d in parent.inputs.dataset_inputs}
     assert set(inputs) == {"training", "holdout"}
     source = json.loads(inputs["training"].source)
-    assert "FROM observations" in source["query"] and source["batch_ids"] == ["turku-2016"]  # the last 365 days
+    assert "FROM observations" in source["query"] and source["batch_count"] == 1  # the last 365 days
+    assert source["first_batch"] == source["last_batch"] == "turku-2016" and len(source["batch_ids_sha256"]) == 64
+    window_file = client().download_artifacts(parent.info.run_id, source["batch_ids_artifact"])
+    with open(window_file) as fh:
+        assert json.load(fh)["batch_ids"] == ["turku-2016"]
     assert len(inputs["training"].digest) == 32
     assert 0.5 < parent.data.metrics["persistence_roc_auc"] < 1
     assert parent.data.metrics["base_rate_roc_auc"] == pytest.approx(0.5)
@@ -182,8 +186,16 @@ def test_run_is_recorded_and_first_model_becomes_champion(champion_model, on_cha
     )
     assert 0 <= model.predict_proba(row)[0, 1] <= 1  # missing values are imputed
 
+    # the evidence of the first champion: class counts and every baseline CI above 0
+    promoted = xcom(dag_run, "promote")
+    counts, config = promoted["holdout_counts"], get_config().promotion
+    assert counts["positives"] >= config.min_holdout_positives and counts["negatives"] >= config.min_holdout_negatives
+    assert all(test["ci_low"] > 0 for test in promoted["baseline_tests"].values())
+    assert promoted["guard_tests"]["brier"]["ci_high"] >= 0
+
     # the decision in the warehouse
     (row,) = decisions(name).to_dict("records")
+    assert json.loads(row["details"])["holdout_counts"] == counts
     assert row["outcome"] == "first_champion" and row["champion_after"] == "1" and row["champion_before"] is None
     assert row["candidate_score"] > row["persistence_score"] and row["candidate_score"] > row["base_rate_score"]
     assert row["triggered_by"].startswith("manual")
@@ -439,3 +451,81 @@ def test_rollback_killed_at_each_step_and_retried_ends_like_an_uninterrupted_run
     assert [(r["champion_before"], r["champion_after"]) for r in expected[1]] == [("3", "2")]
     for step in KILL_STEPS:
         assert scenario(step) == expected, step
+
+
+# ---------------------------------------------------------------- a failing family is skipped
+
+# No rain before this time: the first TimeSeriesSplit fold of a 365-day window holds one class,
+# on which logistic regression and random forest cannot be scored; gradient boosting can.
+DRY_UNTIL = "2016-04-20 00:00:00"
+
+
+@pytest.fixture(scope="module")
+def dry_spring_warehouse(stack, tmp_path_factory):
+    connection = own_warehouse(stack, tmp_path_factory, "train_dry_spring")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(WAREHOUSE_CONN_ENV, json.dumps(connection))
+        get_config.cache_clear()
+        load_observations()
+        dataset = get_config().dataset
+        engine = warehouse.engine()
+        table = sa.Table("observations", sa.MetaData(), autoload_with=engine)
+        with engine.begin() as conn:
+            conn.execute(
+                table.update().where(table.c[dataset.time_column] < DRY_UNTIL).values({dataset.label.source_column: 0})
+            )
+        yield connection
+    get_config.cache_clear()
+
+
+def test_a_failing_family_is_recorded_and_skipped(dry_spring_warehouse, run_dag, monkeypatch, fresh_config):
+    monkeypatch.setenv(WAREHOUSE_CONN_ENV, json.dumps(dry_spring_warehouse))
+    name = use_model_name(monkeypatch, "dry_spring")
+    dag_run = run_dag("train", {**CONF, "force_promote": True})
+    assert task_states(dag_run)["train_candidates"] == "success", task_states(dag_run)
+    trained = xcom(dag_run, "train_candidates")
+    status = {c["family"]: c["status"] for c in trained["candidates"]}
+    assert status == {"logistic_regression": "failed", "hist_gradient_boosting": "trained"}
+    assert trained["chosen"]["family"] == "hist_gradient_boosting"
+    parent, children = parent_and_children(dag_run, name)
+    assert parent.info.status == "FINISHED"
+    (failed,) = [r for r in children if r.data.tags["family"] == "logistic_regression"]
+    assert failed.info.status == "FAILED" and "no configuration could be scored" in failed.data.tags["error"]
+
+
+def test_when_every_family_fails_the_task_fails_with_all_reasons(
+    dry_spring_warehouse, run_dag, monkeypatch, fresh_config
+):
+    monkeypatch.setenv(WAREHOUSE_CONN_ENV, json.dumps(dry_spring_warehouse))
+    name = use_model_name(monkeypatch, "dry_spring_all")
+    dag_run = run_dag("train", {**CONF, "model_families": ["logistic_regression", "random_forest"]})
+    assert task_states(dag_run)["train_candidates"] == "failed"
+    c = client()
+    runs = c.search_runs([c.get_experiment_by_name(name).experiment_id], f"tags.`airflow.run_id` = '{dag_run.run_id}'")
+    # the attempt ended its runs (AirflowFailException: no retry): none is left RUNNING
+    assert runs and {r.info.status for r in runs} == {"FAILED"}
+    assert len([r for r in runs if "mlflow.parentRunId" not in r.data.tags]) == 1
+    errors = {r.data.tags["family"]: r.data.tags["error"] for r in runs if "family" in r.data.tags}
+    assert set(errors) == {"logistic_regression", "random_forest"}
+
+
+def test_a_retry_ends_the_runs_a_dead_attempt_left_running(stack, monkeypatch, fresh_config):
+    """A killed worker cannot end its MLflow runs; the retry of the same Airflow run does."""
+    import mlflow
+
+    from mlops.training import supersede_unfinished_train
+
+    name = use_model_name(monkeypatch, "dead_attempt")
+    c = client()
+    experiment_id = c.create_experiment(name)
+    tags = {"airflow.run_id": "manual__dead", "train_status": "running"}
+    parent = c.create_run(experiment_id, tags=tags)
+    child = c.create_run(experiment_id, tags={**tags, "mlflow.parentRunId": parent.info.run_id})
+    other = c.create_run(experiment_id, tags={**tags, "airflow.run_id": "manual__other"})
+
+    ended = supersede_unfinished_train(mlflow, experiment_id, "manual__dead")
+    assert sorted(ended) == sorted([parent.info.run_id, child.info.run_id])
+    for run in (parent, child):
+        run = c.get_run(run.info.run_id)
+        assert run.info.status == "FAILED" and run.data.tags["train_status"] == "superseded"
+    assert c.get_run(other.info.run_id).info.status == "RUNNING"

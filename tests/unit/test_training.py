@@ -161,3 +161,32 @@ def test_pickled_model_loads_without_the_project_on_the_path(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env={"PATH": ""})
     assert out.returncode == 0, out.stderr
     assert eval(out.stdout.strip().replace("np.float64", "")) == pytest.approx(list(expected))
+
+
+def test_the_dataset_source_stays_small_for_any_number_of_batches():
+    import hashlib
+    import json as _json
+
+    from mlops.training import batch_summary
+
+    ids = [f"weather-{i:06d}" for i in range(20000)]
+    summary = batch_summary(list(reversed(ids)))
+    assert summary["batch_count"] == 20000
+    assert (summary["first_batch"], summary["last_batch"]) == ("weather-000000", "weather-019999")
+    assert summary["batch_ids_sha256"] == hashlib.sha256("\n".join(ids).encode()).hexdigest()
+    assert len(_json.dumps(summary)) < 1000  # MLflow caps a dataset source at 65,535 characters
+
+
+def test_svm_search_is_calibrated_without_the_deprecated_probability_option():
+    import warnings
+
+    prepared = training.prepare(observations(600), DATASET)
+    train, _ = training.split(prepared, DATASET, 0.2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        warnings.simplefilter("error", DeprecationWarning)
+        searcher = training.search("svm", train, DATASET, CFG, iterations=2)
+    from sklearn.calibration import CalibratedClassifierCV
+
+    assert isinstance(searcher.best_estimator_.named_steps["model"], CalibratedClassifierCV)
+    assert set(searcher.best_params_) == {"model__estimator__C", "model__estimator__gamma"}
