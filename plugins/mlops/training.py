@@ -25,11 +25,10 @@ import subprocess
 import time
 from typing import Any
 
-from mlops.config import PROJECT_ROOT, DatasetConfig, PipelineConfig, get_config
+from mlops.config import MODEL_FAMILIES, PROJECT_ROOT, DatasetConfig, PipelineConfig, get_config
 
 log = logging.getLogger(__name__)
 
-FAMILIES = ("logistic_regression", "hist_gradient_boosting", "random_forest", "svm")
 MODEL_ARTIFACT = "model"
 TRAIN_RESULT_FILE = "train_result.json"
 # Below this, a time-series search and a holdout say nothing useful.
@@ -51,11 +50,11 @@ def resolve_settings(params: dict | None, cfg: PipelineConfig | None = None) -> 
         return default if value in (None, "", []) else value
 
     families = list(pick("model_families", cfg.model.families))
-    unknown = sorted(set(families) - set(FAMILIES))
+    unknown = sorted(set(families) - set(MODEL_FAMILIES))
     if unknown:
         from airflow.sdk.exceptions import AirflowFailException
 
-        raise AirflowFailException(f"params.model_families: unknown families {unknown}; choose from {list(FAMILIES)}")
+        raise AirflowFailException(f"params.model_families: unknown families {unknown}; choose from {list(MODEL_FAMILIES)}")
     return {
         "training_window_days": int(pick("training_window_days", cfg.model.training_window_days)),
         "model_families": families,
@@ -514,7 +513,7 @@ def train_candidates(window: dict, snapshot: dict, settings: dict, trigger: dict
 
     from mlops.connections import configure_mlflow
     from mlops.metrics import METRICS, classification_metrics
-    from mlops.profile import PROFILE_ARTIFACT_PATH, PROFILE_FILE, build_profile
+    from mlops.profile import PROFILE_ARTIFACT_PATH, PROFILE_FILE, build_profile, calibration_profile
 
     cfg = get_config()
     dataset, threshold = cfg.dataset, cfg.model.decision_threshold
@@ -660,14 +659,17 @@ def train_candidates(window: dict, snapshot: dict, settings: dict, trigger: dict
 
             mlflow.set_tag("train_status", "failed")
             raise AirflowFailException(f"no candidate was trained: {[c.get('reason') for c in candidates]}")
-        best = max(trained, key=lambda c: (np.nan_to_num(c["cv_score"], nan=-np.inf), -FAMILIES.index(c["family"])))
+        best = max(trained, key=lambda c: (np.nan_to_num(c["cv_score"], nan=-np.inf), -MODEL_FAMILIES.index(c["family"])))
         model = fitted[best["family"]]
         log.info("chosen: %s (best cross-validated %s)", best["family"], cfg.promotion.metric)
 
         with mlflow.start_run(run_id=best["run_id"], nested=True):
             model_info = log_model(mlflow, model, training[columns].head(5))
             scores = model.predict_proba(training[columns])[:, 1]
-            mlflow.log_dict(build_profile(training, dataset, scores=scores), f"{PROFILE_ARTIFACT_PATH}/{PROFILE_FILE}")
+            # The holdout's calibration tells drift_check whether to trust its performance estimate.
+            calibration = calibration_profile(holdout[label], model.predict_proba(holdout[columns])[:, 1])
+            profile = build_profile(training, dataset, scores=scores, calibration=calibration)
+            mlflow.log_dict(profile, f"{PROFILE_ARTIFACT_PATH}/{PROFILE_FILE}")
             mlflow.set_tag("chosen", "true")
 
         result = {
