@@ -33,6 +33,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 
 from airflow_api import AirflowClient  # noqa: E402
 from mlops.config import get_config  # noqa: E402
+from mlops.faults import inject_fault, parse_fault  # noqa: E402
 from stack import ROOT, ConfigMismatch, Settings, use_stack_config  # noqa: E402
 
 PROJECT_DAGS = {"health_check", "ingest", "train", "batch_score", "drift_check"}
@@ -89,6 +90,8 @@ class Demo:
         periods_per_drop: int | None = None,
         max_periods: int | None = None,
         data_file: Path | None = None,
+        fault: str | None = None,
+        fault_from: str | None = None,
     ):
         import boto3
 
@@ -104,6 +107,9 @@ class Demo:
             raise SystemExit(f"data file {self.data_file} does not exist")
         self.periods_per_drop = periods_per_drop or period_rule(dataset.frequency)[1]
         self.max_periods = max_periods
+        # A broken sensor from period fault_from on (mlops.faults): what drift_check must catch.
+        self.fault = parse_fault(fault) if fault else None
+        self.fault_from = fault_from
         self.timings: list[tuple[str, float]] = []  # (phase, seconds), printed at the end
         self.client = AirflowClient(settings.airflow_url, settings.airflow_user, settings.airflow_password)
         self.s3 = boto3.client(
@@ -188,6 +194,9 @@ class Demo:
             files = files[: self.max_periods + 1]
         out = []
         for name, frame in files:
+            if self.fault and not name.startswith("history") and name >= (self.fault_from or ""):
+                frame = inject_fault(frame, self.fault)
+                say(f"fault injected into {name}: {self.fault}")
             buf = io.StringIO()
             frame.to_csv(buf, index=False)
             out.append((name, buf.getvalue().encode()))
@@ -380,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
         "--periods-per-drop", "--months-per-drop", type=int, default=None, help="default: half a year of periods"
     )
     parser.add_argument("--max-periods", "--max-months", type=int, default=None, help="stop after N periods")
+    parser.add_argument("--fault", default=None, help="inject a sensor fault, e.g. 'Temperature_C:+4' or 'Humidity:*1.2'")
+    parser.add_argument("--fault-from", default=None, help="first period with the fault (e.g. 2016-03; default: every drop)")
     parser.add_argument(
         "--timings",
         default="",
@@ -397,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         use_stack_config(settings)  # the data set the stack runs, whatever this shell's MLOPS_CONFIG
     except ConfigMismatch as exc:
         raise SystemExit(f"[demo] {exc}") from None
-    demo = Demo(settings, args.periods_per_drop, args.max_periods, args.data)
+    demo = Demo(settings, args.periods_per_drop, args.max_periods, args.data, args.fault, args.fault_from)
     before = [(name, float(secs)) for name, secs in (p.split("=") for p in args.timings.split(",") if p)]
     t0 = time.monotonic()
     with demo.phase("DAGs parsed, health check"):
