@@ -161,12 +161,13 @@ def drift_check():
         import json
 
         from mlops import drift_report, monitoring
+        from mlops.model_health import report_view_url
 
         config = get_config()
         result = json.loads(monitoring.get_object_text(config, summary["result_uri"]))
         key = summary["report_uri"].removeprefix(f"s3://{config.storage.bucket}/")
         uri = monitoring.put_object(config, key, drift_report.render(result), "text/html")
-        print(f"drift report: {uri}")
+        print(f"drift report: {uri}\nopen it in the Model health view: {report_view_url(uri)}")
         return uri
 
     @task.short_circuit
