@@ -55,6 +55,10 @@ class BadBatch(Exception):
         self.result = result
 
 
+class SameContentLoaded(Exception):
+    """Another batch with the same content checksum is already loaded (it won the claim)."""
+
+
 class StructuralError(Exception):
     """The file's structure is wrong (encoding, delimiter, columns, compression, no rows)."""
 
@@ -124,8 +128,18 @@ def _engine():
     from mlops import warehouse
 
     def make():
+        import sqlalchemy as sa
+
         engine = warehouse.engine()
-        warehouse.ensure_schema()
+        for attempt in range(10):
+            try:
+                warehouse.ensure_schema()
+                break
+            except sa.exc.IntegrityError:
+                # Two tasks ran CREATE TABLE IF NOT EXISTS at once on PostgreSQL (its catalog's
+                # unique index reports the race); the other one created that table: go on.
+                if attempt == 9:
+                    raise
         return engine
 
     return _shared("engine", make)
@@ -195,11 +209,13 @@ class Download:
     size: int
     sha256: str
     md5: str
+    etag: str = ""
 
 
 def download(key: str, directory: Path) -> Download:
     """Stream an object to a local file, hashing as it goes (memory stays at one block)."""
-    body = _client().get_object(Bucket=get_config().storage.bucket, Key=key)["Body"]
+    response = _client().get_object(Bucket=get_config().storage.bucket, Key=key)
+    body = response["Body"]
     sha, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
     path = directory / "object"
     with open(path, "wb") as out:
@@ -208,7 +224,7 @@ def download(key: str, directory: Path) -> Download:
             md5.update(block)
             size += len(block)
             out.write(block)
-    return Download(path=path, size=size, sha256=sha.hexdigest(), md5=md5.hexdigest())
+    return Download(path=path, size=size, sha256=sha.hexdigest(), md5=md5.hexdigest(), etag=response["ETag"])
 
 
 def put_verified(local: Download, key: str) -> None:
@@ -256,6 +272,38 @@ def put_text(key: str, text: str, content_type: str) -> None:
 
 def delete_object(key: str) -> None:
     _client().delete_object(Bucket=get_config().storage.bucket, Key=key)
+
+
+def delete_if_unchanged(key: str, etag: str) -> bool:
+    """Remove a landing object only if it is still the version that was read (same ETag).
+
+    A producer may overwrite the key while its first version is validated: the newer version
+    must stay in landing (the next run makes it its own batch). The request carries the S3
+    conditional `If-Match`; the object is also read back (HEAD) right before, because not every
+    store honours If-Match on DELETE (SeaweedFS ignores it): without it a version written
+    between that HEAD and the DELETE, a window of one round trip, is still lost.
+    Returns whether the object was removed.
+    """
+    from botocore.exceptions import ClientError
+
+    client, bucket = _client(), get_config().storage.bucket
+    try:
+        current = client.head_object(Bucket=bucket, Key=key)["ETag"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    if current != etag:
+        log.warning("%s: a newer version landed while it was processed (etag %s, read %s): kept", key, current, etag)
+        return False
+    try:
+        client.delete_object(Bucket=bucket, Key=key, IfMatch=etag)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+            log.warning("%s: a newer version landed while it was processed: kept", key)
+            return False
+        raise
+    return True
 
 
 # ---------------------------------------------------------------- warehouse
@@ -322,7 +370,11 @@ def record_batch(connection=None, **values) -> None:
 
 
 def load_batch(staged: Path, batch_values: dict) -> int:
-    """One transaction: the batches row and the staged observations. Returns rows new to the table."""
+    """One transaction: the batches row and the staged observations. Returns rows new to the table.
+
+    Raises SameContentLoaded (nothing written) when a loaded batch with the same checksum exists:
+    the unique index on the checksum of loaded batches decides a race between tasks.
+    """
     import pyarrow.parquet as pq
     import sqlalchemy as sa
 
@@ -333,7 +385,10 @@ def load_batch(staged: Path, batch_values: dict) -> int:
     loaded_at = _now()
     batch_id = batch_values["batch_id"]
     with _engine().begin() as conn:
-        record_batch(conn, **batch_values)
+        try:
+            record_batch(conn, **batch_values)
+        except sa.exc.IntegrityError as exc:  # the one-loaded-batch-per-checksum index
+            raise SameContentLoaded(batch_values["checksum"]) from exc
         dbapi = conn.connection.driver_connection
         cursor = dbapi.cursor()
         try:
@@ -1016,26 +1071,13 @@ def _process_object(key: str) -> dict:
         existing = get_batch(batch_id)
         if kind == "landing" and existing and existing["status"] in ("loaded", "duplicate"):
             put_verified(local, raw_key)  # make sure the raw copy exists before the landing object goes
-            delete_object(key)
+            delete_if_unchanged(key, local.etag)
             log.info("batch %s was already %s: landing object removed, nothing loaded", batch_id, existing["status"])
             return {"object_key": key, **_summary(existing), "new_rows": 0, "note": "same file seen before"}
         put_verified(local, raw_key)
         same_content = loaded_batch_with_checksum(local.sha256)
         if kind == "landing" and same_content and same_content["batch_id"] != batch_id:
-            record_batch(
-                batch_id=batch_id,
-                object_key=key,
-                checksum=local.sha256,
-                raw_uri=_uri(raw_key),
-                rows_in=0,
-                rows_kept=0,
-                rows_dropped=0,
-                status="duplicate",
-                reason=f"same content as batch {same_content['batch_id']} ({same_content['object_key']})",
-                report_uri=same_content.get("report_uri"),
-            )
-            delete_object(key)
-            return {"object_key": key, "batch_id": batch_id, "status": "duplicate", "new_rows": 0}
+            return _record_duplicate(key, kind, batch_id, local, raw_key)
 
         staged = tmpdir / "staged.parquet"
         result = validate_file(local.path, staged, original_key)
@@ -1060,7 +1102,7 @@ def _process_object(key: str) -> dict:
             put_text(folder + "report.html", validation.render_html(result), "text/html; charset=utf-8")
             record_batch(**batch_values, status="quarantined", report_uri=report_uri)
             if kind == "landing":
-                delete_object(key)
+                delete_if_unchanged(key, local.etag)
             message = (
                 f"{original_key} (batch {batch_id}) quarantined: {result['reason']}\n"
                 f"{validation.describe_failures(result)}\nreport: {report_uri}"
@@ -1074,9 +1116,13 @@ def _process_object(key: str) -> dict:
         result["report_uri"] = report_uri
         put_json(folder + "validation.json", result)
         put_text(folder + "report.html", validation.render_html(result), "text/html; charset=utf-8")
-        new_rows = load_batch(staged, {**batch_values, "status": "loaded", "report_uri": report_uri})
+        try:
+            new_rows = load_batch(staged, {**batch_values, "status": "loaded", "report_uri": report_uri})
+        except SameContentLoaded:
+            # Another task loaded the same content under another key meanwhile: it won the claim.
+            return _record_duplicate(key, kind, batch_id, local, raw_key)
         if kind == "landing":
-            delete_object(key)
+            delete_if_unchanged(key, local.etag)
         if result["rows_dropped"]:
             log.warning(
                 "%s: loaded without %d bad row(s):\n%s",
@@ -1102,6 +1148,30 @@ def _process_object(key: str) -> dict:
             "new_rows": new_rows,
             "report_uri": report_uri,
         }
+
+
+def _record_duplicate(key: str, kind: str, batch_id: str, local: Download, raw_key: str) -> dict:
+    """Record a batch whose content another batch already loaded; remove its landing object."""
+    checksum = local.sha256
+    same_content = loaded_batch_with_checksum(checksum)
+    if same_content is None or same_content["batch_id"] == batch_id:
+        raise RuntimeError(f"batch {batch_id}: no other loaded batch with checksum {checksum}")  # retried
+    record_batch(
+        batch_id=batch_id,
+        object_key=key,
+        checksum=checksum,
+        raw_uri=_uri(raw_key),
+        rows_in=0,
+        rows_kept=0,
+        rows_dropped=0,
+        status="duplicate",
+        reason=f"same content as batch {same_content['batch_id']} ({same_content['object_key']})",
+        report_uri=same_content.get("report_uri"),
+    )
+    if kind == "landing":
+        delete_if_unchanged(key, local.etag)
+    log.info("%s: same content as batch %s, recorded as duplicate", key, same_content["batch_id"])
+    return {"object_key": key, "batch_id": batch_id, "status": "duplicate", "new_rows": 0}
 
 
 def _summary(batch: dict) -> dict:

@@ -367,3 +367,76 @@ def test_replay_of_a_missing_object_fails_the_run(run_dag, fresh):
     assert states["list_objects"] == "failed" and states["fail_if_a_file_failed"] == "failed", states
     assert states["announce_observations"] == "skipped", states
     assert _observation_events(dag_run) == []
+
+
+def _turku_month(month: str) -> bytes:
+    raw = pd.read_csv(TURKU, dtype=str, keep_default_na=False)
+    return raw[raw["Timestamp"].str.startswith(month)].drop_duplicates("Timestamp").to_csv(index=False).encode()
+
+
+def test_same_content_under_two_keys_at_once_is_loaded_once(fresh, monkeypatch):
+    """Two tasks validate the same content at the same moment (a barrier holds both after
+    validation, past the early duplicate check): the database claim lets exactly one load."""
+    import threading
+
+    body = _turku_month("2016-04")
+    keys = [f"{STORAGE.landing_prefix}copy-{i}.csv" for i in range(2)]
+    for key in keys:
+        _put(fresh, key, body)
+    barrier = threading.Barrier(2, timeout=60)
+    validate = ingest.validate_file
+
+    def validate_then_wait(*args, **kwargs):
+        result = validate(*args, **kwargs)
+        barrier.wait()
+        return result
+
+    monkeypatch.setattr(ingest, "validate_file", validate_then_wait)
+    outcomes: dict[str, object] = {}
+
+    def run(key):
+        try:
+            outcomes[key] = ingest.process_object(key)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            outcomes[key] = exc
+
+    threads = [threading.Thread(target=run, args=(key,)) for key in keys]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    statuses = sorted(
+        str(outcomes[k].get("status")) if isinstance(outcomes[k], dict) else repr(outcomes[k]) for k in keys
+    )
+    assert statuses == ["duplicate", "loaded"], outcomes
+    rows = _query("SELECT status, COUNT(*) FROM batches GROUP BY status ORDER BY status")
+    assert rows == [("duplicate", 1), ("loaded", 1)]
+    (loaded,) = _query("SELECT batch_id FROM batches WHERE status = 'loaded'")
+    assert _query("SELECT COUNT(DISTINCT batch_id) FROM observations") == [(1,)]
+    assert _query("SELECT batch_id FROM observations LIMIT 1") == [loaded]
+    assert _keys(fresh, STORAGE.landing_prefix) == []
+
+
+def test_a_reupload_during_ingest_stays_and_becomes_its_own_batch(fresh, monkeypatch):
+    """The producer overwrites the key between validation and delete: the newer version is not
+    deleted unseen; the next run loads it as its own batch."""
+    key = f"{STORAGE.landing_prefix}reupload.csv"
+    first, corrected = _turku_month("2016-05"), _turku_month("2016-06")
+    _put(fresh, key, first)
+    validate = ingest.validate_file
+
+    def validate_then_overwrite(*args, **kwargs):
+        result = validate(*args, **kwargs)
+        _put(fresh, key, corrected)
+        return result
+
+    monkeypatch.setattr(ingest, "validate_file", validate_then_overwrite)
+    assert ingest.process_object(key)["status"] == "loaded"
+    assert _keys(fresh, STORAGE.landing_prefix) == [key]
+    assert fresh.get_object(Bucket=STORAGE.bucket, Key=key)["Body"].read() == corrected
+
+    monkeypatch.setattr(ingest, "validate_file", validate)
+    second = ingest.process_object(key)
+    assert second["status"] == "loaded" and second["batch_id"] == ingest.batch_id_of_content(key, corrected)
+    assert _keys(fresh, STORAGE.landing_prefix) == []
+    assert len(ingest.batches_for_key(key)) == 2
