@@ -155,17 +155,54 @@ def _read(name: str, params: dict):
         return pd.read_sql_query(sa.text(warehouse.render_sql(name)), conn, params=params)
 
 
-def landing_keys(limit: int | None = None) -> list[str]:
-    """Objects waiting under the landing prefix, oldest first (folder markers ignored)."""
+def not_ingestible(key: str, size: int) -> str | None:
+    """Why a landing object is not a file to ingest, or None if it is: the one predicate the
+    sensor and the listing share. Folder markers, zero-length placeholders and keys without
+    one of ingest.suffixes are left alone (and reported by the listing)."""
+    if key.endswith("/"):
+        return "folder marker"
+    if not key.lower().endswith(tuple(get_config().ingest.suffixes)):
+        return f"suffix not in ingest.suffixes {list(get_config().ingest.suffixes)}"
+    if size == 0:
+        return "zero-length object (a placeholder?)"
+    return None
+
+
+def sensor_pattern() -> str:
+    """The sensor trigger's wildcard: landing keys that may be files to ingest (a superset of
+    not_ingestible(...) is None, so folder markers and other suffixes never wake it)."""
+    import os.path
+
+    common = os.path.commonprefix([s.lower() for s in get_config().ingest.suffixes])
+    return f"{get_config().storage.landing_prefix}*{common}*" if common else f"{get_config().storage.landing_prefix}*[!/]"
+
+
+def landing_keys(limit: int | None = None, report_ignored: bool = True) -> list[str]:
+    """Files waiting under the landing prefix, oldest first (see not_ingestible)."""
     storage = get_config().storage
     paginator = _client().get_paginator("list_objects_v2")
-    found = []
+    found, ignored = [], []
     for page in paginator.paginate(Bucket=storage.bucket, Prefix=storage.landing_prefix):
         for obj in page.get("Contents", []):
-            if not obj["Key"].endswith("/"):
+            why = not_ingestible(obj["Key"], obj.get("Size", 0))
+            if why is None:
                 found.append((obj["LastModified"], obj["Key"]))
+            else:
+                ignored.append(f"{obj['Key']} ({why})")
+    if ignored and report_ignored:
+        log.warning("%d landing object(s) are not files to ingest and stay: %s", len(ignored), bounded(ignored))
     keys = [key for _, key in sorted(found)]
     return keys[:limit] if limit else keys
+
+
+def task_label(key: str, suffix: str = "", limit: int = 200) -> str:
+    """A mapped task's label from an object key: at most `limit` characters (Airflow keeps 250),
+    the start and the end of a long key with an ellipsis between."""
+    room = limit - len(suffix)
+    if len(key) > room:
+        half = (room - 1) // 2
+        key = key[:half] + "…" + key[len(key) - (room - 1 - half) :]
+    return key + suffix
 
 
 def spread(keys: list[str], groups: int) -> list[list[str]]:

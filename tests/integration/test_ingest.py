@@ -440,3 +440,59 @@ def test_a_reupload_during_ingest_stays_and_becomes_its_own_batch(fresh, monkeyp
     assert second["status"] == "loaded" and second["batch_id"] == ingest.batch_id_of_content(key, corrected)
     assert _keys(fresh, STORAGE.landing_prefix) == []
     assert len(ingest.batches_for_key(key)) == 2
+
+
+def test_sensor_and_listing_ignore_markers_placeholders_and_other_suffixes(fresh):
+    """Folder markers, zero-length objects and other suffixes wake neither the sensor's poke nor
+    its trigger, and the listing reports them once; a real file wakes both."""
+    import asyncio
+
+    from airflow.providers.amazon.aws.triggers.s3 import S3KeyTrigger
+
+    from mlops.sensors import LandingObjectSensor
+
+    for key, body in [("some/", b""), ("notes.txt", b"hello"), ("dump.xlsx", b"PK")]:
+        _put(fresh, f"{STORAGE.landing_prefix}{key}", body)
+    sensor = LandingObjectSensor(
+        task_id="probe", bucket_name=STORAGE.bucket, bucket_key=ingest.sensor_pattern(), aws_conn_id="object_store"
+    )
+
+    def trigger_fires() -> bool:
+        trigger = S3KeyTrigger(
+            bucket_name=STORAGE.bucket,
+            bucket_key=ingest.sensor_pattern(),
+            wildcard_match=True,
+            aws_conn_id=get_config().connections.object_store,
+            poke_interval=0.5,
+        )
+
+        async def first_event():
+            async for event in trigger.run():
+                return event.payload
+
+        try:
+            return asyncio.run(asyncio.wait_for(first_event(), 3))["status"] == "success"
+        except TimeoutError:
+            return False
+
+    assert not trigger_fires()  # the trigger's wildcard already leaves them out
+    # A zero-length placeholder with the right suffix may fire the trigger, but the sensor's
+    # execute_complete asks poke (the listing's predicate) and defers again.
+    _put(fresh, f"{STORAGE.landing_prefix}placeholder.csv", b"")
+    import logging
+
+    messages: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logging.getLogger("mlops.ingest").addHandler(handler)
+    try:
+        assert ingest.landing_keys() == []
+    finally:
+        logging.getLogger("mlops.ingest").removeHandler(handler)
+    assert len(messages) == 1 and "4 landing object(s) are not files to ingest" in messages[0], messages
+    assert not sensor.poke({})
+
+    _put(fresh, f"{STORAGE.landing_prefix}good.csv.gz", gzip.compress(_turku_month("2016-07")))
+    assert ingest.landing_keys() == [f"{STORAGE.landing_prefix}good.csv.gz"]
+    assert sensor.poke({})
+    assert trigger_fires()
