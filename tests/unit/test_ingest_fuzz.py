@@ -65,6 +65,8 @@ mutation = st.one_of(
     st.tuples(st.just("value"), row_index, col_index, st.sampled_from(ODD_VALUES)),
     st.tuples(st.just("time"), row_index, st.sampled_from(ODD_TIMES)),
     st.tuples(st.just("code"), row_index, st.from_regex(r"0[0-9]{1,5}", fullmatch=True)),
+    st.tuples(st.just("drop_label"), row_index),
+    st.tuples(st.just("codes_everywhere"), row_index, st.sampled_from(["02980", "00", "NA", "null"])),
     st.tuples(st.just("repeat_row"), row_index),
     st.tuples(st.just("blank_line"), row_index),
 )
@@ -98,6 +100,11 @@ def _build(mutations: list[tuple], options: dict) -> bytes:
             row[0] = args[0]
         elif op == "code":
             row[1] = args[0]
+        elif op == "drop_label" and len(row) > 8:
+            del row[8]  # the next column's 0/1 would slide into the label source
+        elif op == "codes_everywhere":
+            for other in rows:
+                other[1] = args[0] if i % 2 else args[0] + str(len(other))
         elif op == "repeat_row":
             rows.append(list(row))
         elif op == "blank_line":
@@ -129,7 +136,12 @@ def sqlite_warehouse(tmp_path_factory):
     before = os.environ.get(name)
     path = tmp_path_factory.mktemp("fuzz") / "warehouse.db"
     os.environ[name] = json.dumps({"conn_type": "sqlite", "host": str(path)})
+    # A lenient row policy, so that files with several bad rows are loaded and checked too.
+    os.environ["MLOPS__VALIDATION__MAX_BAD_ROW_FRACTION"] = "0.5"
+    get_config.cache_clear()
     yield path
+    os.environ.pop("MLOPS__VALIDATION__MAX_BAD_ROW_FRACTION")
+    get_config.cache_clear()
     if before is None:
         os.environ.pop(name, None)
     else:
