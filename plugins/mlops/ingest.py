@@ -174,7 +174,9 @@ def sensor_pattern() -> str:
     import os.path
 
     common = os.path.commonprefix([s.lower() for s in get_config().ingest.suffixes])
-    return f"{get_config().storage.landing_prefix}*{common}*" if common else f"{get_config().storage.landing_prefix}*[!/]"
+    return (
+        f"{get_config().storage.landing_prefix}*{common}*" if common else f"{get_config().storage.landing_prefix}*[!/]"
+    )
 
 
 def landing_keys(limit: int | None = None, report_ignored: bool = True) -> list[str]:
