@@ -121,7 +121,7 @@ def main() -> int:
         )
     median = {name: statistics.median(run[name] for run in runs) for name in runs[0]}
     csv_parse, validate_total = median["csv_parse"], median["validate_file"]
-    timings = {phase: median[phase] for phase in ("parse", "validate", "stage")}
+    timings = {phase: median[phase] for phase in ("parse", "validate", "stage", "shape")}
 
     try:
         print("starting SeaweedFS ...", flush=True)
@@ -145,6 +145,7 @@ def main() -> int:
         "rows_dropped": result["rows_dropped"],
         "nulled": result["nulled_by_rule"],
         "csv_parse_s (pandas.read_csv, whole file)": round(csv_parse, 2),
+        "shape_s (field count of every record, csv_shape)": round(timings["shape"], 2),
         "chunked_parse_s (CSV + types)": round(timings["parse"], 2),
         "validate_s (GX suite + row rules + duplicates)": round(timings["validate"], 2),
         "stage_s (Parquet)": round(timings["stage"], 2),

@@ -47,10 +47,10 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from mlops.assets import OBSERVATIONS
 from mlops.config import get_config
 from mlops.dag_defaults import dag_default_args
+from mlops.ingest import sensor_pattern  # stdlib-only at import: the parse stays fast
 from mlops.sensors import LandingObjectSensor
 
 cfg = get_config()
-
 
 
 @dag(
@@ -85,7 +85,7 @@ def ingest():
         task_id="wait_for_landing",
         aws_conn_id=cfg.connections.object_store,
         bucket_name=cfg.storage.bucket,
-        bucket_key=f"{cfg.storage.landing_prefix}*",
+        bucket_key=sensor_pattern(),
         deferrable=cfg.ingest.sensor_deferrable,
         mode="poke" if cfg.ingest.sensor_deferrable else "reschedule",
         poke_interval=cfg.ingest.sensor_poke_seconds,
@@ -115,7 +115,7 @@ def ingest():
 
         context = get_current_context()
         more = f" (+{len(object_keys) - 1} more)" if len(object_keys) > 1 else ""
-        context["files_label"] = object_keys[0] + more
+        context["files_label"] = ingest_logic.task_label(object_keys[0], more)
         outcome = ingest_logic.process_objects(object_keys)
         for summary in outcome["processed"]:
             print(f"ingested: {summary}")

@@ -24,7 +24,7 @@ def _open_text(path: Path):
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
         raw = gzip.decompress(raw)
-    return io.StringIO(raw.decode("utf-8-sig"), newline="")
+    return io.StringIO(raw.decode("utf-8-sig", errors="replace"), newline="")  # undecodable: no match
 
 
 def _time(text: str, dataset) -> str:
@@ -41,7 +41,7 @@ def norm(value):
     if value is None:
         return None
     if isinstance(value, float):
-        return None if math.isnan(value) else f"{value:.12g}"
+        return None if math.isnan(value) else f"{value + 0.0:.12g}"  # -0.0 is stored as 0
     if hasattr(value, "item"):
         return norm(value.item())
     return value
@@ -71,7 +71,7 @@ def convert(record: dict, dataset) -> tuple | None:
                 if not low <= number <= high and spec.on_out_of_range == "set_null":
                     out.append(None)
                 else:
-                    out.append(int(number) if spec.type == "int" else f"{number:.12g}")
+                    out.append(int(number) if spec.type == "int" else f"{number + 0.0:.12g}")
         except (ValueError, OverflowError):
             return None
     return tuple(out)

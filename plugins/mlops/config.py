@@ -211,6 +211,9 @@ class IngestConfig(_Strict):
     sensor_timeout_minutes: float = Field(gt=0)
     max_files_per_run: int = Field(ge=1)
     max_mapped_tasks: int = Field(ge=1)
+    # Landing keys ending with one of these (case-insensitive) are files to ingest; folder
+    # markers, zero-length objects and other keys never wake a run.
+    suffixes: list[str] = Field(default=[".csv", ".csv.gz"], min_length=1)
 
 
 class AlertsConfig(_Strict):

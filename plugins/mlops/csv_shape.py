@@ -174,9 +174,9 @@ def _split(body: bytes, lines_before: int):
     if len(quotes) > 1:
         opens, closes = quotes[0 : len(quotes) - 1 : 2], quotes[1::2]
         quoted = np.searchsorted(delims, closes) - np.searchsorted(delims, opens)
-        counts -= np.bincount(np.searchsorted(ends, opens), weights=quoted, minlength=len(ends))[
-            : len(ends)
-        ].astype(counts.dtype)
+        counts -= np.bincount(np.searchsorted(ends, opens), weights=quoted, minlength=len(ends))[: len(ends)].astype(
+            counts.dtype
+        )
     starts = np.concatenate(([0], ends[:-1] + 1))
     lines = lines_before + np.searchsorted(newlines, ends) + 1
     return body, starts, ends, counts, lines

@@ -55,6 +55,10 @@ class BadBatch(Exception):
         self.result = result
 
 
+class SameContentLoaded(Exception):
+    """Another batch with the same content checksum is already loaded (it won the claim)."""
+
+
 class StructuralError(Exception):
     """The file's structure is wrong (encoding, delimiter, columns, compression, no rows)."""
 
@@ -124,8 +128,18 @@ def _engine():
     from mlops import warehouse
 
     def make():
+        import sqlalchemy as sa
+
         engine = warehouse.engine()
-        warehouse.ensure_schema()
+        for attempt in range(10):
+            try:
+                warehouse.ensure_schema()
+                break
+            except sa.exc.IntegrityError:
+                # Two tasks ran CREATE TABLE IF NOT EXISTS at once on PostgreSQL (its catalog's
+                # unique index reports the race); the other one created that table: go on.
+                if attempt == 9:
+                    raise
         return engine
 
     return _shared("engine", make)
@@ -141,17 +155,56 @@ def _read(name: str, params: dict):
         return pd.read_sql_query(sa.text(warehouse.render_sql(name)), conn, params=params)
 
 
-def landing_keys(limit: int | None = None) -> list[str]:
-    """Objects waiting under the landing prefix, oldest first (folder markers ignored)."""
+def not_ingestible(key: str, size: int) -> str | None:
+    """Why a landing object is not a file to ingest, or None if it is: the one predicate the
+    sensor and the listing share. Folder markers, zero-length placeholders and keys without
+    one of ingest.suffixes are left alone (and reported by the listing)."""
+    if key.endswith("/"):
+        return "folder marker"
+    if not key.lower().endswith(tuple(get_config().ingest.suffixes)):
+        return f"suffix not in ingest.suffixes {list(get_config().ingest.suffixes)}"
+    if size == 0:
+        return "zero-length object (a placeholder?)"
+    return None
+
+
+def sensor_pattern() -> str:
+    """The sensor trigger's wildcard: landing keys that may be files to ingest (a superset of
+    not_ingestible(...) is None, so folder markers and other suffixes never wake it)."""
+    import os.path
+
+    common = os.path.commonprefix([s.lower() for s in get_config().ingest.suffixes])
+    return (
+        f"{get_config().storage.landing_prefix}*{common}*" if common else f"{get_config().storage.landing_prefix}*[!/]"
+    )
+
+
+def landing_keys(limit: int | None = None, report_ignored: bool = True) -> list[str]:
+    """Files waiting under the landing prefix, oldest first (see not_ingestible)."""
     storage = get_config().storage
     paginator = _client().get_paginator("list_objects_v2")
-    found = []
+    found, ignored = [], []
     for page in paginator.paginate(Bucket=storage.bucket, Prefix=storage.landing_prefix):
         for obj in page.get("Contents", []):
-            if not obj["Key"].endswith("/"):
+            why = not_ingestible(obj["Key"], obj.get("Size", 0))
+            if why is None:
                 found.append((obj["LastModified"], obj["Key"]))
+            else:
+                ignored.append(f"{obj['Key']} ({why})")
+    if ignored and report_ignored:
+        log.warning("%d landing object(s) are not files to ingest and stay: %s", len(ignored), bounded(ignored))
     keys = [key for _, key in sorted(found)]
     return keys[:limit] if limit else keys
+
+
+def task_label(key: str, suffix: str = "", limit: int = 200) -> str:
+    """A mapped task's label from an object key: at most `limit` characters (Airflow keeps 250),
+    the start and the end of a long key with an ellipsis between."""
+    room = limit - len(suffix)
+    if len(key) > room:
+        half = (room - 1) // 2
+        key = key[:half] + "…" + key[len(key) - (room - 1 - half) :]
+    return key + suffix
 
 
 def spread(keys: list[str], groups: int) -> list[list[str]]:
@@ -195,11 +248,13 @@ class Download:
     size: int
     sha256: str
     md5: str
+    etag: str = ""
 
 
 def download(key: str, directory: Path) -> Download:
     """Stream an object to a local file, hashing as it goes (memory stays at one block)."""
-    body = _client().get_object(Bucket=get_config().storage.bucket, Key=key)["Body"]
+    response = _client().get_object(Bucket=get_config().storage.bucket, Key=key)
+    body = response["Body"]
     sha, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
     path = directory / "object"
     with open(path, "wb") as out:
@@ -208,7 +263,7 @@ def download(key: str, directory: Path) -> Download:
             md5.update(block)
             size += len(block)
             out.write(block)
-    return Download(path=path, size=size, sha256=sha.hexdigest(), md5=md5.hexdigest())
+    return Download(path=path, size=size, sha256=sha.hexdigest(), md5=md5.hexdigest(), etag=response["ETag"])
 
 
 def put_verified(local: Download, key: str) -> None:
@@ -256,6 +311,38 @@ def put_text(key: str, text: str, content_type: str) -> None:
 
 def delete_object(key: str) -> None:
     _client().delete_object(Bucket=get_config().storage.bucket, Key=key)
+
+
+def delete_if_unchanged(key: str, etag: str) -> bool:
+    """Remove a landing object only if it is still the version that was read (same ETag).
+
+    A producer may overwrite the key while its first version is validated: the newer version
+    must stay in landing (the next run makes it its own batch). The request carries the S3
+    conditional `If-Match`; the object is also read back (HEAD) right before, because not every
+    store honours If-Match on DELETE (SeaweedFS's support is not verified): where it is ignored,
+    a version written between that HEAD and the DELETE, a window of one round trip, is lost.
+    Returns whether the object was removed.
+    """
+    from botocore.exceptions import ClientError
+
+    client, bucket = _client(), get_config().storage.bucket
+    try:
+        current = client.head_object(Bucket=bucket, Key=key)["ETag"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    if current != etag:
+        log.warning("%s: a newer version landed while it was processed (etag %s, read %s): kept", key, current, etag)
+        return False
+    try:
+        client.delete_object(Bucket=bucket, Key=key, IfMatch=etag)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+            log.warning("%s: a newer version landed while it was processed: kept", key)
+            return False
+        raise
+    return True
 
 
 # ---------------------------------------------------------------- warehouse
@@ -322,7 +409,11 @@ def record_batch(connection=None, **values) -> None:
 
 
 def load_batch(staged: Path, batch_values: dict) -> int:
-    """One transaction: the batches row and the staged observations. Returns rows new to the table."""
+    """One transaction: the batches row and the staged observations. Returns rows new to the table.
+
+    Raises SameContentLoaded (nothing written) when a loaded batch with the same checksum exists:
+    the unique index on the checksum of loaded batches decides a race between tasks.
+    """
     import pyarrow.parquet as pq
     import sqlalchemy as sa
 
@@ -333,7 +424,10 @@ def load_batch(staged: Path, batch_values: dict) -> int:
     loaded_at = _now()
     batch_id = batch_values["batch_id"]
     with _engine().begin() as conn:
-        record_batch(conn, **batch_values)
+        try:
+            record_batch(conn, **batch_values)
+        except sa.exc.IntegrityError as exc:  # the one-loaded-batch-per-checksum index
+            raise SameContentLoaded(batch_values["checksum"]) from exc
         dbapi = conn.connection.driver_connection
         cursor = dbapi.cursor()
         try:
@@ -991,6 +1085,7 @@ def process_object(key: str) -> dict:
 
 def _process_object(key: str) -> dict:
     from mlops import validation
+    from mlops.model_health import report_view_url
 
     storage = get_config().storage
     kind, replay_batch = _resolve(key)
@@ -1016,26 +1111,13 @@ def _process_object(key: str) -> dict:
         existing = get_batch(batch_id)
         if kind == "landing" and existing and existing["status"] in ("loaded", "duplicate"):
             put_verified(local, raw_key)  # make sure the raw copy exists before the landing object goes
-            delete_object(key)
+            delete_if_unchanged(key, local.etag)
             log.info("batch %s was already %s: landing object removed, nothing loaded", batch_id, existing["status"])
             return {"object_key": key, **_summary(existing), "new_rows": 0, "note": "same file seen before"}
         put_verified(local, raw_key)
         same_content = loaded_batch_with_checksum(local.sha256)
         if kind == "landing" and same_content and same_content["batch_id"] != batch_id:
-            record_batch(
-                batch_id=batch_id,
-                object_key=key,
-                checksum=local.sha256,
-                raw_uri=_uri(raw_key),
-                rows_in=0,
-                rows_kept=0,
-                rows_dropped=0,
-                status="duplicate",
-                reason=f"same content as batch {same_content['batch_id']} ({same_content['object_key']})",
-                report_uri=same_content.get("report_uri"),
-            )
-            delete_object(key)
-            return {"object_key": key, "batch_id": batch_id, "status": "duplicate", "new_rows": 0}
+            return _record_duplicate(key, kind, batch_id, local, raw_key)
 
         staged = tmpdir / "staged.parquet"
         result = validate_file(local.path, staged, original_key)
@@ -1060,10 +1142,11 @@ def _process_object(key: str) -> dict:
             put_text(folder + "report.html", validation.render_html(result), "text/html; charset=utf-8")
             record_batch(**batch_values, status="quarantined", report_uri=report_uri)
             if kind == "landing":
-                delete_object(key)
+                delete_if_unchanged(key, local.etag)
             message = (
                 f"{original_key} (batch {batch_id}) quarantined: {result['reason']}\n"
-                f"{validation.describe_failures(result)}\nreport: {report_uri}"
+                f"{validation.describe_failures(result)}\nreport: {report_uri}\n"
+                f"open it in the Model health view: {report_view_url(report_uri)}"
             )
             log.error(message)
             raise BadBatch(message, result)
@@ -1074,9 +1157,13 @@ def _process_object(key: str) -> dict:
         result["report_uri"] = report_uri
         put_json(folder + "validation.json", result)
         put_text(folder + "report.html", validation.render_html(result), "text/html; charset=utf-8")
-        new_rows = load_batch(staged, {**batch_values, "status": "loaded", "report_uri": report_uri})
+        try:
+            new_rows = load_batch(staged, {**batch_values, "status": "loaded", "report_uri": report_uri})
+        except SameContentLoaded:
+            # Another task loaded the same content under another key meanwhile: it won the claim.
+            return _record_duplicate(key, kind, batch_id, local, raw_key)
         if kind == "landing":
-            delete_object(key)
+            delete_if_unchanged(key, local.etag)
         if result["rows_dropped"]:
             log.warning(
                 "%s: loaded without %d bad row(s):\n%s",
@@ -1085,12 +1172,13 @@ def _process_object(key: str) -> dict:
                 validation.describe_failures(result),
             )
         log.info(
-            "%s: batch %s loaded, %d rows kept (%d new in observations), report %s",
+            "%s: batch %s loaded, %d rows kept (%d new in observations), report %s (view: %s)",
             original_key,
             batch_id,
             result["rows_kept"],
             new_rows,
             report_uri,
+            report_view_url(report_uri),
         )
         return {
             "object_key": original_key,
@@ -1102,6 +1190,30 @@ def _process_object(key: str) -> dict:
             "new_rows": new_rows,
             "report_uri": report_uri,
         }
+
+
+def _record_duplicate(key: str, kind: str, batch_id: str, local: Download, raw_key: str) -> dict:
+    """Record a batch whose content another batch already loaded; remove its landing object."""
+    checksum = local.sha256
+    same_content = loaded_batch_with_checksum(checksum)
+    if same_content is None or same_content["batch_id"] == batch_id:
+        raise RuntimeError(f"batch {batch_id}: no other loaded batch with checksum {checksum}")  # retried
+    record_batch(
+        batch_id=batch_id,
+        object_key=key,
+        checksum=checksum,
+        raw_uri=_uri(raw_key),
+        rows_in=0,
+        rows_kept=0,
+        rows_dropped=0,
+        status="duplicate",
+        reason=f"same content as batch {same_content['batch_id']} ({same_content['object_key']})",
+        report_uri=same_content.get("report_uri"),
+    )
+    if kind == "landing":
+        delete_if_unchanged(key, local.etag)
+    log.info("%s: same content as batch %s, recorded as duplicate", key, same_content["batch_id"])
+    return {"object_key": key, "batch_id": batch_id, "status": "duplicate", "new_rows": 0}
 
 
 def _summary(batch: dict) -> dict:

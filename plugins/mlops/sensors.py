@@ -31,10 +31,11 @@ class LandingObjectSensor(BaseSensorOperator):
         self.deferrable = deferrable
 
     def poke(self, context) -> bool:
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+        """Whether a file to ingest is waiting (mlops.ingest.landing_keys: the listing's own rule)."""
+        from mlops import ingest
 
-        self.log.info("Looking for s3://%s/%s", self.bucket_name, self.bucket_key)
-        return S3Hook(aws_conn_id=self.aws_conn_id).check_for_wildcard_key(self.bucket_key, self.bucket_name)
+        self.log.info("Looking for files to ingest under s3://%s/%s", self.bucket_name, self.bucket_key)
+        return bool(ingest.landing_keys(limit=1, report_ignored=False))
 
     def execute(self, context):
         if not self.deferrable:
@@ -59,4 +60,8 @@ class LandingObjectSensor(BaseSensorOperator):
     def execute_complete(self, context, event: dict | None = None) -> None:
         if event and event.get("status") == "error":
             raise RuntimeError(f"S3KeyTrigger failed: {event.get('message')}")
+        if not self.poke(context):  # only zero-length placeholders matched the wildcard: wait on
+            self.log.info("Objects matched %s but none is a file to ingest yet; waiting", self.bucket_key)
+            self.execute(context)
+            return
         self.log.info("Object(s) found under s3://%s/%s", self.bucket_name, self.bucket_key)

@@ -215,6 +215,9 @@ def test_bad_corpus_weird_keys_and_a_large_file_in_one_run(run_dag, fresh, tmp_p
     assert states["fail_if_a_file_failed"] == "failed" and states["announce_observations"] == "success", states
 
     for name, expected in MANIFEST.items():
+        if not (BAD / name).stat().st_size:  # a zero-length object is not a file to ingest: it stays
+            assert ingest.batches_for_key(keys[name]) == [] and keys[name] in _keys(fresh, STORAGE.landing_prefix)
+            continue
         (batch,) = ingest.batches_for_key(keys[name])
         assert batch["status"] == expected["status"], (name, batch)
         if expected["status"] == "quarantined":
@@ -239,7 +242,7 @@ def test_bad_corpus_weird_keys_and_a_large_file_in_one_run(run_dag, fresh, tmp_p
 
     (batch,) = ingest.batches_for_key(big_key)
     assert batch["status"] == "loaded" and batch["rows_kept"] == 300_000, batch
-    assert _keys(fresh, STORAGE.landing_prefix) == []
+    assert _keys(fresh, STORAGE.landing_prefix) == [keys["empty.csv"]]  # the zero-length placeholder stays
     # No partial rows: only loaded batches own observations.
     owners = _query("SELECT DISTINCT b.status FROM observations o JOIN batches b ON o.batch_id = b.batch_id")
     assert owners == [("loaded",)]
@@ -339,3 +342,132 @@ def test_replay_of_a_missing_object_fails_the_run(run_dag, fresh):
     assert states["list_objects"] == "failed" and states["fail_if_a_file_failed"] == "failed", states
     assert states["announce_observations"] == "skipped", states
     assert _observation_events(dag_run) == []
+
+
+def _turku_month(month: str) -> bytes:
+    raw = pd.read_csv(TURKU, dtype=str, keep_default_na=False)
+    return raw[raw["Timestamp"].str.startswith(month)].drop_duplicates("Timestamp").to_csv(index=False).encode()
+
+
+def test_same_content_under_two_keys_at_once_is_loaded_once(fresh, monkeypatch):
+    """Two tasks validate the same content at the same moment (a barrier holds both after
+    validation, past the early duplicate check): the database claim lets exactly one load."""
+    import threading
+
+    body = _turku_month("2016-04")
+    keys = [f"{STORAGE.landing_prefix}copy-{i}.csv" for i in range(2)]
+    for key in keys:
+        _put(fresh, key, body)
+    barrier = threading.Barrier(2, timeout=60)
+    validate = ingest.validate_file
+
+    def validate_then_wait(*args, **kwargs):
+        result = validate(*args, **kwargs)
+        barrier.wait()
+        return result
+
+    monkeypatch.setattr(ingest, "validate_file", validate_then_wait)
+    outcomes: dict[str, object] = {}
+
+    def run(key):
+        try:
+            outcomes[key] = ingest.process_object(key)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            outcomes[key] = exc
+
+    threads = [threading.Thread(target=run, args=(key,)) for key in keys]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    statuses = sorted(
+        str(outcomes[k].get("status")) if isinstance(outcomes[k], dict) else repr(outcomes[k]) for k in keys
+    )
+    assert statuses == ["duplicate", "loaded"], outcomes
+    rows = _query("SELECT status, COUNT(*) FROM batches GROUP BY status ORDER BY status")
+    assert rows == [("duplicate", 1), ("loaded", 1)]
+    (loaded,) = _query("SELECT batch_id FROM batches WHERE status = 'loaded'")
+    assert _query("SELECT COUNT(DISTINCT batch_id) FROM observations") == [(1,)]
+    assert _query("SELECT batch_id FROM observations LIMIT 1") == [loaded]
+    assert _keys(fresh, STORAGE.landing_prefix) == []
+
+
+def test_a_reupload_during_ingest_stays_and_becomes_its_own_batch(fresh, monkeypatch):
+    """The producer overwrites the key between validation and delete: the newer version is not
+    deleted unseen; the next run loads it as its own batch."""
+    key = f"{STORAGE.landing_prefix}reupload.csv"
+    first, corrected = _turku_month("2016-05"), _turku_month("2016-06")
+    _put(fresh, key, first)
+    validate = ingest.validate_file
+
+    def validate_then_overwrite(*args, **kwargs):
+        result = validate(*args, **kwargs)
+        _put(fresh, key, corrected)
+        return result
+
+    monkeypatch.setattr(ingest, "validate_file", validate_then_overwrite)
+    assert ingest.process_object(key)["status"] == "loaded"
+    assert _keys(fresh, STORAGE.landing_prefix) == [key]
+    assert fresh.get_object(Bucket=STORAGE.bucket, Key=key)["Body"].read() == corrected
+
+    monkeypatch.setattr(ingest, "validate_file", validate)
+    second = ingest.process_object(key)
+    assert second["status"] == "loaded" and second["batch_id"] == ingest.batch_id_of_content(key, corrected)
+    assert _keys(fresh, STORAGE.landing_prefix) == []
+    assert len(ingest.batches_for_key(key)) == 2
+
+
+def test_sensor_and_listing_ignore_markers_placeholders_and_other_suffixes(fresh):
+    """Folder markers, zero-length objects and other suffixes wake neither the sensor's poke nor
+    its trigger, and the listing reports them once; a real file wakes both."""
+    import asyncio
+
+    from airflow.providers.amazon.aws.triggers.s3 import S3KeyTrigger
+
+    from mlops.sensors import LandingObjectSensor
+
+    for key, body in [("some/", b""), ("notes.txt", b"hello"), ("dump.xlsx", b"PK")]:
+        _put(fresh, f"{STORAGE.landing_prefix}{key}", body)
+    sensor = LandingObjectSensor(
+        task_id="probe", bucket_name=STORAGE.bucket, bucket_key=ingest.sensor_pattern(), aws_conn_id="object_store"
+    )
+
+    def trigger_fires() -> bool:
+        trigger = S3KeyTrigger(
+            bucket_name=STORAGE.bucket,
+            bucket_key=ingest.sensor_pattern(),
+            wildcard_match=True,
+            aws_conn_id=get_config().connections.object_store,
+            poke_interval=0.5,
+        )
+
+        async def first_event():
+            async for event in trigger.run():
+                return event.payload
+
+        try:
+            return asyncio.run(asyncio.wait_for(first_event(), 3))["status"] == "success"
+        except TimeoutError:
+            return False
+
+    assert not trigger_fires()  # the trigger's wildcard already leaves them out
+    # A zero-length placeholder with the right suffix may fire the trigger, but the sensor's
+    # execute_complete asks poke (the listing's predicate) and defers again.
+    _put(fresh, f"{STORAGE.landing_prefix}placeholder.csv", b"")
+    import logging
+
+    messages: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logging.getLogger("mlops.ingest").addHandler(handler)
+    try:
+        assert ingest.landing_keys() == []
+    finally:
+        logging.getLogger("mlops.ingest").removeHandler(handler)
+    assert len(messages) == 1 and "4 landing object(s) are not files to ingest" in messages[0], messages
+    assert not sensor.poke({})
+
+    _put(fresh, f"{STORAGE.landing_prefix}good.csv.gz", gzip.compress(_turku_month("2016-07")))
+    assert ingest.landing_keys() == [f"{STORAGE.landing_prefix}good.csv.gz"]
+    assert sensor.poke({})
+    assert trigger_fires()

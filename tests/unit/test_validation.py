@@ -281,3 +281,10 @@ def test_implausible_years_are_dropped_by_their_own_rules(tmp_path):
     assert result["row_faults"][ingest.FUTURE_RULE]["examples"][0].startswith("2401-")
     assert result["row_faults"][ingest.EARLY_RULE]["examples"][0].startswith("1850-")
     assert max(_staged_times(tmp_path / "s.parquet")) < "2100"
+
+
+@pytest.mark.parametrize("key", ["landing/a.csv", "landing/" + "x" * 1000 + ".csv", "landing/" + "ä☂" * 400])
+def test_task_labels_from_long_keys_fit_airflow(key):
+    label = ingest.task_label(key, " (+7 more)")
+    assert len(label) <= 200 and label.endswith(" (+7 more)")
+    assert label.startswith(key[:20]) and (len(key) < 190 or "…" in label)

@@ -24,3 +24,7 @@ CREATE TABLE IF NOT EXISTS observations (
     batch_id      TEXT NOT NULL,
     loaded_at     TEXT NOT NULL
 );
+
+-- One loaded batch per content: the same file under several keys, processed at once, races
+-- to insert its 'loaded' row; the database lets exactly one win (the others record 'duplicate').
+CREATE UNIQUE INDEX IF NOT EXISTS batches_one_loaded_per_checksum ON batches (checksum) WHERE status = 'loaded';
