@@ -519,6 +519,7 @@ def train_candidates(window: dict, snapshot: dict, settings: dict, trigger: dict
     dataset, threshold = cfg.dataset, cfg.model.decision_threshold
     mlflow = configure_mlflow()
     experiment = mlflow.set_experiment(cfg.model.registered_name)
+    describe_experiment(mlflow, experiment.experiment_id, cfg)
     earlier = find_finished_train(mlflow, experiment.experiment_id, trigger["run_id"])
     if earlier is not None:
         log.info("train already finished for %s in run %s: reusing it", trigger["run_id"], earlier["parent_run_id"])
@@ -742,6 +743,8 @@ def register(train_result: dict, snapshot: dict, window: dict, trigger: dict) ->
         log.info("version %s of %s already registered from run %s", version.version, name, chosen["run_id"])
     else:
         version = mlflow.register_model(chosen["model_uri"], name)
+    if not client.get_registered_model(name).description:
+        client.update_registered_model(name, description=_model_description(cfg))
     batch_ids = ",".join(snapshot["batch_ids"])
     tags = {
         "data_digest": snapshot["data_digest"],
@@ -773,3 +776,28 @@ def register(train_result: dict, snapshot: dict, window: dict, trigger: dict) ->
     client.set_registered_model_alias(name, CHALLENGER, version.version)
     log.info("registered %s version %s, alias challenger", name, version.version)
     return {"model_name": name, "version": str(version.version), "run_id": chosen["run_id"]}
+
+
+# MLflow's UI opens an experiment in its GenAI view unless this tag says it trains models.
+EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
+
+
+def _model_description(cfg: PipelineConfig) -> str:
+    """One paragraph on what the registered model predicts and how its aliases are set."""
+    label = cfg.dataset.label
+    return (
+        f"Predicts {label.name} ({label.source_column} {label.steps_ahead} x {cfg.dataset.frequency} ahead) "
+        f"for the data set {cfg.dataset.name}. Trained by the Airflow DAG 'train'; the alias 'champion' "
+        "is moved only by its promote task (evidence on a paired holdout test) or by rollback_champion."
+    )
+
+
+def describe_experiment(mlflow, experiment_id: str, cfg: PipelineConfig) -> str:
+    """Tag the experiment so that MLflow's UI opens it in the model-training view, give it a
+    description (`mlflow.note.content`), and log its direct link; returns that link."""
+    client = mlflow.MlflowClient()
+    client.set_experiment_tag(experiment_id, *EXPERIMENT_KIND_TAG)
+    client.set_experiment_tag(experiment_id, "mlflow.note.content", _model_description(cfg))
+    link = f"{mlflow.get_tracking_uri().rstrip('/')}/#/experiments/{experiment_id}"
+    log.info("MLflow experiment: %s", link)
+    return link

@@ -148,6 +148,11 @@ def test_run_is_recorded_and_first_model_becomes_champion(champion_model, on_cha
     with open(window_file) as fh:
         assert json.load(fh)["batch_ids"] == ["turku-2016"]
     assert len(inputs["training"].digest) == 32
+    # MLflow as its users expect: the model-training view, descriptions on experiment and model
+    experiment = client().get_experiment(parent.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert "train" in experiment.tags["mlflow.note.content"]
+    assert "champion" in client().get_registered_model(name).description
     assert 0.5 < parent.data.metrics["persistence_roc_auc"] < 1
     assert parent.data.metrics["base_rate_roc_auc"] == pytest.approx(0.5)
 
