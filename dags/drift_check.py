@@ -60,7 +60,10 @@ THRESHOLD_PARAMS = (
 )
 
 
-def _optional_number(description: str, integer: bool = False) -> Param:
+def _optional_number(name: str, description: str, integer: bool = False) -> Param:
+    """An optional threshold param; the form shows the configured value it defaults to."""
+    configured = getattr(get_config().drift, name)
+    description = f"{description} Empty: drift.{name} = {configured}."
     return Param(None, type=["null", "integer" if integer else "number"], minimum=0, description=description)
 
 
@@ -73,20 +76,30 @@ def _optional_number(description: str, integer: bool = False) -> Param:
     default_args=dag_default_args(),
     doc_md=__doc__,
     params={
-        "window_days": _optional_number("Days of recent data to compare (default: drift.window_days).", integer=True),
+        "window_days": _optional_number("window_days", "Days of recent data to compare.", integer=True),
         "window_end": Param(
             None,
             type=["null", "string"],
             description="End of the window, 'YYYY-MM-DD HH:MM:SS' UTC (default: the latest observation).",
         ),
-        "psi_threshold": _optional_number("PSI at or above which a feature may drift."),
-        "ks_pvalue": _optional_number("KS p-value below which a numeric shift is significant."),
-        "chi2_pvalue": _optional_number("Chi-square p-value below which a categorical shift is significant."),
-        "missing_rate_change": _optional_number("Missing-rate change beyond which a feature drifts."),
-        "drifted_feature_share": _optional_number("Share of drifted features that fires the rule."),
-        "performance_drop": _optional_number("Realized-vs-holdout drop that fires the rule."),
-        "min_labeled_predictions": _optional_number("Labeled predictions needed to judge performance.", integer=True),
-        "cooldown_hours": _optional_number("No new train run within this many hours of the last one."),
+        "psi_threshold": _optional_number("psi_threshold", "PSI at or above which a feature may drift."),
+        "ks_pvalue": _optional_number("ks_pvalue", "KS p-value below which a numeric shift is significant."),
+        "chi2_pvalue": _optional_number(
+            "chi2_pvalue", "Chi-square p-value below which a categorical shift is significant."
+        ),
+        "missing_rate_change": _optional_number(
+            "missing_rate_change", "Missing-rate change beyond which a feature drifts."
+        ),
+        "drifted_feature_share": _optional_number(
+            "drifted_feature_share", "Share of drifted features that fires the rule."
+        ),
+        "performance_drop": _optional_number("performance_drop", "Realized-vs-holdout drop that fires the rule."),
+        "min_labeled_predictions": _optional_number(
+            "min_labeled_predictions", "Labeled predictions needed to judge performance.", integer=True
+        ),
+        "cooldown_hours": _optional_number(
+            "cooldown_hours", "No new train run within this many hours of the last one."
+        ),
         "season_key": Param(
             None,
             type=["null", "string"],

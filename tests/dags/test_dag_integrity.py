@@ -81,3 +81,13 @@ def test_dag_files_do_not_import_heavy_libraries():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+
+
+def test_drift_check_form_shows_the_configured_thresholds(dagbag):
+    from mlops.config import get_config
+
+    drift = get_config().drift
+    params = dagbag.dags["drift_check"].params
+    for name in ("window_days", "psi_threshold", "ks_pvalue", "drifted_feature_share", "cooldown_hours"):
+        description = params.get_param(name).description
+        assert f"drift.{name} = {getattr(drift, name)}" in description, description
