@@ -241,6 +241,9 @@ class Demo:
             "AND EXISTS (SELECT 1 FROM observations o WHERE o.batch_id = b.batch_id) "
             "AND NOT EXISTS (SELECT 1 FROM predictions p WHERE p.batch_id = b.batch_id AND p.role = 'champion')"
         )
+        if self.champion_version() is None:
+            say("  no champion yet: scoring waits (the promote task's log says what evidence was missing)")
+            return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             pending = self.warehouse_query(sql)
