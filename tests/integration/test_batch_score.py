@@ -53,7 +53,7 @@ def _insert_batch(frame: pd.DataFrame, batch_id: str) -> None:
         conn.execute(
             sa.text(
                 "INSERT INTO batches (batch_id, object_key, checksum, rows_in, rows_kept, rows_dropped, status, loaded_at)"
-                " VALUES (:b, :k, 'test', :n, :n, 0, 'loaded', :t)"
+                " VALUES (:b, :k, :b, :n, :n, 0, 'loaded', :t)"  # checksum: one per loaded batch
             ),
             {
                 "b": batch_id,
