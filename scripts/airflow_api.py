@@ -111,14 +111,8 @@ class AirflowClient:
         def once() -> bytes:
             if self._token is None:
                 self._token = self._login()
-            req = urllib.request.Request(
-                f"{self.base_url}/api/v2{path}",
-                data=data,
-                method=method,
-                headers={"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"},
-            )
             try:
-                return self._send(req, method, path)
+                return self._send(self._api_request(method, path, data), method, path)
             except AirflowAPIError as exc:
                 if getattr(exc, "code", None) != 401:
                     raise
@@ -130,13 +124,16 @@ class AirflowClient:
 
     def _send_with_new_token(self, method: str, path: str, data: bytes | None) -> bytes:
         self._token = self._login()
-        req = urllib.request.Request(
+        return self._send(self._api_request(method, path, data), method, path)
+
+    def _api_request(self, method: str, path: str, data: bytes | None) -> urllib.request.Request:
+        """A request to /api/v2<path> with the current token."""
+        return urllib.request.Request(
             f"{self.base_url}/api/v2{path}",
             data=data,
             method=method,
             headers={"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"},
         )
-        return self._send(req, method, path)
 
     # -- endpoints used by the demo and tests
     def dags(self) -> list[dict]:
