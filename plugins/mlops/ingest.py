@@ -409,7 +409,8 @@ def record_batch(connection=None, **values) -> None:
 
 
 def load_batch(staged: Path, batch_values: dict) -> int:
-    """One transaction: the batches row and the staged observations. Returns rows new to the table.
+    """One transaction: the batches row and the staged observations. Returns the rows this call
+    added to observations (0 for a replay whose rows are all stored already).
 
     Raises SameContentLoaded (nothing written) when a loaded batch with the same checksum exists:
     the unique index on the checksum of loaded batches decides a race between tasks.
@@ -423,7 +424,10 @@ def load_batch(staged: Path, batch_values: dict) -> int:
     (insert,) = warehouse.split_statements(warehouse.render_sql("ingest/insert_observations.sql"))
     loaded_at = _now()
     batch_id = batch_values["batch_id"]
+    count_rows = sa.text(warehouse.render_sql("ingest/count_batch_rows.sql"))
     with _engine().begin() as conn:
+        # A replay of a loaded batch finds its rows stored already: only the difference is new.
+        rows_before = conn.execute(count_rows, {"batch_id": batch_id}).scalar_one()
         try:
             record_batch(conn, **batch_values)
         except sa.exc.IntegrityError as exc:  # the one-loaded-batch-per-checksum index
@@ -436,10 +440,8 @@ def load_batch(staged: Path, batch_values: dict) -> int:
                 _insert_many(cursor, insert, rows)
         finally:
             cursor.close()
-        new_rows = conn.execute(
-            sa.text(warehouse.render_sql("ingest/count_batch_rows.sql")), {"batch_id": batch_id}
-        ).scalar_one()
-    return int(new_rows)
+        rows_after = conn.execute(count_rows, {"batch_id": batch_id}).scalar_one()
+    return int(rows_after - rows_before)
 
 
 def _insert_many(cursor, sql: str, rows: list[tuple]) -> None:

@@ -129,6 +129,24 @@ def test_good_file_loads_once_and_a_rerun_is_recognised(run_dag, fresh):
     assert _keys(fresh, STORAGE.landing_prefix) == []
 
 
+def test_a_replay_that_inserts_nothing_announces_nothing(run_dag, fresh):
+    """Replaying a loaded batch's raw file re-validates it, but every row is stored already:
+    no new rows, so no observations event (batch_score must not wake for nothing)."""
+    raw = pd.read_csv(TURKU)
+    body = raw[raw["Timestamp"].str.startswith("2016-04")].to_csv(index=False).encode()
+    key = f"{STORAGE.landing_prefix}2016-04.csv"
+    _put(fresh, key, body)
+    assert run_dag("ingest").state == "success"
+    batch_id = ingest.batch_id_of_content(key, body)
+    stored = _query("SELECT COUNT(*) FROM observations")[0][0]
+
+    dag_run = run_dag("ingest", conf={"object_key": f"{STORAGE.raw_prefix}{batch_id}/2016-04.csv"})
+    assert dag_run.state == "success", _states(dag_run)
+    assert _observation_events(dag_run) == []
+    assert _states(dag_run)["announce_observations"] == "skipped", _states(dag_run)
+    assert _query("SELECT COUNT(*) FROM observations")[0][0] == stored
+
+
 def _month_files() -> dict[str, bytes]:
     """The Turku file split by calendar month (92 files), rows kept in file order."""
     text = gzip.decompress(TURKU.read_bytes()).decode()
