@@ -329,9 +329,9 @@ class Demo:
                 with self.phase(f"train (no champion yet) {span}"):
                     self.train(f"no champion yet; more data arrived ({span})")
                     self.score_backlog()
-                continue
-            with self.phase(f"drift (+ train) {span}"):
-                self.drift_check()
+            if self.champion_version() is not None:  # drift_check compares with a champion
+                with self.phase(f"drift (+ train) {span}"):
+                    self.drift_check()
 
     def print_timings(self, before: list[tuple[str, float]]) -> None:
         """Where the time went: `before` (install, services up: measured by make) and the phases."""
