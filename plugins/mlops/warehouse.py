@@ -7,6 +7,7 @@ Identifiers of data set columns are always double-quoted, keeping their configur
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from mlops.config import PROJECT_ROOT, get_config
@@ -64,15 +65,39 @@ def run_script(name: str, connection=None, **context) -> None:
             conn.execute(sa.text(statement))
 
 
-def ensure_schema() -> None:
-    """Create the warehouse tables if they do not exist.
+# `CREATE [UNIQUE] INDEX IF NOT EXISTS <name>` of the schema files.
+_CREATE_INDEX = re.compile(r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+IF\s+NOT\s+EXISTS\s+(\w+)", re.IGNORECASE)
 
-    Every file in include/sql/schema/ runs, in name order; each DAG's tables have their own file.
-    Not cached: CREATE TABLE IF NOT EXISTS costs milliseconds, and a cache keyed by URL went
-    stale when a database of the same name was dropped and created again.
+
+def ensure_schema() -> None:
+    """Create the warehouse tables and indexes if they do not exist.
+
+    Every file in include/sql/schema/ runs, in name order, one transaction each; each DAG's
+    tables have their own file. Not cached: CREATE TABLE IF NOT EXISTS costs milliseconds, and
+    a cache keyed by URL went stale when a database of the same name was dropped and created
+    again. An index that exists is skipped: PostgreSQL takes a SHARE lock on the table before
+    it sees that the index exists, so the statement would wait behind any open write.
     """
+    import sqlalchemy as sa
+
     for path in sorted((SQL_DIR / "schema").glob("*.sql")):
-        run_script(f"schema/{path.name}")
+        with engine().begin() as conn:
+            existing = _index_names(conn)
+            for statement in split_statements(render_sql(f"schema/{path.name}")):
+                match = _CREATE_INDEX.match(statement)
+                if not (match and match.group(1) in existing):
+                    conn.execute(sa.text(statement))
+
+
+def _index_names(conn) -> set[str]:
+    """Names of the indexes in the warehouse's schema, read from the catalog (no table locks)."""
+    import sqlalchemy as sa
+
+    if conn.dialect.name == "postgresql":
+        sql = "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
+    else:
+        sql = "SELECT name FROM sqlite_master WHERE type = 'index'"
+    return {row[0] for row in conn.execute(sa.text(sql))}
 
 
 def read_sql(name: str, params: dict | None = None, **context):
