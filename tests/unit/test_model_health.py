@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from example_warehouse import WAREHOUSE_CONN_ENV
+from stack import free_port
 from mlops import model_health, model_health_page, warehouse
 from mlops.config import PROJECT_ROOT as CONFIG_ROOT
 from mlops.config import get_config
@@ -124,9 +125,13 @@ def test_freshness_ages_from_the_warehouse_and_landing(filled_warehouse):
     assert rows["Latest observation (data time)"]["when"] is None
 
 
-def test_page_escapes_values_links_reports_and_shows_a_down_service(filled_warehouse):
+def test_page_escapes_values_links_reports_and_shows_a_down_service(filled_warehouse, monkeypatch):
+    # MLflow is down: a port nothing listens on (a session-scoped stack may be up on the usual one).
+    mlflow_conn = f"AIRFLOW_CONN_{CONFIG.connections.mlflow.upper()}"
+    monkeypatch.setenv(mlflow_conn, json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": free_port()}))
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     data = model_health.gather(now=NOW)
-    assert "models" in data["errors"]  # no MLflow here: its section says why, the rest renders
+    assert "models" in data["errors"]  # its section says why, the rest renders
     page = model_health_page.render(data, "/model-health")
     assert "<script>bad.csv" not in page and "&lt;script&gt;bad.csv" in page
     assert "column &#x27;Humidity&#x27; missing &lt;b&gt;" in page
