@@ -117,6 +117,7 @@ EVIDENTLY_RUNNER = textwrap.dedent(
     """
 )
 
+
 def make_data(rows: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     rng = np.random.default_rng(seed)
 
@@ -138,7 +139,13 @@ def make_data(rows: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     return frame(current=False), frame(current=True)
 
 
-RANGES = {"temperature": (-60, 60), "humidity": (0, 1), "wind_speed": (0, 250), "pressure": (870, 1085), "visibility": (0, 100)}
+RANGES = {
+    "temperature": (-60, 60),
+    "humidity": (0, 1),
+    "wind_speed": (0, 250),
+    "pressure": (870, 1085),
+    "visibility": (0, 100),
+}
 
 
 def bench_dataset() -> DatasetConfig:
@@ -199,7 +206,9 @@ def from_profiles(reference: pd.DataFrame, current: pd.DataFrame, repeats: int, 
     timed = with_times(current)
     t0 = time.perf_counter()
     bounds = np.linspace(0, len(timed), batches + 1).astype(int)
-    parts = [batch_profile.batch_profile(timed.iloc[a:b], dataset) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    parts = [
+        batch_profile.batch_profile(timed.iloc[a:b], dataset) for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
     ingest = time.perf_counter() - t0
     seconds, (results, _) = median_seconds(
         lambda: drift.feature_drift_from_profile(dataset, profile, batch_profile.merge(parts), thresholds), repeats
@@ -296,8 +305,12 @@ def detection_power(trials: int, n_reference: int, n_current: int) -> dict[str, 
         ours = ks = 0
         for trial in range(trials):
             ref, cur = power_samples(shift, trial, n_reference, n_current)
-            profile = build_profile(pd.DataFrame({"temperature": ref}), dataset.model_copy(update={"features": ["temperature"]}))
-            result = drift.numeric_feature_drift("temperature", profile["features"]["temperature"], pd.Series(cur), thresholds)
+            profile = build_profile(
+                pd.DataFrame({"temperature": ref}), dataset.model_copy(update={"features": ["temperature"]})
+            )
+            result = drift.numeric_feature_drift(
+                "temperature", profile["features"]["temperature"], pd.Series(cur), thresholds
+            )
             ours += result["drifted"]
             ks += stats.ks_2samp(ref, cur, method="asymp").pvalue < thresholds.ks_pvalue
         rates["project"][f"{shift:.1f}"] = ours / trials
@@ -323,7 +336,9 @@ def smallest_detected(rates: dict[str, float], power: float = 0.8) -> str:
 
 
 def print_power(rates: dict[str, dict[str, float]], trials: dict[str, int], n_reference: int, n_current: int) -> None:
-    print(f"\ndetection power: mean shift of one normal feature, {n_reference:,} reference and {n_current:,} current rows")
+    print(
+        f"\ndetection power: mean shift of one normal feature, {n_reference:,} reference and {n_current:,} current rows"
+    )
     print("  share of trials flagged (shift 0.0 = false-alarm rate)")
     print("  shift (sd) " + "".join(f"{name + f' ({trials[name]} trials)':>26}" for name in rates))
     for shift in POWER_SHIFTS:
@@ -348,7 +363,9 @@ def main() -> int:
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
     python = None if args.no_evidently else ensure_evidently_venv()
     reference, current = make_data(args.rows)
-    print(f"{args.rows:,} reference rows, {args.rows:,} current rows, {reference.shape[1]} features; median of {args.repeats} runs each")
+    print(
+        f"{args.rows:,} reference rows, {args.rows:,} current rows, {reference.shape[1]} features; median of {args.repeats} runs each"
+    )
 
     ours = project(reference, current, args.repeats)
     profiled = from_profiles(reference, current, args.repeats)
@@ -368,9 +385,13 @@ def main() -> int:
     end_to_end = ours["profile"] + ours["check"]
     print("\nseconds (median)")
     print(f"  one numpy pass over every array (floor)     {floor:8.3f}")
-    print(f"  project check against the stored profile    {ours['check']:8.3f}   {ours['check'] / floor:6.1f}x the floor")
+    print(
+        f"  project check against the stored profile    {ours['check']:8.3f}   {ours['check'] / floor:6.1f}x the floor"
+    )
     print(f"  project profile + check (from raw rows)     {end_to_end:8.3f}   {end_to_end / floor:6.1f}x the floor")
-    print(f"  naive numpy/scipy PSI + KS on raw rows      {naive_seconds:8.3f}   {naive_seconds / floor:6.1f}x the floor")
+    print(
+        f"  naive numpy/scipy PSI + KS on raw rows      {naive_seconds:8.3f}   {naive_seconds / floor:6.1f}x the floor"
+    )
     print(
         f"  project check from 30 stored batch profiles {profiled['check']:8.3f}   {profiled['check'] / floor:6.1f}x the floor"
         f"   (profiling the batches once, at ingest: {profiled['ingest']:.2f} s; KS error bound {profiled['bound']:.2g})"
@@ -381,7 +402,9 @@ def main() -> int:
             f"(profiling at ingest: {flat['ingest']:.2f} s)"
         )
     if theirs:
-        print(f"  evidently DataDriftPreset                   {theirs['seconds']:8.3f}   (runs: {', '.join(f'{t:.1f}' for t in theirs['times'])})")
+        print(
+            f"  evidently DataDriftPreset                   {theirs['seconds']:8.3f}   (runs: {', '.join(f'{t:.1f}' for t in theirs['times'])})"
+        )
         print("\nspeed-up (evidently seconds / project seconds)")
         print(f"  check against the stored profile            {theirs['seconds'] / ours['check']:8.1f}x")
         print(f"  profile + check                             {theirs['seconds'] / end_to_end:8.1f}x")
@@ -396,7 +419,9 @@ def main() -> int:
     rates = detection_power(args.power_trials, args.power_reference, args.power_current)
     trials = {"project": args.power_trials, "scipy KS": args.power_trials}
     if python:
-        rates["evidently"] = evidently_power(python, args.evidently_power_trials, args.power_reference, args.power_current)
+        rates["evidently"] = evidently_power(
+            python, args.evidently_power_trials, args.power_reference, args.power_current
+        )
         trials["evidently"] = args.evidently_power_trials
     print_power(rates, trials, args.power_reference, args.power_current)
     print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

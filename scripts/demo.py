@@ -405,8 +405,12 @@ def main(argv: list[str] | None = None) -> int:
         "--periods-per-drop", "--months-per-drop", type=int, default=None, help="default: half a year of periods"
     )
     parser.add_argument("--max-periods", "--max-months", type=int, default=None, help="stop after N periods")
-    parser.add_argument("--fault", default=None, help="inject a sensor fault, e.g. 'Temperature_C:+4' or 'Humidity:*1.2'")
-    parser.add_argument("--fault-from", default=None, help="first period with the fault (e.g. 2016-03; default: every drop)")
+    parser.add_argument(
+        "--fault", default=None, help="inject a sensor fault, e.g. 'Temperature_C:+4' or 'Humidity:*1.2'"
+    )
+    parser.add_argument(
+        "--fault-from", default=None, help="first period with the fault (e.g. 2016-03; default: every drop)"
+    )
     parser.add_argument(
         "--timings",
         default="",

@@ -469,7 +469,12 @@ def categorical_feature_drift(
 
 
 def categorical_drift_from_counts(
-    name: str, reference: dict, total: int, current: dict[str, int], thresholds: Thresholds, season: Season | None = None
+    name: str,
+    reference: dict,
+    total: int,
+    current: dict[str, int],
+    thresholds: Thresholds,
+    season: Season | None = None,
 ) -> dict:
     """categorical_feature_drift from the window's category counts (a merged profile); total: its rows."""
     season = season or Season("none", {"all": 1.0}, {}, thresholds.min_stratum_rows)
@@ -566,7 +571,9 @@ def feature_drift_from_profile(
         feature = totals["features"].get(name, {"missing": 0, "sum": 0.0, "counts": {}})
         present = sum(feature["counts"].values())
         if reference["type"] == "categorical":
-            result = categorical_drift_from_counts(name, reference, totals["rows"], feature["counts"], thresholds, season)
+            result = categorical_drift_from_counts(
+                name, reference, totals["rows"], feature["counts"], thresholds, season
+            )
             results.append({**result, "ks_error_bound": 0.0})
             continue
         counts, bound = rebin(feature["counts"], grid, reference.get("bin_edges") or [])
@@ -684,7 +691,9 @@ def champion_performance(
     return {
         "champion": realized,
         "estimated": estimated,
-        "challenger": realized_performance(challenger, labeled, time_col, label, bucket) if not challenger.empty else None,
+        "challenger": realized_performance(challenger, labeled, time_col, label, bucket)
+        if not challenger.empty
+        else None,
         "holdout": holdout,
         "calibration": calibration,
         "min_labeled": minimum,

@@ -44,7 +44,9 @@ def month_strata(times) -> np.ndarray:
     months = pd.to_datetime(pd.Series(times), errors="coerce").dt.month
     if months.isna().any():
         row = int(np.flatnonzero(months.isna().to_numpy())[0])
-        raise ValueError(f"row {row}: time {pd.Series(times).iloc[row]!r} is missing or not a time; cannot find its month")
+        raise ValueError(
+            f"row {row}: time {pd.Series(times).iloc[row]!r} is missing or not a time; cannot find its month"
+        )
     return months.astype(int).astype(str).to_numpy()
 
 
@@ -189,7 +191,9 @@ def calibration_profile(y_true, probability, bins: int = CALIBRATION_BINS) -> di
     y = np.asarray(y_true, dtype=float)
     p = np.clip(np.asarray(probability, dtype=float), 0.0, 1.0)
     if len(y) == 0 or len(y) != len(p):
-        raise ValueError(f"calibration needs labels and probabilities of one non-zero length, got {len(y)} and {len(p)}")
+        raise ValueError(
+            f"calibration needs labels and probabilities of one non-zero length, got {len(y)} and {len(p)}"
+        )
     edges = np.linspace(0.0, 1.0, bins + 1)
     index = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, bins - 1)
     counts = np.bincount(index, minlength=bins)

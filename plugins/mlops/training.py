@@ -54,7 +54,9 @@ def resolve_settings(params: dict | None, cfg: PipelineConfig | None = None) -> 
     if unknown:
         from airflow.sdk.exceptions import AirflowFailException
 
-        raise AirflowFailException(f"params.model_families: unknown families {unknown}; choose from {list(MODEL_FAMILIES)}")
+        raise AirflowFailException(
+            f"params.model_families: unknown families {unknown}; choose from {list(MODEL_FAMILIES)}"
+        )
     return {
         "training_window_days": int(pick("training_window_days", cfg.model.training_window_days)),
         "model_families": families,
@@ -660,7 +662,9 @@ def train_candidates(window: dict, snapshot: dict, settings: dict, trigger: dict
 
             mlflow.set_tag("train_status", "failed")
             raise AirflowFailException(f"no candidate was trained: {[c.get('reason') for c in candidates]}")
-        best = max(trained, key=lambda c: (np.nan_to_num(c["cv_score"], nan=-np.inf), -MODEL_FAMILIES.index(c["family"])))
+        best = max(
+            trained, key=lambda c: (np.nan_to_num(c["cv_score"], nan=-np.inf), -MODEL_FAMILIES.index(c["family"]))
+        )
         model = fitted[best["family"]]
         log.info("chosen: %s (best cross-validated %s)", best["family"], cfg.promotion.metric)
 

@@ -12,7 +12,9 @@ from conftest import ROOT
 
 from mlops.config import get_config
 
-pytestmark = pytest.mark.integration
+# The warehouse is read and written through the same SQLAlchemy code on both dialects here:
+# PostgreSQL, the default, is enough (the SQLite warehouse is covered where its dialect matters).
+pytestmark = [pytest.mark.integration, pytest.mark.warehouses("postgres")]
 
 CLOSED = "127.0.0.1"
 # (dag_id, conf, a task that must fail and alert)
@@ -31,9 +33,13 @@ def broken_services(monkeypatch, airflow_db):
     """The object store, MLflow and the warehouse connections all on a closed port."""
     monkeypatch.setenv(
         "AIRFLOW_CONN_OBJECT_STORE",
-        json.dumps({"conn_type": "aws", "login": "k", "password": "s", "extra": {"endpoint_url": f"http://{CLOSED}:9"}}),
+        json.dumps(
+            {"conn_type": "aws", "login": "k", "password": "s", "extra": {"endpoint_url": f"http://{CLOSED}:9"}}
+        ),
     )
-    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW", json.dumps({"conn_type": "http", "host": CLOSED, "port": 9, "schema": "http"}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MLFLOW", json.dumps({"conn_type": "http", "host": CLOSED, "port": 9, "schema": "http"})
+    )
     monkeypatch.setenv(
         "AIRFLOW_CONN_WAREHOUSE",
         json.dumps({"conn_type": "postgres", "host": CLOSED, "port": 9, "login": "u", "password": "p", "schema": "w"}),

@@ -34,7 +34,9 @@ from example_warehouse import WAREHOUSE_CONN_ENV, own_warehouse
 from mlops import ingest
 from mlops.config import get_config
 
-pytestmark = pytest.mark.integration
+# The warehouse is read and written through the same SQLAlchemy code on both dialects here:
+# PostgreSQL, the default, is enough (the SQLite warehouse is covered where its dialect matters).
+pytestmark = [pytest.mark.integration, pytest.mark.warehouses("postgres")]
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"

@@ -21,7 +21,9 @@ from mlops import monitoring, promotion, registry, scoring
 from mlops.config import get_config
 from mlops.registry import RegistryUnavailable
 
-pytestmark = pytest.mark.integration
+# The warehouse is read and written through the same SQLAlchemy code on both dialects here:
+# PostgreSQL, the default, is enough (the SQLite warehouse is covered where its dialect matters).
+pytestmark = [pytest.mark.integration, pytest.mark.warehouses("postgres")]
 
 MLFLOW_CONN_ENV = f"AIRFLOW_CONN_{get_config().connections.mlflow.upper()}"
 TRIGGER = {"dag_id": "train", "run_id": "registry-test", "triggered_by": "test", "reason": "registry test"}

@@ -394,6 +394,7 @@ def _kill_then_retry(call, name, args, step, tmp_path) -> None:
     assert decisions(name)["decided_at"].tolist() == [intent["decided_at"]]
 
 
+@pytest.mark.warehouses("postgres")  # the kill points are in the registry and the decisions table
 def test_promote_killed_at_each_step_and_retried_ends_like_an_uninterrupted_run(
     champion_model, on_champion_model, run_dag, tmp_path
 ):
@@ -429,6 +430,7 @@ def test_promote_killed_at_each_step_and_retried_ends_like_an_uninterrupted_run(
         assert scenario(step) == expected, step
 
 
+@pytest.mark.warehouses("postgres")  # the kill points are in the registry and the decisions table
 def test_rollback_killed_at_each_step_and_retried_ends_like_an_uninterrupted_run(
     champion_model, on_champion_model, tmp_path
 ):

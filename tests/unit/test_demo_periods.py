@@ -55,7 +55,9 @@ def test_a_missing_time_column_is_named():
         cut_into_periods(pd.DataFrame({"Date": ["2021-01-01"]}), TURKU)
 
 
-times = st.datetimes(min_value=pd.Timestamp("2020-01-01").to_pydatetime(), max_value=pd.Timestamp("2023-12-31").to_pydatetime())
+times = st.datetimes(
+    min_value=pd.Timestamp("2020-01-01").to_pydatetime(), max_value=pd.Timestamp("2023-12-31").to_pydatetime()
+)
 
 
 @settings(max_examples=60, deadline=None)

@@ -363,7 +363,9 @@ def test_quarters_sum_months_and_a_thin_stratum_widens_to_its_neighbours_or_fall
     assert result["season"]["reference_rows"] == {"Q1": 2184, "Q2": 216}
     # Q2 is compared with its neighbours that have rows: Q1 (Q3 has none).
     assert result["season"]["widened_strata"] == {"Q2": ["Q1"]} and result["season"]["fallback_strata"] == []
-    assert result["season"]["notes"] == ["reference has fewer than 1000 rows for quarter Q2: compared with quarter Q1 there"]
+    assert result["season"]["notes"] == [
+        "reference has fewer than 1000 rows for quarter Q2: compared with quarter Q1 there"
+    ]
     alone = drift.Thresholds.from_config(CONFIG.drift, {**overrides, "season_neighbours": False})
     result = drift.compute_drift(DATASET, profile, window, alone)
     assert result["season"]["fallback_strata"] == ["Q2"]

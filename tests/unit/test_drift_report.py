@@ -76,4 +76,6 @@ def test_report_shows_the_raw_and_the_season_adjusted_shift_and_the_fallback():
     assert "(season-adjusted)" in page
     assert "fewer than 100 rows for month 3: compared with month 2 there" in page
     temperature = result["features"][0]
-    assert f"<td>{temperature['raw']['psi']:.3f}</td>" in page and f"<td>{temperature['seasonal']['psi']:.3f}</td>" in page
+    assert (
+        f"<td>{temperature['raw']['psi']:.3f}</td>" in page and f"<td>{temperature['seasonal']['psi']:.3f}</td>" in page
+    )

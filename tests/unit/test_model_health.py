@@ -17,10 +17,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from example_warehouse import WAREHOUSE_CONN_ENV
-from stack import free_port
 from mlops import model_health, model_health_page, warehouse
 from mlops.config import PROJECT_ROOT as CONFIG_ROOT
 from mlops.config import get_config
+from stack import free_port
 
 CONFIG = get_config()
 BUCKET = CONFIG.storage.bucket

@@ -79,7 +79,9 @@ def hourly(start: str, hours: int, seed: int, warm: float = 0.0) -> pd.DataFrame
 def test_the_merge_of_any_split_into_batches_is_the_profile_of_all_rows(cuts, seed):
     frame = hourly("2030-01-30", 300, seed)
     bounds = [0, *sorted(cuts), len(frame)]
-    parts = [batch_profile.batch_profile(frame.iloc[a:b], DATASET) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    parts = [
+        batch_profile.batch_profile(frame.iloc[a:b], DATASET) for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
     whole = batch_profile.batch_profile(frame, DATASET)
     merged = batch_profile.merge(parts)
     assert merged["days"].keys() == whole["days"].keys()
@@ -87,7 +89,10 @@ def test_the_merge_of_any_split_into_batches_is_the_profile_of_all_rows(cuts, se
         got = merged["days"][day]
         assert got["rows"] == stats["rows"]
         for name, feature in stats["features"].items():
-            assert got["features"][name]["counts"] == feature["counts"] and got["features"][name]["missing"] == feature["missing"]
+            assert (
+                got["features"][name]["counts"] == feature["counts"]
+                and got["features"][name]["missing"] == feature["missing"]
+            )
             assert got["features"][name].get("sum", 0.0) == pytest.approx(feature.get("sum", 0.0))
 
 
@@ -124,6 +129,8 @@ def test_a_profile_window_takes_whole_days_and_grids_must_agree():
     with pytest.raises(ValueError, match="different grids"):
         batch_profile.merge([profile, other])
     no_range = DATASET.model_copy(
-        update={"columns": {**DATASET.columns, "Humidity": DATASET.columns["Humidity"].model_copy(update={"min": None})}}
+        update={
+            "columns": {**DATASET.columns, "Humidity": DATASET.columns["Humidity"].model_copy(update={"min": None})}
+        }
     )
     assert batch_profile.profile_gaps(no_range) == ["Humidity"]
