@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import sys
 import time
 from pathlib import Path
@@ -424,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     settings = Settings.from_env(topology=args.topology)
+    os.environ.update(settings.mlflow_client_env())  # the demo reads the registry through MLflow's basic auth
     try:
         use_stack_config(settings)  # the data set the stack runs, whatever this shell's MLOPS_CONFIG
     except ConfigMismatch as exc:

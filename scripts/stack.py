@@ -72,6 +72,11 @@ class Settings:
     secret_key: str = ""
     airflow_user: str = "admin"
     airflow_password: str = ""
+    # MLflow's basic-auth app: the pipeline's user is its admin (created at the first start).
+    mlflow_user: str = "mlops"
+    mlflow_password: str = ""
+    # Signs the MLflow server's CSRF tokens (its basic-auth app refuses to start without one).
+    mlflow_secret_key: str = ""
     # standalone: airflow standalone (LocalExecutor); celery: Redis + separate components.
     topology: str = "standalone"
     # Where the warehouse lives: "postgres" (default) or "sqlite" (a file in state_dir).
@@ -111,6 +116,8 @@ class Settings:
         creds.setdefault("access_key", "mlops" + secrets.token_hex(6))
         creds.setdefault("secret_key", secrets.token_urlsafe(24))
         creds.setdefault("airflow_password", secrets.token_urlsafe(12))
+        creds.setdefault("mlflow_password", secrets.token_urlsafe(18))
+        creds.setdefault("mlflow_secret_key", secrets.token_urlsafe(32))
         creds.setdefault("pg_password", secrets.token_hex(16))
         creds.setdefault("redis_password", secrets.token_hex(16))
         creds.setdefault("jwt_secret", secrets.token_urlsafe(32))
@@ -132,6 +139,8 @@ class Settings:
             access_key=env.get("MLOPS_S3_ACCESS_KEY", creds["access_key"]),
             secret_key=env.get("MLOPS_S3_SECRET_KEY", creds["secret_key"]),
             airflow_password=env.get("MLOPS_AIRFLOW_PASSWORD", creds["airflow_password"]),
+            mlflow_password=env.get("MLOPS_MLFLOW_PASSWORD", creds["mlflow_password"]),
+            mlflow_secret_key=creds["mlflow_secret_key"],
             pg_password=env.get("MLOPS_PG_PASSWORD", creds["pg_password"]),
             redis_password=env.get("MLOPS_REDIS_PASSWORD", creds["redis_password"]),
             jwt_secret=env.get("MLOPS_JWT_SECRET", creds["jwt_secret"]),
@@ -206,7 +215,14 @@ class Settings:
                 }
             ),
             f"AIRFLOW_CONN_{conns.mlflow.upper()}": json.dumps(
-                {"conn_type": "http", "host": HOST, "port": self.mlflow_port, "schema": "http"}
+                {
+                    "conn_type": "http",
+                    "host": HOST,
+                    "port": self.mlflow_port,
+                    "schema": "http",
+                    "login": self.mlflow_user,
+                    "password": self.mlflow_password,
+                }
             ),
             f"AIRFLOW_CONN_{conns.warehouse.upper()}": json.dumps(self.warehouse_connection()),
         }
@@ -297,6 +313,10 @@ class Settings:
             return self.pg_url(PG_DATABASES["mlflow"], "postgresql")
         return f"sqlite:///{self.state_dir / 'mlflow' / 'mlflow.db'}"
 
+    def mlflow_client_env(self) -> dict[str, str]:
+        """What MLflow's client reads for basic auth (tasks read the mlflow connection instead)."""
+        return {"MLFLOW_TRACKING_USERNAME": self.mlflow_user, "MLFLOW_TRACKING_PASSWORD": self.mlflow_password}
+
     def mlflow_server_env(self) -> dict[str, str]:
         """The MLflow server stores artifacts in the object store and proxies them to clients."""
         return {
@@ -306,6 +326,10 @@ class Settings:
             "AWS_DEFAULT_REGION": "us-east-1",
             # The server's background job runner (several huey consumers) is not used here.
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            # The basic-auth app creates its admin (the pipeline's user) at its first start.
+            "MLFLOW_AUTH_CONFIG_PATH": str(self.state_dir / "mlflow" / "basic_auth.ini"),
+            "MLFLOW_AUTH_ADMIN_PASSWORD": self.mlflow_password,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": self.mlflow_secret_key,
         }
 
 
@@ -485,6 +509,7 @@ def start_object_store(settings: Settings) -> subprocess.Popen:
     base = settings.weed_base_port
     argv = [
         str(BIN / "weed"),
+        f"-config_dir={_write_weed_security(settings)}",
         "mini",
         f"-dir={data_dir}",
         f"-ip={HOST}",
@@ -512,6 +537,20 @@ def start_object_store(settings: Settings) -> subprocess.Popen:
     wait_http(f"{settings.s3_endpoint}/status", proc, 90, "SeaweedFS", _log_file(settings, "seaweedfs"))
     _wait_buckets(settings, [cfg.bucket, cfg.mlflow_bucket], proc)
     return proc
+
+
+def _write_weed_security(settings: Settings) -> Path:
+    """security.toml with JWT keys for SeaweedFS's filer and volume servers: only the S3
+    gateway (same process, same keys) reads or writes them; anonymous HTTP gets 401. New keys
+    at each start: nothing outside the process holds them."""
+    conf_dir = settings.state_dir / "seaweedfs-conf"
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    sections = ("jwt.signing", "jwt.signing.read", "jwt.filer_signing", "jwt.filer_signing.read")
+    text = "".join(f'[{name}]\nkey = "{secrets.token_urlsafe(32)}"\nexpires_after_seconds = 60\n' for name in sections)
+    path = conf_dir / "security.toml"
+    path.write_text(text)
+    path.chmod(0o600)
+    return conf_dir
 
 
 def _wait_buckets(settings: Settings, buckets: list[str], proc: subprocess.Popen) -> None:
@@ -543,9 +582,12 @@ def start_mlflow(settings: Settings) -> subprocess.Popen:
     mlflow_dir = settings.state_dir / "mlflow"
     mlflow_dir.mkdir(parents=True, exist_ok=True)
     bucket = load_config().storage.mlflow_bucket
+    _write_mlflow_auth_config(settings, mlflow_dir)
     argv = [
         str(BIN / "mlflow"),
         "server",
+        "--app-name",
+        "basic-auth",
         "--backend-store-uri",
         settings.mlflow_backend_store,
         "--artifacts-destination",
@@ -560,6 +602,24 @@ def start_mlflow(settings: Settings) -> subprocess.Popen:
     proc = _spawn(settings, "mlflow", argv, settings.mlflow_server_env())
     wait_http(f"{settings.mlflow_url}/health", proc, 180, "MLflow server", _log_file(settings, "mlflow"))
     return proc
+
+
+def _write_mlflow_auth_config(settings: Settings, mlflow_dir: Path) -> None:
+    """MLflow's basic-auth app: every request needs a login (no permission by default), so
+    nobody who merely reaches the port can read runs or move the champion alias."""
+    config = (
+        "[mlflow]\n"
+        "default_permission = NO_PERMISSIONS\n"
+        f"database_uri = sqlite:///{mlflow_dir / 'basic_auth.db'}\n"
+        f"admin_username = {settings.mlflow_user}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        "grant_default_workspace_access = false\n"
+        # PBKDF2 per request is costly on 2 cores; one user, whose password changes only here.
+        "auth_cache_ttl_seconds = 60\n"
+    )
+    path = Path(settings.mlflow_server_env()["MLFLOW_AUTH_CONFIG_PATH"])
+    path.write_text(config)
+    path.chmod(0o600)
 
 
 def start_airflow(settings: Settings) -> subprocess.Popen:
@@ -898,6 +958,7 @@ def write_env_file(settings: Settings) -> Path:
     env = {
         **settings.airflow_env(),
         "MLFLOW_TRACKING_URI": settings.mlflow_url,
+        **settings.mlflow_client_env(),
         "AWS_ENDPOINT_URL_S3": settings.s3_endpoint,
         "AWS_ACCESS_KEY_ID": settings.access_key,
         "AWS_SECRET_ACCESS_KEY": settings.secret_key,
@@ -956,6 +1017,7 @@ def up(settings: Settings) -> None:
     env_file = write_env_file(settings)
     print(
         f"[stack] Airflow login: {settings.airflow_user} / {settings.airflow_password}\n"
+        f"[stack] MLflow login: {settings.mlflow_user} / {settings.mlflow_password}\n"
         f"[stack] S3 access key: {settings.access_key} (secret in {settings.state_dir / 'credentials.json'})\n"
         f"[stack] `source {env_file}` to use the airflow CLI against this stack; logs in {settings.state_dir / 'logs'}",
         flush=True,

@@ -5,7 +5,7 @@ the SQLite metadata DB, the AIRFLOW_CONN_* connections) is set here, at import t
 before any test module imports airflow. The services themselves start only when a test
 asks for the `stack` fixture, and stop at the end of the session even when tests fail.
 
-The warehouse: MLOPS_TEST_WAREHOUSE=sqlite (default), postgres, or sqlite,postgres (CI).
+The warehouse: MLOPS_TEST_WAREHOUSE=sqlite,postgres (default, as CI), sqlite or postgres.
 `stack` is parametrized with it, so every test that uses it (or `run_dag`) runs once per
 warehouse, each time on fresh services (an empty object store, MLflow registry and
 warehouse). PostgreSQL is the one `make up` runs: the server binaries of the
@@ -45,8 +45,9 @@ TEST_SETTINGS.weed_base_port = stack_module.free_weed_base()
 TEST_SETTINGS.pg_port = stack_module.free_port()
 TEST_SETTINGS.redis_port = stack_module.free_port()
 os.environ.update(TEST_SETTINGS.airflow_env())
+os.environ.update(TEST_SETTINGS.mlflow_client_env())  # MLflow basic auth, for tests that use its client
 
-TEST_WAREHOUSES = [w.strip() for w in os.environ.get("MLOPS_TEST_WAREHOUSE", "sqlite").split(",") if w.strip()]
+TEST_WAREHOUSES = [w.strip() for w in os.environ.get("MLOPS_TEST_WAREHOUSE", "sqlite,postgres").split(",") if w.strip()]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -44,12 +44,19 @@ def mlflow_tracking_uri() -> str:
 
 
 def configure_mlflow():
-    """Point the mlflow client at the tracking server and return the module."""
+    """Point the mlflow client at the tracking server, with the connection's login for the
+    server's basic auth (MLflow's client reads MLFLOW_TRACKING_USERNAME/PASSWORD), and return
+    the module."""
     import os
 
     import mlflow
+    from airflow.sdk import BaseHook
 
     # Progress bars go to stderr, which task logs show as ERROR lines.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    conn = BaseHook.get_connection(get_config().connections.mlflow)
+    if conn.login:
+        os.environ["MLFLOW_TRACKING_USERNAME"] = conn.login
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = conn.password or ""
     mlflow.set_tracking_uri(mlflow_tracking_uri())
     return mlflow

@@ -51,6 +51,7 @@ def test_stack_up_serves_ui_and_api_then_down_stops_everything(tmp_path):
         metadata = stack_module.Settings.airflow_metadata_url.fget(settings)
         assert metadata.startswith("postgresql") and f":{settings.pg_port}/" in metadata
         _concurrent_ingest_and_scoring_writes(settings.warehouse_url)
+        _nothing_answers_without_credentials(settings)
         groups = {
             name: int((settings.state_dir / "pids" / f"{name}.pid").read_text())
             for name in stack_module.services(settings)
@@ -69,6 +70,52 @@ def test_stack_up_serves_ui_and_api_then_down_stops_everything(tmp_path):
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
     assert leftovers == dict.fromkeys(groups, [])
+
+
+def _status(method: str, url: str, **kwargs) -> int:
+    import requests
+
+    return requests.request(method, url, timeout=10, **kwargs).status_code
+
+
+def _nothing_answers_without_credentials(settings) -> None:
+    """Every port of the stack, tried as someone who merely reaches it: refused; with the
+    stack's credentials the same MLflow call succeeds (so the refusal is the login's doing)."""
+    import boto3
+    import botocore
+    import sqlalchemy as sa
+
+    mlflow_api = f"{settings.mlflow_url}/api/2.0/mlflow"
+    alias = {"name": "m", "alias": "champion", "version": "1"}
+    assert _status("GET", f"{mlflow_api}/registered-models/search") == 401
+    assert _status("POST", f"{mlflow_api}/registered-models/alias", json=alias) == 401
+    login = (settings.mlflow_user, settings.mlflow_password)
+    assert _status("GET", f"{mlflow_api}/registered-models/search", auth=login) == 200
+    assert _status("GET", f"{mlflow_api}/registered-models/search", auth=(settings.mlflow_user, "wrong")) == 401
+    assert _status("GET", f"{settings.airflow_url}/api/v2/dags") == 401
+    anonymous = boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint,
+        region_name="us-east-1",
+        config=botocore.config.Config(signature_version=botocore.UNSIGNED),
+    )
+    with pytest.raises(botocore.exceptions.ClientError, match="AccessDenied"):
+        anonymous.list_objects_v2(Bucket=stack_module.load_config().storage.bucket)
+    bucket = stack_module.load_config().storage.mlflow_bucket
+    filer = f"http://{stack_module.HOST}:{settings.weed_base_port + 4}"
+    assert _status("GET", f"{filer}/buckets/{bucket}/") == 401
+    assert _status("PUT", f"{filer}/buckets/{bucket}/artifacts/planted.txt", data=b"x") == 401
+    import requests
+
+    assigned = requests.get(f"http://{stack_module.HOST}:{settings.weed_base_port}/dir/assign", timeout=10).json()
+    volume = f"http://{assigned['url']}/{assigned['fid']}"
+    assert _status("POST", volume, files={"file": ("x.txt", b"x")}) == 401
+    no_password = sa.create_engine(
+        f"postgresql+psycopg2://{settings.pg_user}@{stack_module.HOST}:{settings.pg_port}/warehouse",
+        poolclass=sa.pool.NullPool,
+    )
+    with pytest.raises(sa.exc.OperationalError, match="password"):
+        no_password.connect()
 
 
 def _concurrent_ingest_and_scoring_writes(url: str) -> None:
