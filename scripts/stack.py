@@ -270,6 +270,12 @@ class Settings:
             "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": HOST,
             "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(self.airflow_port + 894),
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            # After a restart the scheduler starts tasks while the API server (the tasks'
+            # execution API) still boots (~20 s on 2 cores): tasks wait for it (>= 30 s of
+            # backoff over 10 tries) instead of failing with "Connection refused" after 5 quick ones.
+            "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "10",
+            "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MIN": "3",
+            "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MAX": "20",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
             "PYTHONPATH": str(ROOT / "plugins"),
             # `airflow standalone` starts its components as `airflow ...` from PATH.

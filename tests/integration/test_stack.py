@@ -60,7 +60,8 @@ def test_stack_up_serves_ui_and_api_then_down_stops_everything(tmp_path):
         status = subprocess.run([sys.executable, script, "status"], env=env, capture_output=True, text=True, timeout=60)
         assert status.returncode == 0, status.stdout
         _kill_scheduler_then_status_says_so_and_up_heals(script, env, groups["airflow"])
-        groups["airflow"] = int((settings.state_dir / "pids" / "airflow.pid").read_text())
+        _restart_with_a_run_in_flight_then_the_run_ends_green(script, env, client)
+        groups = {name: int((settings.state_dir / "pids" / f"{name}.pid").read_text()) for name in groups}
         assert all(stack_module.group_members(pgid) for pgid in groups.values())
     finally:
         down = subprocess.run([sys.executable, script, "down"], env=env, capture_output=True, text=True, timeout=300)
@@ -198,6 +199,21 @@ def test_up_refuses_another_configuration_than_the_recorded_one(tmp_path):
         assert (state / "config").read_text().strip() == str(recorded)
     finally:
         subprocess.run([sys.executable, script, "down"], env=env, capture_output=True, timeout=120)
+
+
+def _restart_with_a_run_in_flight_then_the_run_ends_green(script: str, env: dict, client: AirflowClient) -> None:
+    """`down` then `up` while a health_check run is running: after the restart the run ends
+    green (its interrupted tasks are reset or retried; tasks started before the API server
+    answers wait for it instead of failing)."""
+    run_id = client.trigger("health_check")
+    deadline = time.monotonic() + 120
+    while (state := client.dag_run("health_check", run_id)["state"]) != "running":
+        assert time.monotonic() < deadline and state == "queued", state
+        time.sleep(0.5)
+    for command in ("down", "up"):
+        done = subprocess.run([sys.executable, script, command], env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert client.wait_for_run("health_check", run_id, timeout=400)["state"] == "success"
 
 
 def _kill_scheduler_then_status_says_so_and_up_heals(script: str, env: dict, airflow_pgid: int) -> None:
