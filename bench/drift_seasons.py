@@ -54,10 +54,10 @@ def load(dataset) -> pd.DataFrame:
     return frame.sort_values(dataset.time_column).drop_duplicates(dataset.time_column).reset_index(drop=True)
 
 
-def reference_profile(frame: pd.DataFrame, config) -> dict:
-    """The first champion's profile: its training rows (window minus the holdout), as train does."""
+def reference_profile(frame: pd.DataFrame, config, history_end: str = HISTORY_END) -> dict:
+    """The champion's profile: its training rows (window minus the holdout), as train does."""
     dataset, time_col = config.dataset, config.dataset.time_column
-    history = frame[frame[time_col] < HISTORY_END]
+    history = frame[frame[time_col] < history_end]
     start = history[time_col].max() - pd.Timedelta(days=config.model.training_window_days)
     window = add_label(history[history[time_col] > start], dataset).dropna(subset=[dataset.label.name])
     n_training = len(window) - math.ceil(len(window) * config.model.holdout_fraction)
@@ -71,23 +71,41 @@ def check(profile: dict, window: pd.DataFrame, config, overrides: dict) -> dict:
     return {"drifted": drifted, "fired": result["rule"]["fired"], "notes": result["season"]["notes"]}
 
 
+def _same_days_a_year_earlier(frame: pd.DataFrame, window: pd.DataFrame, config) -> dict | None:
+    """The window against the same calendar days one year earlier (no season model at all):
+    a shift that shows here too is not the season's doing."""
+    time_col = config.dataset.time_column
+    start, end = window[time_col].min() - pd.DateOffset(years=1), window[time_col].max() - pd.DateOffset(years=1)
+    earlier = frame[(frame[time_col] >= start) & (frame[time_col] <= end)]
+    if len(earlier) < config.drift.min_stratum_rows:
+        return None
+    profile = build_profile(add_label(earlier, config.dataset), config.dataset)
+    return check(profile, window, config, {"season_key": "none", "seasonal_adjustment": False})
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--months-per-drop", type=int, default=6)
     parser.add_argument("--fault", default="Temperature_C:+4", help="column:+offset or column:*scale")
     parser.add_argument("--season-key", default=None, help="month | quarter | none (default: configured)")
+    parser.add_argument(
+        "--champion-until",
+        default=HISTORY_END,
+        help="the champion was trained on the data before this date (make demo: 2016-01-01, when v1 lacked "
+        "evidence and the retrain after the first drop became the first champion)",
+    )
     args = parser.parse_args()
     config = load_config(environ={})
     time_col, days = config.dataset.time_column, config.drift.window_days
     frame = load(config.dataset)
-    profile = reference_profile(frame, config)
+    profile = reference_profile(frame, config, args.champion_until)
     fault = faults.parse_fault(args.fault)
     print(f"reference: {profile['n_rows']} rows, months {profile['strata']['rows']}")
     print(
         f"window {days} days; thresholds: PSI >= {config.drift.psi_threshold}, share >= {config.drift.drifted_feature_share}"
     )
     season = {"season_key": args.season_key} if args.season_key else {}
-    drops = pd.date_range(HISTORY_END, frame[time_col].max(), freq=f"{args.months_per_drop}MS")
+    drops = pd.date_range(args.champion_until, frame[time_col].max(), freq=f"{args.months_per_drop}MS")
     fired = {"raw": 0, "season-adjusted": 0, "fault caught": 0}
     clean_flags = set()
     for drop_start in drops:
@@ -114,6 +132,11 @@ def main() -> int:
             print(f"  {name:55} fired={str(result['fired']):5} drifted={result['drifted']}")
         for note in result["notes"]:
             print(f"    note: {note}")
+        year_before = _same_days_a_year_earlier(frame, window, config)
+        if year_before is not None:
+            print(
+                f"  {'raw, against the same 30 days a year earlier':55} fired={str(year_before['fired']):5} drifted={year_before['drifted']}"
+            )
     print(
         f"\n{len(drops)} checks: rule fired on raw shift {fired['raw']}, on season-adjusted {fired['season-adjusted']}; "
         f"the faulty feature flagged only with the fault in {fired['fault caught']} of {len(drops)}"
