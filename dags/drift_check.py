@@ -217,11 +217,13 @@ def drift_check():
     summary = measure(champion())
     request = decide_retrain(summary, report(summary))
     # The standard operator: its "Triggered DAG" link opens the train run from this run's grid.
+    # Run id and conf are items of decide_retrain's return value (a JSON string for conf,
+    # which the operator parses).
     trigger_train = TriggerDagRunOperator(
         task_id="trigger_train",
         trigger_dag_id=TRAIN_DAG_ID,
-        trigger_run_id=request["run_id"],
-        conf=request["conf"],
+        trigger_run_id="{{ ti.xcom_pull(task_ids='decide_retrain')['run_id'] }}",
+        conf="{{ ti.xcom_pull(task_ids='decide_retrain')['conf'] | tojson }}",
         skip_when_already_exists=True,  # a retry finds its run there: skipped, not doubled
     )
     request >> trigger_train
