@@ -45,7 +45,9 @@ def scoring_deadline() -> DeadlineAlert:
     running, the scheduler calls `alert_on_missed_deadline`.
     """
     minutes = get_config().freshness.max_minutes
-    rule = f"a loaded batch is scored within freshness.max_minutes = {minutes:g} min of its batch_score run being queued"
+    rule = (
+        f"a loaded batch is scored within freshness.max_minutes = {minutes:g} min of its batch_score run being queued"
+    )
     return DeadlineAlert(
         reference=DeadlineReference.DAGRUN_QUEUED_AT,
         interval=timedelta(minutes=minutes),
