@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := $(PY) scripts/stack.py
 
-.PHONY: help venv dev-venv demo up down status reset test lint bench clean prod-up prod-down prod-status prod-demo suite
+.PHONY: help venv dev-venv demo up down status reset test chromium lint bench clean prod-up prod-down prod-status prod-demo suite
 
 help:
 	@echo "make demo   - install, start SeaweedFS + MLflow + Airflow on loopback, run the main job"
@@ -65,8 +65,16 @@ prod-down:
 prod-status: venv
 	$(STACK) --topology celery status
 
-test: dev-venv
+test: dev-venv chromium
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Debian's Chromium for the browser test (tests/integration/test_health_view.py) where it can be
+# installed: as root with apt-get. Never fails: without it the browser test skips with the reason.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "chromium not installed (needs root and apt-get): the browser test will be skipped"
 
 # Regenerate the Great Expectations suite of the configuration (MLOPS_CONFIG) from dataset.columns.
 suite: venv

@@ -24,6 +24,10 @@ versioned, in the warehouse (`predictions` table) and as Parquet in the object s
 * A batch whose columns or types do not match the model's signature fails without retry,
   naming the columns, and nothing of it is written.
 * Each batch is read in chunks of `scoring.chunk_rows` (include/config/pipeline.yaml).
+
+**Freshness deadline**: a run not successful within `freshness.max_minutes` of being queued
+(an Airflow `DeadlineAlert` on the run's `queued_at`, which for an asset-triggered run is when
+ingest loaded the batch) raises an alert on the failure-alert channel (`alerts`).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from airflow.sdk import Param, dag, task
 
 from mlops.assets import OBSERVATIONS, PREDICTIONS
 from mlops.config import get_config
-from mlops.dag_defaults import dag_default_args
+from mlops.dag_defaults import dag_default_args, scoring_deadline
 
 
 @dag(
@@ -42,6 +46,7 @@ from mlops.dag_defaults import dag_default_args
     catchup=False,
     tags=["mlops", "scoring"],
     default_args=dag_default_args(),
+    deadline=scoring_deadline(),
     doc_md=__doc__,
     params={
         "batch_id": Param(None, type=["null", "string"], description="Replay: score this batch again."),

@@ -32,18 +32,26 @@ when the data-set rule fires.
    holdout by more than `drift.performance_drop`; the reason says which), `train` is triggered with conf
    `{reason, drifted_features, report_uri}`, unless a train run is queued or
    running, or the last one was less than `drift.cooldown_hours` ago. A skipped trigger
-   logs why, and the decision is stored in `drift_runs.retrain_decision`.
+   logs why, and the decision is stored in `drift_runs.retrain_decision`. `trigger_train` is
+   Airflow's `TriggerDagRunOperator`: its "Triggered DAG" link (task details) opens the train
+   run, whose id `drift__<drift run id>` is in its XCom `trigger_run_id`.
 
 Params (manual runs) override the window and thresholds; empty means the configuration.
+
+**Deadline**: a run not successful within `freshness.drift_check_max_hours` (24) of its
+logical date (an Airflow `DeadlineAlert` on the run's logical date: when the schedule wanted
+the check) raises an alert on the failure-alert channel (`alerts`): drift was not checked for
+a day. Manual runs without a logical date carry no deadline.
 """
 
 from __future__ import annotations
 
 import pendulum
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, task
 
 from mlops.config import get_config
-from mlops.dag_defaults import dag_default_args
+from mlops.dag_defaults import dag_default_args, drift_check_deadline
 from mlops.retrain import TRAIN_DAG_ID
 
 # Threshold params: same names as the drift section of the configuration.
@@ -74,6 +82,7 @@ def _optional_number(name: str, description: str, integer: bool = False) -> Para
     max_active_runs=1,  # two runs at once could both decide to trigger train
     tags=["mlops", "monitoring"],
     default_args=dag_default_args(),
+    deadline=drift_check_deadline(),
     doc_md=__doc__,
     params={
         "window_days": _optional_number("window_days", "Days of recent data to compare.", integer=True),
@@ -205,15 +214,19 @@ def drift_check():
         print(f"triggering {TRAIN_DAG_ID} as run {run_id}: {conf['reason']}")
         return {"run_id": run_id, "conf": conf}
 
-    @task
-    def trigger_train(request: dict) -> None:
-        """Trigger train: what TriggerDagRunOperator does in Airflow 3, without its parse-time imports."""
-        from mlops.retrain import trigger
-
-        trigger(request["run_id"], request["conf"])
-
     summary = measure(champion())
-    trigger_train(decide_retrain(summary, report(summary)))
+    request = decide_retrain(summary, report(summary))
+    # The standard operator: its "Triggered DAG" link opens the train run from this run's grid.
+    # Run id and conf are items of decide_retrain's return value (a JSON string for conf,
+    # which the operator parses).
+    trigger_train = TriggerDagRunOperator(
+        task_id="trigger_train",
+        trigger_dag_id=TRAIN_DAG_ID,
+        trigger_run_id="{{ ti.xcom_pull(task_ids='decide_retrain')['run_id'] }}",
+        conf="{{ ti.xcom_pull(task_ids='decide_retrain')['conf'] | tojson }}",
+        skip_when_already_exists=True,  # a retry finds its run there: skipped, not doubled
+    )
+    request >> trigger_train
 
 
 drift_check()

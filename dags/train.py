@@ -19,8 +19,9 @@ the champion.
    signature, input example and the reference profile drift_check uses. It runs in the
    worker, or with `model.training_runtime: docker` in an isolated container of
    `model.training_image` (Docker provider; connections passed as private environment).
-3. **register**: a new version of the registered model, tagged (data_digest, batch_ids,
-   `holdout_{metric}`), alias `challenger`.
+3. **register**: a new version of the registered model, alias `challenger`, with a few tags
+   (family, training window, `holdout_metrics` as JSON), a description of what it was trained
+   on, and its lineage (data digest, batch ids) as the run's artifact `registry/model_version.json`.
 4. **promote**: challenger vs `champion` and both baselines on the same holdout. Promoted
    only with evidence: at least `promotion.min_holdout_positives`/`min_holdout_negatives`
    holdout rows of each class (else `insufficient_evidence`), the paired bootstrap CI of the
@@ -28,8 +29,10 @@ the champion.
    `promotion.min_improvement`), and not significantly worse than persistence on
    `promotion.guard_metrics`; the first champion too. `force_promote` overrides (recorded).
    The decision is written as the model's `pending_decision` tag before any alias moves, so a
-   retry completes it; then it goes to the version's tags and description and to the
-   warehouse table `model_decisions`.
+   retry completes it; then its summary goes to the version's description (outcome, reason,
+   scores, CIs, holdout counts) with three tags (`decision.action`, `decision.outcome`,
+   `decision.at`), the whole decision to the run's artifact `promotion/decision.json` and to
+   the warehouse table `model_decisions`.
 
 **Triggers**: the schedule (`schedules.train`), a manual run (the form below: empty = the
 configured value), or drift_check with conf `{"reason": ..., "drifted_features": [...],

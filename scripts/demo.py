@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import os
 import sys
 import time
@@ -374,11 +375,12 @@ class Demo:
             versions = sorted((client.get_model_version(name, v.version) for v in found), key=lambda v: int(v.version))
         except mlflow.exceptions.MlflowException:
             versions = []
+        metric = self.config.promotion.metric
         for v in versions:
-            metric = self.config.promotion.metric
+            holdout = json.loads(v.tags.get("holdout_metrics") or "{}").get(metric.removeprefix("neg_"), "?")
             lines.append(
-                f"  v{v.version}: holdout {metric}={v.tags.get('holdout_' + metric, '?')}, aliases={list(v.aliases)}; "
-                f"{v.tags.get('decision.outcome', '')}: {v.tags.get('decision.reason', '')}".rstrip(": ")
+                f"  v{v.version}: holdout {metric}={holdout}, aliases={list(v.aliases)}; "
+                f"{v.tags.get('decision.action', '')} {v.tags.get('decision.outcome', '')}".rstrip("; ")
             )
         if decisions:
             lines.append("champion history (warehouse table model_decisions):")

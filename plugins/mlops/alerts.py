@@ -1,7 +1,8 @@
 """Alerts on task failures, through the channel chosen in config.alerts: log, email or webhook.
 
-Used as the ingest DAG's on_failure_callback (any DAG can use it). Sending an alert never
-raises: a broken alert channel is logged, it must not hide the failure being reported.
+Every DAG's on_failure_callback (mlops.dag_defaults) and the callback of its freshness
+deadline alerts (missed deadlines). Sending an alert never raises: a broken alert channel is
+logged, it must not hide the failure being reported.
 """
 
 from __future__ import annotations
@@ -69,6 +70,47 @@ def alert_on_failure(context) -> None:
     """on_failure_callback: raise an alert naming the task, the run and the error."""
     subject, body = format_failure(context)
     send_alert(subject, body)
+
+
+def format_missed_deadline(context: dict | None, rule: str) -> tuple[str, str]:
+    """(subject, body) for a missed Airflow deadline.
+
+    `context` is what the scheduler hands a deadline callback (airflow.models.deadline
+    Deadline.handle_miss): {"dag_run": the run as the REST API shows it, "deadline":
+    {"id", "deadline_time"}}; `rule` says which freshness rule the deadline stands for.
+    """
+    context = context or {}
+    run = context.get("dag_run") or {}
+    dag_id = run.get("dag_id", "?")
+    run_id = run.get("dag_run_id") or run.get("run_id") or "?"
+    deadline = (context.get("deadline") or {}).get("deadline_time", "?")
+    subject = f"[mlops] {dag_id} missed its deadline"
+    body = (
+        f"dag: {dag_id}\nrun: {run_id}\nrule: {rule}\ndeadline: {deadline}\n"
+        f"run state: {run.get('state', '?')}, queued at {run.get('queued_at', '?')}, "
+        f"logical date {run.get('logical_date', '?')}"
+    )
+    url = _dag_run_url(dag_id, run_id)
+    if url:
+        body += f"\n\nrun: {url}"
+    return subject, body
+
+
+def alert_on_missed_deadline(context: dict | None = None, rule: str = "") -> None:
+    """Deadline callback (SyncCallback of the freshness DeadlineAlerts): alert on the configured channel."""
+    subject, body = format_missed_deadline(context, rule)
+    send_alert(subject, body)
+
+
+def _dag_run_url(dag_id: str, run_id: str) -> str | None:
+    """The run's page in the Airflow UI ([api] base_url), None when it cannot be built."""
+    try:
+        from airflow.utils.helpers import build_airflow_dagrun_url
+
+        return build_airflow_dagrun_url(dag_id=dag_id, run_id=run_id)
+    except Exception:  # noqa: BLE001 - a missing link must not stop the alert
+        log.exception("could not build the URL of %s %s", dag_id, run_id)
+        return None
 
 
 def _escape(text: str) -> str:

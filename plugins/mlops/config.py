@@ -222,6 +222,14 @@ class AlertsConfig(_Strict):
     webhook_url: str = ""
 
 
+class FreshnessConfig(_Strict):
+    # A batch_score run (queued when a batch is loaded) not done this long after it was
+    # queued raises a deadline alert; so does a drift_check run not done within
+    # drift_check_max_hours of its logical date (mlops.dag_defaults).
+    max_minutes: float = Field(default=60, gt=0)
+    drift_check_max_hours: float = Field(default=24, gt=0)
+
+
 class TasksConfig(_Strict):
     retries: int = Field(2, ge=0)
     retry_delay_seconds: int = Field(30, ge=1)
@@ -240,6 +248,7 @@ class PipelineConfig(_Strict):
     ingest: IngestConfig
     alerts: AlertsConfig
     tasks: TasksConfig = TasksConfig()
+    freshness: FreshnessConfig = FreshnessConfig()
 
 
 def _apply_env_overrides(raw: dict, environ: dict[str, str]) -> dict:

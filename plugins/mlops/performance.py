@@ -26,12 +26,15 @@ day for hourly data, per week for daily data, per month for coarser data.
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pandas as pd
 
 PERFORMANCE_METRICS = ("accuracy", "f1", "brier")
+# Model version tag: the holdout metrics of the version, JSON {metric: value} (mlops.training).
+HOLDOUT_METRICS_TAG = "holdout_metrics"
 # For these metrics lower is better; a drop is an increase.
 LOWER_IS_BETTER = {"brier"}
 # No performance judgement on fewer labelled (or estimated) predictions than this.
@@ -193,10 +196,14 @@ def calibration_status(profile: dict) -> dict:
 
 
 def holdout_metrics(tags: dict[str, str]) -> dict[str, float]:
-    """The champion's holdout metrics from its model version tags (holdout_<metric>)."""
+    """The champion's holdout metrics from its model version tags: the JSON tag
+    HOLDOUT_METRICS_TAG that train sets, else one holdout_<metric> tag per metric."""
+    packed = json.loads(tags[HOLDOUT_METRICS_TAG]) if HOLDOUT_METRICS_TAG in tags else {}
     metrics = {}
     for name in PERFORMANCE_METRICS:
-        if f"holdout_{name}" in tags:
+        if packed.get(name) is not None:
+            metrics[name] = float(packed[name])
+        elif f"holdout_{name}" in tags:
             metrics[name] = float(tags[f"holdout_{name}"])
         elif f"holdout_neg_{name}" in tags:
             metrics[name] = -float(tags[f"holdout_neg_{name}"])

@@ -12,7 +12,8 @@ base rate) on the SAME most recent holdout. It becomes `champion` only if
     CI of the difference entirely below zero).
 The first champion needs the same evidence (minus the champion comparison). force_promote
 overrides the gate (recorded as such). Every decision - scores, tests, holdout counts, reason,
-trigger - goes to the version's tags and description and to the warehouse table model_decisions.
+trigger - goes to the version's description (a summary) and 3 tags (action, outcome, time),
+to the train run's artifact promotion/decision.json and to the warehouse table model_decisions.
 
 Crash safety: a decision is written as the registered model's tag `pending_decision` (the
 whole decision, JSON) BEFORE any alias moves; then the aliases, tags and records are applied
@@ -239,32 +240,58 @@ def record(decision: dict) -> None:
         conn.execute(sa.text(warehouse.render_sql("insert_model_decision.sql")), row)
 
 
+# The only decision tags of a model version (the version shows them inline in MLflow); the
+# readable summary goes to its description, every detail to the train run's artifact
+# DECISION_ARTIFACT and the warehouse table model_decisions.
+DECISION_TAGS = ("decision.action", "decision.outcome", "decision.at")
+DECISION_ARTIFACT = "promotion/decision.json"
+
+
 def _tag_version(client, name: str, version: str, decision: dict) -> None:
-    """The latest decision about a version as tags; every decision appended to its description."""
-    tags = {
-        "decision.action": decision["action"],
-        "decision.outcome": decision["outcome"],
-        "decision.reason": decision["reason"][:4000],
-        "decision.at": decision["decided_at"],
-        "decision.triggered_by": decision["triggered_by"],
-        "decision.run_id": decision["run_id"],
-        "decision.forced": str(bool(decision.get("forced"))).lower(),
-        "decision.champion_before": str(decision.get("champion_before") or ""),
-    }
-    if decision.get("metric"):
-        tags["decision.metric"] = decision["metric"]
-        for role, value in decision.get("scores", {}).items():
-            if value is not None:
-                tags[f"decision.{role}_score"] = f"{value:.6f}"
-    if decision.get("test"):
-        for key in ("difference", "ci_low", "ci_high"):
-            tags[f"decision.{key}"] = f"{decision['test'][key]:.6f}"
+    """The latest decision about a version as 3 tags; its summary appended to the description."""
+    tags = dict(zip(DECISION_TAGS, (decision["action"], decision["outcome"], decision["decided_at"]), strict=True))
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
+    _append_description(client, name, version, decision_summary(decision))
+
+
+def _append_description(client, name: str, version: str, block: str) -> None:
+    """Add block to the version's description once (a retried step does not repeat it)."""
     current = client.get_model_version(name, version).description or ""
-    line = f"[{decision['decided_at']} UTC] {decision['action']} {decision['outcome']}: {decision['reason']} (by {decision['triggered_by']}, run {decision['run_id']})"
-    if line not in current:
-        client.update_model_version(name, version, description=(current + "\n\n" + line).strip())
+    if block not in current:
+        client.update_model_version(name, version, description=(current + "\n\n" + block).strip())
+
+
+def _num(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def decision_summary(decision: dict) -> str:
+    """A promotion or rollback decision as Markdown for the model version's description:
+    outcome, reason, the metric of every role, the paired-bootstrap CIs against the champion
+    and the baselines, the holdout rows and class counts, and where the full details are."""
+    lines = [
+        f"**{decision['action']}: {decision['outcome']}** ({decision['decided_at']} UTC, by "
+        f"{decision['triggered_by']}, {decision['dag_id']} run {decision['run_id']})",
+        f"- reason: {decision['reason']}",
+    ]
+    if decision.get("metric"):
+        scores = decision.get("scores") or {}
+        lines.append(
+            f"- {decision['metric']}: " + ", ".join(f"{role.replace('_', ' ')} {_num(v)}" for role, v in scores.items())
+        )
+        tests = {"champion": decision.get("test"), **(decision.get("baseline_tests") or {})}
+        for other, test in tests.items():
+            if test:
+                lines.append(f"- candidate - {other.replace('_', ' ')}: {test['difference']:+.4f}, {_ci(test)}")
+        counts = decision.get("holdout_counts") or {}
+        lines.append(
+            f"- holdout: {decision.get('n_holdout')} rows {decision.get('holdout_start')}..{decision.get('holdout_end')}, "
+            f"{counts.get('positives')} positive / {counts.get('negatives')} negative"
+        )
+    if decision.get("parent_run_id"):
+        lines.append(f"- details: artifact `{DECISION_ARTIFACT}` of MLflow run {decision['parent_run_id']}")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- intents (crash safety)
@@ -289,9 +316,9 @@ def _apply(client, name: str, decision: dict) -> dict:
     if decision["action"] == "rollback":
         client.set_registered_model_alias(name, CHAMPION, version)
         _crash_point("alias_moved")
-        client.set_model_version_tag(
-            name, before, "decision.rolled_back",
-            f"{decision['decided_at']} to v{version} by {decision['triggered_by']}",
+        _append_description(
+            client, name, before,
+            f"**rolled back** ({decision['decided_at']} UTC): champion moved to v{version} by {decision['triggered_by']}",
         )  # fmt: skip
     elif decision["promoted"]:
         from mlops import registry
@@ -305,8 +332,11 @@ def _apply(client, name: str, decision: dict) -> dict:
     _tag_version(client, name, version, decision)
     if decision["action"] == "promote":
         if before is not None:
-            client.set_model_version_tag(
-                name, before, "decision.last_challenged_by", f"v{version}: {decision['outcome']}"
+            _append_description(
+                client,
+                name,
+                before,
+                f"**challenged** ({decision['decided_at']} UTC) by v{version}: {decision['outcome']}",
             )
         _log_to_parent_run(decision["parent_run_id"], decision)
     record(decision)
@@ -415,7 +445,7 @@ def _log_to_parent_run(parent_run_id: str, decision: dict) -> None:
     client = mlflow.MlflowClient()
     client.set_tag(parent_run_id, "promotion.outcome", decision["outcome"])
     client.set_tag(parent_run_id, "promotion.reason", decision["reason"][:4000])
-    client.log_dict(parent_run_id, decision, "promotion/decision.json")
+    client.log_dict(parent_run_id, decision, DECISION_ARTIFACT)
 
 
 # ---------------------------------------------------------------- rollback

@@ -76,26 +76,3 @@ def train_run_id(drift_run_id: str) -> str:
     """The run id of the train run a drift run triggers: a retried trigger cannot make a second one."""
     return f"drift__{drift_run_id}"
 
-
-def trigger(run_id: str, conf: dict, dag_id: str = TRAIN_DAG_ID) -> None:
-    """Ask the task runner to create the train run (raises; the runner handles it).
-
-    This is what TriggerDagRunOperator does in Airflow 3. The run id comes from the drift run,
-    so a retried trigger finds its run already there and the task is skipped, not doubled.
-    The logical date is now, so the cooldown check (last_run_time) sees the run.
-    """
-    from airflow.sdk.exceptions import DagRunTriggerException
-
-    raise DagRunTriggerException(
-        trigger_dag_id=dag_id,
-        dag_run_id=run_id,
-        conf=conf,
-        logical_date=dt.datetime.now(dt.UTC),
-        reset_dag_run=False,
-        skip_when_already_exists=True,
-        wait_for_completion=False,
-        allowed_states=["success"],
-        failed_states=["failed"],
-        poke_interval=60,
-        deferrable=False,
-    )

@@ -32,9 +32,8 @@ log = logging.getLogger(__name__)
 MODEL_ARTIFACT = "model"
 TRAIN_RESULT_FILE = "train_result.json"
 # Below this, a time-series search and a holdout say nothing useful.
-# Version tags hold at most this many characters (the server limit is larger, but a
-# version page should stay readable); the full list is an artifact of the parent run.
-MAX_TAG_CHARS = 4000
+# A registered version's lineage (data digest, batch ids, Airflow run), in its train run.
+REGISTRATION_ARTIFACT = "registry/model_version.json"
 
 
 # ---------------------------------------------------------------- settings and trigger
@@ -735,6 +734,7 @@ def register(train_result: dict, snapshot: dict, window: dict, trigger: dict) ->
     """Register the chosen model (idempotent per training run), tag it, alias it `challenger`."""
     from mlops.connections import configure_mlflow
     from mlops.metrics import METRICS
+    from mlops.performance import HOLDOUT_METRICS_TAG
 
     cfg = get_config()
     name = cfg.model.registered_name
@@ -749,30 +749,38 @@ def register(train_result: dict, snapshot: dict, window: dict, trigger: dict) ->
         version = mlflow.register_model(chosen["model_uri"], name)
     if not client.get_registered_model(name).description:
         client.update_registered_model(name, description=_model_description(cfg))
-    batch_ids = ",".join(snapshot["batch_ids"])
+    # Few tags (MLflow shows them inline on the version): what the UI and drift_check read.
+    # The lineage goes to the version's description and the train run's artifact.
     tags = {
-        "data_digest": snapshot["data_digest"],
-        "batch_ids": batch_ids if len(batch_ids) <= MAX_TAG_CHARS else batch_ids[:MAX_TAG_CHARS] + "...",
         "family": chosen["family"],
         "window_start": window["window_start"],
         "window_end": window["window_end"],
-        "training_end": train_result["training_end"],
-        "train_parent_run_id": train_result["parent_run_id"],
-        "airflow.dag_id": trigger["dag_id"],
-        "airflow.run_id": trigger["run_id"],
-        "trigger.reason": trigger["reason"],
-        **{f"holdout_{m}": str(chosen["holdout"][m]) for m in METRICS},
+        HOLDOUT_METRICS_TAG: json.dumps({m: chosen["holdout"][m] for m in METRICS}),
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, version.version, key, value)
+    lineage = {
+        "model_name": name,
+        "version": str(version.version),
+        "data_digest": snapshot["data_digest"],
+        "batch_ids": snapshot["batch_ids"],
+        "training_end": train_result["training_end"],
+        "train_parent_run_id": train_result["parent_run_id"],
+        "airflow": {"dag_id": trigger["dag_id"], "run_id": trigger["run_id"], "triggered_by": trigger["triggered_by"]},
+        "trigger_reason": trigger["reason"],
+        "holdout": chosen["holdout"],
+    }
+    client.log_dict(train_result["parent_run_id"], lineage, REGISTRATION_ARTIFACT)
     client.update_model_version(
         name,
         version.version,
         description=(
             f"{chosen['family']} trained by {trigger['dag_id']} run {trigger['run_id']} ({trigger['triggered_by']}, "
             f"reason: {trigger['reason']}) on observations {window['window_start']}..{window['window_end']} "
-            f"({train_result['n_training']} training rows, {train_result['n_holdout']} holdout rows). "
-            f"Holdout {cfg.promotion.metric}: {chosen['holdout'].get(cfg.promotion.metric.removeprefix('neg_'))}."
+            f"({train_result['n_training']} training rows, {train_result['n_holdout']} holdout rows; "
+            f"{len(snapshot['batch_ids'])} batches, data digest {snapshot['data_digest']}). "
+            f"Holdout {cfg.promotion.metric}: {chosen['holdout'].get(cfg.promotion.metric.removeprefix('neg_'))}. "
+            f"Lineage: artifact `{REGISTRATION_ARTIFACT}` of MLflow run {train_result['parent_run_id']}."
         ),
     )
     from mlops.registry import CHALLENGER

@@ -2,9 +2,12 @@
 
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+
+from mlops.config import get_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted((ROOT / "dags").glob("*.py"))
@@ -59,9 +62,16 @@ def test_every_form_submits_with_its_fields_left_empty(dagbag, dag_id):
 
 @pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda p: p.name)
 def test_dag_file_parses_fast(dag_file):
-    """Parse each file in a fresh interpreter with airflow already imported: the file's own cost."""
+    """Parse each file in a fresh interpreter as the DAG processor does: the file's own cost.
+
+    The processor imports the airflow.* modules a file names before it forks the parse
+    ([dag_processor] parsing_pre_import_modules, on by default), so they are imported first here.
+    """
     code = (
-        "import time, runpy, airflow.sdk\n"
+        "import importlib, time, runpy, airflow.sdk\n"
+        "from airflow.utils.file import iter_airflow_imports\n"
+        f"for module in iter_airflow_imports({str(dag_file)!r}):\n"
+        "    importlib.import_module(module)\n"
         "t0 = time.perf_counter()\n"
         f"runpy.run_path({str(dag_file)!r})\n"
         "print(time.perf_counter() - t0)\n"
@@ -84,10 +94,56 @@ def test_dag_files_do_not_import_heavy_libraries():
 
 
 def test_drift_check_form_shows_the_configured_thresholds(dagbag):
-    from mlops.config import get_config
-
     drift = get_config().drift
     params = dagbag.dags["drift_check"].params
     for name in ("window_days", "psi_threshold", "ks_pvalue", "drifted_feature_share", "cooldown_hours"):
         description = params.get_param(name).description
         assert f"drift.{name} = {getattr(drift, name)}" in description, description
+
+
+def _only_deadline(dag):
+    from airflow.sdk import DeadlineAlert
+
+    assert dag.deadline and len(dag.deadline) == 1, dag.deadline
+    (alert,) = dag.deadline
+    assert isinstance(alert, DeadlineAlert)
+    assert alert.callback.path == "mlops.alerts.alert_on_missed_deadline"
+    return alert
+
+
+def test_batch_score_alerts_when_a_batch_is_not_scored_in_time(dagbag):
+    """freshness.max_minutes after the run was queued (the batch loaded), on the alert channel."""
+    from airflow.sdk import DeadlineReference
+
+    alert = _only_deadline(dagbag.dags["batch_score"])
+    minutes = get_config().freshness.max_minutes
+    assert alert.reference == DeadlineReference.DAGRUN_QUEUED_AT
+    assert alert.interval == timedelta(minutes=minutes)
+    assert "freshness.max_minutes" in alert.callback.kwargs["rule"]
+
+
+def test_drift_check_alerts_when_it_has_not_run_for_a_day(dagbag):
+    from airflow.sdk import DeadlineReference
+
+    alert = _only_deadline(dagbag.dags["drift_check"])
+    assert alert.reference == DeadlineReference.DAGRUN_LOGICAL_DATE
+    assert alert.interval == timedelta(hours=get_config().freshness.drift_check_max_hours)
+
+
+def test_the_deadlines_follow_the_configuration(monkeypatch):
+    from mlops import dag_defaults
+
+    monkeypatch.setenv("MLOPS__FRESHNESS__MAX_MINUTES", "7")
+    monkeypatch.setenv("MLOPS__FRESHNESS__DRIFT_CHECK_MAX_HOURS", "30")
+    get_config.cache_clear()
+    try:
+        assert dag_defaults.scoring_deadline().interval == timedelta(minutes=7)
+        assert dag_defaults.drift_check_deadline().interval == timedelta(hours=30)
+    finally:
+        monkeypatch.undo()
+        get_config.cache_clear()
+
+
+def test_the_other_dags_carry_no_deadline(dagbag):
+    for dag_id in EXPECTED_DAGS - {"batch_score", "drift_check"}:
+        assert not dagbag.dags[dag_id].deadline, dag_id

@@ -173,6 +173,17 @@ def states(dag_run) -> dict[str, str]:
     return {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
 
 
+def triggered(dag_run, key: str):
+    """An XCom of trigger_run_id: the run id it triggered (trigger_run_id) or its link's URL."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    query = XComModel.get_many(run_id=dag_run.run_id, key=key, dag_ids="drift_check", task_ids="trigger_train")
+    with create_session() as session:
+        row = session.scalars(query).first()
+        return None if row is None else XComModel.deserialize_value(row)
+
+
 def drift_run_row(dag_run) -> dict:
     from mlops.monitoring import drift_run_id
 
@@ -251,6 +262,9 @@ def test_shift_triggers_train_once_and_ten_alerts_in_a_row_give_one_run(run_dag,
     runs = train_runs()
     assert len(runs) == 1
     assert runs[0].run_id == f"drift__{row['drift_run_id']}" and runs[0].state == "queued"
+    # The UI's link: TriggerDagRunOperator's "Triggered DAG" link (its XCom) opens that train run.
+    assert triggered(first, "trigger_run_id") == runs[0].run_id
+    assert triggered(first, "_link_TriggerDagRunLink").endswith(f"/dags/{TRAIN}/runs/{runs[0].run_id}")
     conf = runs[0].conf
     assert set(conf) == {"reason", "drifted_features", "report_uri"}
     assert conf["drifted_features"] == drifted and conf["report_uri"] == row["report_uri"]

@@ -116,6 +116,11 @@ def alias(name: str, which: str) -> str | None:
     return alias_version(name, which, client())
 
 
+def _artifact_text(run_id: str, path: str) -> str:
+    with open(client().download_artifacts(run_id, path)) as fh:
+        return fh.read()
+
+
 def parent_and_children(dag_run, name: str):
     c = client()
     experiment = c.get_experiment_by_name(name)
@@ -171,11 +176,20 @@ def test_run_is_recorded_and_first_model_becomes_champion(champion_model, on_cha
     assert alias(name, "champion") == "1"
     assert alias(name, "challenger") is None  # the challenger became champion
     version = client().get_model_version(name, "1")
-    assert version.tags["batch_ids"] == "turku-2016"
-    assert len(version.tags["data_digest"]) == 32
-    assert 0.5 < float(version.tags["holdout_roc_auc"]) <= 1
+    # A few tags; the decision as a readable description; the details as artifacts of the train run.
+    assert set(version.tags) == {
+        "family", "window_start", "window_end", "holdout_metrics",
+        "previous_champion", "decision.action", "decision.outcome", "decision.at",
+    }  # fmt: skip
+    assert 0.5 < json.loads(version.tags["holdout_metrics"])["roc_auc"] <= 1
     assert version.tags["decision.outcome"] == "first_champion"
-    assert "first champion" in version.description
+    assert "**promote: first_champion**" in version.description and "first champion" in version.description
+    assert "- holdout: " in version.description and "`promotion/decision.json`" in version.description
+    lineage = json.loads(_artifact_text(parent.info.run_id, "registry/model_version.json"))
+    assert lineage["batch_ids"] == ["turku-2016"] and len(lineage["data_digest"]) == 32
+    assert lineage["version"] == "1" and lineage["airflow"]["run_id"] == dag_run.run_id
+    detail = json.loads(_artifact_text(parent.info.run_id, "promotion/decision.json"))
+    assert detail["outcome"] == "first_champion" and detail["holdout_counts"]["rows"] == detail["n_holdout"]
     profile_path = client().download_artifacts(version.run_id, "reference/reference_profile.json")
     with open(profile_path) as fh:
         profile = json.load(fh)
@@ -241,7 +255,8 @@ def test_deliberately_worse_model_is_not_promoted(champion_model, on_champion_mo
     assert decision["test"]["ci_high"] < 0
     assert alias(name, "champion") == champion_before
     version = client().get_model_version(name, decision["candidate_version"])
-    assert version.tags["decision.outcome"] == "rejected" and "champion" in version.tags["decision.reason"]
+    assert version.tags["decision.outcome"] == "rejected" and decision["reason"] in version.description
+    assert "**challenged**" in client().get_model_version(name, champion_before).description
     assert decisions(name)["outcome"].iloc[-1] == "rejected"
 
 
@@ -362,12 +377,7 @@ def _registry_state(name: str) -> dict:
     c = client()
     model = c.get_registered_model(name)
     versions = {
-        v.version: {
-            # "<decided_at> to v2 by ...": the time differs between the compared runs
-            k: val[20:] if k == "decision.rolled_back" else val
-            for k, val in v.tags.items()
-            if k not in ("decision.at", "decision.run_id")
-        }
+        v.version: {k: val for k, val in v.tags.items() if k not in ("decision.at", "decision.run_id")}
         for v in c.search_model_versions(f"name = '{name}'")
     }
     return {"aliases": dict(model.aliases), "model_tags": dict(model.tags), "version_tags": versions}

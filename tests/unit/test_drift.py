@@ -240,6 +240,11 @@ def test_holdout_metrics_from_tags_accept_negated_brier():
     }
 
 
+def test_holdout_metrics_from_the_json_tag_train_sets():
+    tags = {"holdout_metrics": '{"accuracy": 0.8, "f1": 0.5, "brier": 0.12, "roc_auc": 0.9}', "family": "x"}
+    assert drift.holdout_metrics(tags) == {"accuracy": 0.8, "f1": 0.5, "brier": 0.12}
+
+
 def test_performance_drop_needs_enough_labels_and_a_margin():
     t = drift.Thresholds.from_config(CONFIG.drift, {"performance_drop": 0.1, "min_labeled_predictions": 100})
     holdout = {"accuracy": 0.85, "f1": 0.6, "brier": 0.10}

@@ -5,7 +5,7 @@ import pytest
 
 from mlops.config import load_config
 from mlops.metrics import base_rate_proba, classification_metrics, paired_bootstrap, persistence_proba, score
-from mlops.promotion import decide, evaluate
+from mlops.promotion import decide, decision_summary, evaluate
 
 CFG = load_config(environ={})
 DATASET = CFG.dataset
@@ -149,3 +149,34 @@ def test_baselines():
     assert base_rate_proba(3, 0.25).tolist() == [0.25, 0.25, 0.25]
     # a hard 0/1 forecast has a finite log loss (clipped), not infinity
     assert np.isfinite(classification_metrics([0, 1], [1.0, 0.0], 0.5)["log_loss"])
+
+
+def test_the_decision_summary_reads_as_outcome_reason_scores_cis_and_holdout():
+    test = {"difference": 0.0123, "ci_low": 0.002, "ci_high": 0.021, "confidence": 0.95}
+    decision = {
+        "action": "promote", "outcome": "promoted", "decided_at": "2026-11-30 01:00:00", "triggered_by": "drift",
+        "dag_id": "train", "run_id": "drift__x", "reason": "beats the champion", "metric": "roc_auc",
+        "scores": {"candidate": 0.81, "champion": 0.8, "persistence": 0.7, "base_rate": 0.5},
+        "test": test, "baseline_tests": {"persistence": {**test, "difference": 0.11}, "base_rate": None},
+        "holdout_counts": {"rows": 500, "positives": 120, "negatives": 380}, "n_holdout": 500,
+        "holdout_start": "2016-01-01 00:00:00", "holdout_end": "2016-02-01 00:00:00", "parent_run_id": "abc",
+    }  # fmt: skip
+    text = decision_summary(decision)
+    assert text.splitlines()[0].startswith("**promote: promoted** (2026-11-30 01:00:00 UTC, by drift")
+    assert "- reason: beats the champion" in text
+    assert "- roc_auc: candidate 0.8100, champion 0.8000, persistence 0.7000, base rate 0.5000" in text
+    assert "- candidate - champion: +0.0123, 95% CI [+0.0020, +0.0210]" in text
+    assert "- candidate - persistence: +0.1100" in text and "candidate - base rate" not in text
+    assert "- holdout: 500 rows 2016-01-01 00:00:00..2016-02-01 00:00:00, 120 positive / 380 negative" in text
+    assert "`promotion/decision.json` of MLflow run abc" in text
+
+
+def test_a_rollback_summary_has_no_metric_lines():
+    decision = {
+        "action": "rollback", "outcome": "rolled_back", "decided_at": "2026-11-30 01:00:00", "triggered_by": "manual",
+        "dag_id": "rollback_champion", "run_id": "manual__y", "reason": "champion moved back from v3 to v2",
+    }  # fmt: skip
+    assert decision_summary(decision).splitlines() == [
+        "**rollback: rolled_back** (2026-11-30 01:00:00 UTC, by manual, rollback_champion run manual__y)",
+        "- reason: champion moved back from v3 to v2",
+    ]
