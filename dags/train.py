@@ -42,10 +42,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
+from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import Param, dag, get_current_context, task
 
 from mlops.config import MODEL_FAMILIES, get_config
 from mlops.dag_defaults import dag_default_args
+from mlops.promotion import APPROVE, KEEP
 
 _cfg = get_config()
 
@@ -142,11 +144,36 @@ def train():
         return run(trained, window, window, trigger)
 
     @task
-    def promote(window: dict, trained: dict, registered: dict) -> dict:
-        from mlops.promotion import promote as run
+    def decide(window: dict, trained: dict, registered: dict) -> dict:
+        from mlops.promotion import propose
 
         settings, trigger = _context()
-        decision = run(window, window, trained, registered, settings, trigger)
+        decision = propose(window, window, trained, registered, settings, trigger)
+        print(f"gate: {decision['outcome']}: {decision['reason']}")
+        return decision
+
+    @task.branch
+    def route(decision: dict) -> str:
+        """The approval task only for a decision that waits for a person (promotion.approval)."""
+        waits = not decision.get("final") and decision.get("approval", {}).get("required")
+        return "approval" if waits else "promote"
+
+    approval = HITLOperator(
+        task_id="approval",
+        subject="Promote {{ ti.xcom_pull(task_ids='decide')['model_name'] }} "
+        "v{{ ti.xcom_pull(task_ids='decide')['candidate_version'] }} to champion?",
+        body="{{ ti.xcom_pull(task_ids='decide')['approval']['body'] }}",
+        options=[APPROVE, KEEP],
+        defaults=[KEEP],
+        response_timeout=timedelta(hours=_cfg.promotion.approval_timeout_hours),
+    )
+
+    @task(trigger_rule="none_failed_min_one_success")
+    def promote(decision: dict) -> dict:
+        from mlops.promotion import complete
+
+        answer = get_current_context()["ti"].xcom_pull(task_ids="approval")
+        decision = complete(decision, answer)
         print(f"{decision['outcome']}: {decision['reason']}")
         keys = (
             "outcome",
@@ -162,13 +189,17 @@ def train():
             "guard_tests",
             "holdout_counts",
             "holdout_metrics",
+            "approval",
         )
         return {k: decision.get(k) for k in keys}
 
     window = snapshot()
     trained = _train_candidates(window)
     registered = register(window, trained)
-    promote(window, trained, registered)
+    decision = decide(window, trained, registered)
+    promoted = promote(decision)
+    route(decision) >> [approval, promoted]
+    approval >> promoted
 
 
 train()

@@ -536,3 +536,97 @@ def test_a_retry_ends_the_runs_a_dead_attempt_left_running(stack, monkeypatch, f
         run = c.get_run(run.info.run_id)
         assert run.info.status == "FAILED" and run.data.tags["train_status"] == "superseded"
     assert c.get_run(other.info.run_id).info.status == "RUNNING"
+
+
+# ---------------------------------------------------------------- human approval through the REST API
+
+
+@pytest.fixture(scope="module")
+def api_server(stack):
+    """Airflow's api-server on the tests' metadata DB: it answers the HITL requests that
+    dag.test() waits for, as the UI's Required actions or a script would."""
+    from conftest import TEST_SETTINGS
+
+    import stack as stack_module
+    from airflow_api import AirflowClient
+
+    env = {**os.environ, **TEST_SETTINGS.airflow_env()}
+    passwords = TEST_SETTINGS.airflow_home / "passwords.json"
+    passwords.write_text(json.dumps({TEST_SETTINGS.airflow_user: TEST_SETTINGS.airflow_password}))
+    proc = stack_module._spawn(stack, "api-server", [str(stack_module.BIN / "airflow"), "api-server"], env)
+    try:
+        stack_module.wait_http(
+            f"{TEST_SETTINGS.airflow_url}/api/v2/monitor/health", proc, 180, "api-server",
+            stack_module._log_file(stack, "api-server"),
+        )  # fmt: skip
+        yield AirflowClient(TEST_SETTINGS.airflow_url, TEST_SETTINGS.airflow_user, TEST_SETTINGS.airflow_password)
+    finally:
+        stack_module.stop_process(stack, "api-server")
+
+
+def _answer_when_asked(api, task_id: str, option: str, answered: dict, done, timeout: float = 300) -> None:
+    """Wait for the HITL request of task_id in any train run, then answer it through the REST API.
+    If that fails, fail the running train runs through the API too: dag.test() would wait forever."""
+    import time
+    import urllib.parse
+
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and not done.is_set():
+            details = api.request("GET", "/dags/train/dagRuns/~/hitlDetails")["hitl_details"]
+            waiting = [d for d in details if d["task_instance"]["task_id"] == task_id and not d.get("responded_at")]
+            if waiting:
+                ti = waiting[0]["task_instance"]
+                answered["request"] = waiting[0]
+                run_id = urllib.parse.quote(ti["dag_run_id"], safe="")
+                path = f"/dags/train/dagRuns/{run_id}/taskInstances/{task_id}/{ti['map_index']}/hitlDetails"
+                answered["response"] = api.request("PATCH", path, {"chosen_options": [option], "params_input": {}})
+                return
+            time.sleep(1)
+    except Exception as exc:  # noqa: BLE001 - reported by the test's assertions
+        answered["error"] = repr(exc)
+    for run in api.dag_runs("train"):
+        if run["state"] == "running":
+            api.request(
+                "PATCH", f"/dags/train/dagRuns/{urllib.parse.quote(run['dag_run_id'], safe='')}", {"state": "failed"}
+            )
+
+
+@pytest.mark.warehouses("postgres")  # the approval path does not depend on the warehouse's dialect
+def test_a_decision_that_needs_approval_waits_and_is_promoted_after_an_approving_answer(
+    turku_warehouse, api_server, run_dag, monkeypatch, fresh_config
+):
+    """promotion.approval=always: the first champion (clearly better than both baselines) waits in
+    the `approval` task until a person approves through the REST API, then becomes champion with
+    the answer and its author recorded. (Which decisions wait under each mode: unit tests.)"""
+    import threading
+
+    from mlops.promotion import APPROVE
+
+    name = use_model_name(monkeypatch, "rain_approval")
+    monkeypatch.setenv("MLOPS__PROMOTION__APPROVAL", "always")
+    answered, done = {}, threading.Event()
+    answerer = threading.Thread(target=_answer_when_asked, args=(api_server, "approval", APPROVE, answered, done))
+    answerer.start()
+    try:
+        dag_run = run_dag("train", {**CONF, "reason": "approval test", "report_uri": "s3://reports/d.html"})
+    finally:
+        done.set()
+        answerer.join()
+    assert "error" not in answered and "response" in answered, answered
+    assert dag_run.state == "success", task_states(dag_run)
+    assert task_states(dag_run)["approval"] == "success"
+    body = answered["request"]["body"]
+    assert (
+        "MLflow run of the candidate v1" in body
+        and "[drift report that triggered this run](s3://reports/d.html)" in body
+    )
+    assert "| roc_auc |" in body and "persistence:" in body
+    decision = xcom(dag_run, "promote")
+    assert decision["outcome"] == "approved" and decision["champion_after"] == "1"
+    who = api_server.username
+    assert decision["approval"]["responded_by"]["name"] == who
+    assert alias(name, "champion") == "1"
+    assert client().get_model_version(name, "1").tags["decision.approved_by"] == who
+    row = decisions(name).iloc[-1]
+    assert row["outcome"] == "approved" and row["reason"].startswith(f"approved by {who} (gate: first_champion")
