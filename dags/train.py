@@ -21,15 +21,20 @@ the champion.
    `model.training_image` (Docker provider; connections passed as private environment).
 3. **register**: a new version of the registered model, tagged (data_digest, batch_ids,
    `holdout_{metric}`), alias `challenger`.
-4. **promote**: challenger vs `champion` and both baselines on the same holdout. Promoted
+4. **decide**: challenger vs `champion` and both baselines on the same holdout. Promoted
    only with evidence: at least `promotion.min_holdout_positives`/`min_holdout_negatives`
    holdout rows of each class (else `insufficient_evidence`), the paired bootstrap CI of the
    difference above 0 against each baseline and the champion (by more than
    `promotion.min_improvement`), and not significantly worse than persistence on
    `promotion.guard_metrics`; the first champion too. `force_promote` overrides (recorded).
-   The decision is written as the model's `pending_decision` tag before any alias moves, so a
-   retry completes it; then it goes to the version's tags and description and to the
-   warehouse table `model_decisions`.
+   `decide` takes the gate's decision; `route` sends it to **approval** (Airflow's
+   HITLOperator, the UI's "Required actions") when `promotion.approval` asks a person
+   (`borderline`: the close calls, a CI straddling its margin or a guard metric worse but not
+   significantly; `always`: every promotion too; `never`, the default: nobody). No answer
+   within `promotion.approval_timeout_hours` keeps the champion. **promote** carries the
+   decision out with the answer and who gave it: written as the model's `pending_decision`
+   tag before any alias moves, so a retry completes it; then to the version's tags and
+   description and to the warehouse table `model_decisions`.
 
 **Triggers**: the schedule (`schedules.train`), a manual run (the form below: empty = the
 configured value), or drift_check with conf `{"reason": ..., "drifted_features": [...],
