@@ -608,6 +608,7 @@ def test_a_decision_that_needs_approval_waits_and_is_promoted_after_an_approving
     from mlops.promotion import APPROVE
 
     name = use_model_name(monkeypatch, "rain_approval")
+    monkeypatch.setenv(WAREHOUSE_CONN_ENV, json.dumps(turku_warehouse))  # not another module fixture's
     monkeypatch.setenv("MLOPS__PROMOTION__APPROVAL", "always")
     answered, done = {}, threading.Event()
     answerer = threading.Thread(target=_answer_when_asked, args=(api_server, "approval", APPROVE, answered, done))
@@ -667,7 +668,8 @@ def test_a_window_of_10000_batches_trains_with_a_bounded_dataset_source(
     many_batches_warehouse, run_dag, monkeypatch, fresh_config
 ):
     name = use_model_name(monkeypatch, "rain_many")
-    dag_run = run_dag("train", {**QUICK_CONF, "training_window_days": 3650, "search_iterations": 1})
+    # every row (the example has a few scattered years-old rows), hence every batch
+    dag_run = run_dag("train", {**QUICK_CONF, "training_window_days": 36500, "search_iterations": 1})
     assert dag_run.state == "success", task_states(dag_run)
     parent, _ = parent_and_children(dag_run, name)
     inputs = {d.tags[0].value: d.dataset for d in parent.inputs.dataset_inputs}
