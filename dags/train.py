@@ -22,17 +22,23 @@ the champion.
 3. **register**: a new version of the registered model, alias `challenger`, with a few tags
    (family, training window, `holdout_metrics` as JSON), a description of what it was trained
    on, and its lineage (data digest, batch ids) as the run's artifact `registry/model_version.json`.
-4. **promote**: challenger vs `champion` and both baselines on the same holdout. Promoted
+4. **decide**: challenger vs `champion` and both baselines on the same holdout. Promoted
    only with evidence: at least `promotion.min_holdout_positives`/`min_holdout_negatives`
    holdout rows of each class (else `insufficient_evidence`), the paired bootstrap CI of the
    difference above 0 against each baseline and the champion (by more than
    `promotion.min_improvement`), and not significantly worse than persistence on
    `promotion.guard_metrics`; the first champion too. `force_promote` overrides (recorded).
-   The decision is written as the model's `pending_decision` tag before any alias moves, so a
-   retry completes it; then its summary goes to the version's description (outcome, reason,
-   scores, CIs, holdout counts) with three tags (`decision.action`, `decision.outcome`,
-   `decision.at`), the whole decision to the run's artifact `promotion/decision.json` and to
-   the warehouse table `model_decisions`.
+   `decide` takes the gate's decision; `route` sends it to **approval** (Airflow's
+   HITLOperator, the UI's "Required actions") when `promotion.approval` asks a person
+   (`borderline`: the close calls, a CI straddling its margin or a guard metric worse but not
+   significantly; `always`: every promotion too; `never`, the default: nobody). No answer
+   within `promotion.approval_timeout_hours` keeps the champion. **promote** carries the
+   decision out with the answer and who gave it: written as the model's `pending_decision`
+   tag before any alias moves, so a retry completes it; then its summary goes to the
+   version's description (outcome, reason, scores, CIs, holdout counts) with a few tags
+   (`decision.action`, `decision.outcome`, `decision.at`, and the approval's answer and who
+   gave it), the whole decision to the run's artifact `promotion/decision.json` and to the
+   warehouse table `model_decisions`.
 
 **Triggers**: the schedule (`schedules.train`), a manual run (the form below: empty = the
 configured value), or drift_check with conf `{"reason": ..., "drifted_features": [...],
@@ -45,10 +51,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
+from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import Param, dag, get_current_context, task
 
 from mlops.config import MODEL_FAMILIES, get_config
 from mlops.dag_defaults import dag_default_args
+from mlops.promotion import APPROVE, KEEP
 
 _cfg = get_config()
 
@@ -145,11 +153,36 @@ def train():
         return run(trained, window, window, trigger)
 
     @task
-    def promote(window: dict, trained: dict, registered: dict) -> dict:
-        from mlops.promotion import promote as run
+    def decide(window: dict, trained: dict, registered: dict) -> dict:
+        from mlops.promotion import propose
 
         settings, trigger = _context()
-        decision = run(window, window, trained, registered, settings, trigger)
+        decision = propose(window, window, trained, registered, settings, trigger)
+        print(f"gate: {decision['outcome']}: {decision['reason']}")
+        return decision
+
+    @task.branch
+    def route(decision: dict) -> str:
+        """The approval task only for a decision that waits for a person (promotion.approval)."""
+        waits = not decision.get("final") and decision.get("approval", {}).get("required")
+        return "approval" if waits else "promote"
+
+    approval = HITLOperator(
+        task_id="approval",
+        subject="Promote {{ ti.xcom_pull(task_ids='decide')['model_name'] }} "
+        "v{{ ti.xcom_pull(task_ids='decide')['candidate_version'] }} to champion?",
+        body="{{ ti.xcom_pull(task_ids='decide')['approval']['body'] }}",
+        options=[APPROVE, KEEP],
+        defaults=[KEEP],
+        response_timeout=timedelta(hours=_cfg.promotion.approval_timeout_hours),
+    )
+
+    @task(trigger_rule="none_failed_min_one_success")
+    def promote(decision: dict) -> dict:
+        from mlops.promotion import complete
+
+        answer = get_current_context()["ti"].xcom_pull(task_ids="approval")
+        decision = complete(decision, answer)
         print(f"{decision['outcome']}: {decision['reason']}")
         keys = (
             "outcome",
@@ -165,13 +198,17 @@ def train():
             "guard_tests",
             "holdout_counts",
             "holdout_metrics",
+            "approval",
         )
         return {k: decision.get(k) for k in keys}
 
     window = snapshot()
     trained = _train_candidates(window)
     registered = register(window, trained)
-    promote(window, trained, registered)
+    decision = decide(window, trained, registered)
+    promoted = promote(decision)
+    route(decision) >> [approval, promoted]
+    approval >> promoted
 
 
 train()

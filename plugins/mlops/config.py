@@ -179,6 +179,11 @@ class PromotionConfig(_Strict):
     # Evidence: fewer positive / negative holdout rows than these -> outcome insufficient_evidence.
     min_holdout_positives: int = Field(default=30, ge=1)
     min_holdout_negatives: int = Field(default=30, ge=1)
+    # Who decides the close calls (mlops.promotion.needs_approval): never = the gate alone;
+    # borderline = a person, for the close calls; always = a person, for every promotion too.
+    approval: Literal["never", "borderline", "always"] = "never"
+    # No answer within this many hours keeps the champion.
+    approval_timeout_hours: float = Field(default=24, gt=0)
 
 
 class DriftConfig(_Strict):

@@ -54,9 +54,32 @@ def configure_mlflow():
 
     # Progress bars go to stderr, which task logs show as ERROR lines.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    route_mlflow_output()
     conn = BaseHook.get_connection(get_config().connections.mlflow)
     if conn.login:
         os.environ["MLFLOW_TRACKING_USERNAME"] = conn.login
         os.environ["MLFLOW_TRACKING_PASSWORD"] = conn.password or ""
     mlflow.set_tracking_uri(mlflow_tracking_uri())
     return mlflow
+
+
+def route_mlflow_output() -> None:
+    """Keep MLflow off stderr, which an Airflow task log shows as ERROR lines.
+
+    MLflow gives its loggers (mlflow, sqlalchemy.engine, alembic, huey) a handler writing to
+    stderr, and prints messages such as "Successfully registered model" and "View run at"
+    there (eprint). Its loggers propagate to the task's log handlers instead, at their own
+    levels; its stream is switched off (what those messages say, the tasks log themselves);
+    Python warnings go to the log as WARNING records (logging.captureWarnings)."""
+    import logging
+
+    from mlflow.utils import logging_utils
+
+    for name in ("mlflow", "sqlalchemy.engine", "alembic", "huey"):
+        logger = logging.getLogger(name)
+        logger.handlers = [
+            h for h in logger.handlers if getattr(h, "stream", None) is not logging_utils.MLFLOW_LOGGING_STREAM
+        ]
+        logger.propagate = True
+    logging_utils.disable_logging()
+    logging.captureWarnings(True)

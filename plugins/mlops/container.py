@@ -5,8 +5,10 @@ project's image (`model.training_image`, built from the Dockerfile: the same cod
 the workers) on `model.training_network_mode`, so it reaches MLflow, the object store and the
 warehouse at the addresses the worker uses. It runs `python -m mlops.container <module:function>`:
 
-* the function's keyword arguments (XCom values) go in as JSON in an environment variable,
-  its JSON result comes back through a file the operator copies out of the container;
+* the function's keyword arguments (XCom values) go in as a JSON file the operator copies into
+  the created container before it starts (not the environment: the kernel refuses one variable
+  over 128 KiB, about 6,600 batch ids); its JSON result comes back through a file the operator
+  copies out of the container;
 * the configuration overrides (MLOPS__*) go in as plain environment;
 * the connections (object store, MLflow, warehouse) go in as AIRFLOW_CONN_* *private*
   environment, read from Airflow when the task starts: never logged, never rendered in the UI;
@@ -21,17 +23,31 @@ in the image.)
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import os
 import sys
+import tarfile
 from pathlib import Path
 
 from airflow.providers.docker.operators.docker import DockerOperator
 
 from mlops.config import ENV_PREFIX, get_config
 
-INPUT_ENV = "MLOPS_JOB_INPUT"
+INPUT_PATH = "/tmp/mlops-job-input.json"
 OUTPUT_PATH = "/tmp/mlops-job-result.json"
+
+
+def input_archive(job_input: dict, path: str = INPUT_PATH) -> bytes:
+    """A tar archive holding job_input as JSON at `path` (its folder must exist in the image),
+    readable by any user, for Docker's put_archive (the API's way to copy files into a container)."""
+    data = json.dumps(job_input).encode()
+    info = tarfile.TarInfo(Path(path).name)
+    info.size, info.mode = len(data), 0o644
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 def connection_environment() -> dict[str, str]:
@@ -77,12 +93,28 @@ class PipelineContainerOperator(DockerOperator):
         self.function = function
         self.job_input = job_input or {}
 
+    def container_environment(self) -> dict[str, str]:
+        """The container's plain environment: the MLOPS__ overrides and the operator's own."""
+        return {**{k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}, **(self.environment or {})}
+
+    def _run_image_with_mounts(self, target_mounts, add_tmp_variable: bool):
+        """DockerOperator's create-and-start, with the job input copied in between."""
+        cli = self.cli
+        create = cli.create_container
+
+        def create_with_input(*args, **kwargs):
+            container = create(*args, **kwargs)
+            cli.put_archive(container["Id"], str(Path(INPUT_PATH).parent), input_archive(self.job_input))
+            return container
+
+        cli.create_container = create_with_input
+        try:
+            return super()._run_image_with_mounts(target_mounts, add_tmp_variable)
+        finally:
+            del cli.create_container  # the client's own method again
+
     def execute(self, context):
-        self.environment = {
-            **{k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)},
-            **(self.environment or {}),
-            INPUT_ENV: json.dumps(self.job_input),
-        }
+        self.environment = self.container_environment()
         self._private_environment = {**self._private_environment, **connection_environment()}
         folder = sqlite_warehouse_folder()
         if folder:
@@ -100,10 +132,11 @@ class PipelineContainerOperator(DockerOperator):
 
 
 def main(argv: list[str]) -> int:
-    """In the container: call the function with the JSON input, write its JSON result."""
+    """In the container: call the function with the JSON input file, write its JSON result."""
     module_name, _, name = argv[1].partition(":")
     function = getattr(importlib.import_module(module_name), name)
-    result = function(**json.loads(os.environ.get(INPUT_ENV) or "{}"))
+    path = Path(INPUT_PATH)
+    result = function(**(json.loads(path.read_text()) if path.exists() else {}))
     Path(OUTPUT_PATH).write_text(json.dumps(result))
     return 0
 

@@ -15,6 +15,13 @@ overrides the gate (recorded as such). Every decision - scores, tests, holdout c
 trigger - goes to the version's description (a summary) and 3 tags (action, outcome, time),
 to the train run's artifact promotion/decision.json and to the warehouse table model_decisions.
 
+Human approval (promotion.approval = never | borderline | always): in `borderline`, a decision
+whose bootstrap CI straddles its margin, or on which a guard metric is worse than persistence
+without being significantly so, waits for a person (the train DAG's `approval` task, Airflow's
+HITLOperator, in the UI's "Required actions"); in `always`, so does every promotion. The answer
+and who gave it become part of the decision; no answer within promotion.approval_timeout_hours
+keeps the champion. The decision is computed by `propose` and carried out by `complete`.
+
 Crash safety: a decision is written as the registered model's tag `pending_decision` (the
 whole decision, JSON) BEFORE any alias moves; then the aliases, tags and records are applied
 (each step idempotent) and the tag is cleared last. A retry of the same DAG run finds the
@@ -130,6 +137,118 @@ def decide(
             f"{tests['champion']['difference']:+.4f} ({_ci(tests['champion'])}) and both baselines ({versus})"
         ),
     }
+
+
+APPROVE, KEEP = "Promote", "Keep the champion"
+
+
+def close_calls(tests: dict, guards: dict, min_improvement: float) -> list[str]:
+    """Why a decision is a close call (empty: it is not).
+
+    tests: paired_bootstrap results of the candidate minus "persistence", "base_rate" and
+    "champion" (None without one); guards: {metric: candidate minus persistence}. A close call:
+    a CI that straddles its margin (0 for the baselines, max(0, min_improvement) for the
+    champion), or a guard metric worse than persistence on the point estimate but not
+    significantly (CI of the difference not entirely below 0)."""
+    reasons = []
+    for other, test in tests.items():
+        margin = max(0.0, min_improvement) if other == "champion" else 0.0
+        if test is not None and test["ci_low"] <= margin < test["ci_high"]:
+            reasons.append(f"vs {other.replace('_', ' ')}: {_ci(test)} straddles {margin:+.4f}")
+    for guard, test in guards.items():
+        if test["difference"] < 0 <= test["ci_high"]:
+            reasons.append(
+                f"{guard} worse than persistence ({test['difference']:+.4f}, {_ci(test)}), not significantly"
+            )
+    return reasons
+
+
+def needs_approval(mode: str, outcome: str, close: list[str]) -> bool:
+    """Whether a decision waits for a person. mode: promotion.approval (never | borderline |
+    always); outcome: decide()'s; close: close_calls(). Too little evidence and a forced
+    promotion never wait (the gate or the user has already answered); `always` asks for every
+    promotion and every close call, `borderline` for the close calls only."""
+    if mode == "never" or outcome in ("insufficient_evidence", "forced"):
+        return False
+    if mode == "always":
+        return bool(close) or outcome in ("first_champion", "promoted")
+    return bool(close)
+
+
+def with_answer(decision: dict, answer: dict | None) -> dict:
+    """The decision once a person answered (answer: the HITLOperator result, chosen_options,
+    responded_by_user (None when the timeout chose the default), responded_at), or unchanged
+    when it did not wait. Approving promotes; rejecting or the timeout keeps the champion."""
+    if not decision.get("approval", {}).get("required"):
+        return decision
+    if answer is None:
+        raise ValueError(f"decision {decision['decision_id']} waits for approval but no answer was given")
+    user = answer.get("responded_by_user")
+    approved = list(answer.get("chosen_options") or []) == [APPROVE]
+    who = f"{user.get('name') or user.get('id')}" if user else None
+    if approved:
+        outcome, verdict = "approved", f"approved by {who}"
+    elif who is None:
+        outcome, verdict = "approval_timeout", "no answer before the approval timeout: the champion stays"
+    else:
+        outcome, verdict = "declined", f"declined by {who}: the champion stays"
+    responded_at = answer.get("responded_at")
+    return {
+        **decision,
+        "outcome": outcome,
+        "promoted": approved,
+        "champion_after": decision["candidate_version"] if approved else decision["champion_before"],
+        "reason": f"{verdict} (gate: {decision['outcome']}: {decision['reason']})",
+        "approval": {
+            **decision["approval"],
+            "answer": (answer.get("chosen_options") or [None])[0],
+            "responded_by": user,
+            "responded_at": str(responded_at) if responded_at is not None else None,
+        },
+    }
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def approval_body(decision: dict, links: dict) -> str:
+    """Markdown for the person asked to approve: both models' holdout metrics, the baselines,
+    every CI, the holdout counts, why it is a close call, and links (name -> URL: the MLflow
+    runs, the drift report)."""
+    metrics = decision["holdout_metrics"]
+    roles = [r for r in ("candidate", "champion", *BASELINES) if r in metrics]
+    names = sorted({k for r in roles for k in metrics[r]})
+    lines = [
+        f"**{decision['model_name']} v{decision['candidate_version']}** vs champion "
+        f"{'v' + decision['champion_before'] if decision['champion_before'] else '(none)'} "
+        f"on the holdout {decision['holdout_start']} .. {decision['holdout_end']} "
+        f"({decision['holdout_counts']['rows']} rows: {decision['holdout_counts']['positives']} positive, "
+        f"{decision['holdout_counts']['negatives']} negative).",
+        "",
+        f"The gate says **{decision['outcome']}**: {decision['reason']}",
+        "",
+        "Close call: " + ("; ".join(decision["approval"]["close_calls"]) or "none (approval: always)"),
+        "",
+        "| metric | " + " | ".join(r.replace("_", " ") for r in roles) + " |",
+        "|---" * (len(roles) + 1) + "|",
+        *(f"| {n} | " + " | ".join(_fmt(metrics[r].get(n)) for r in roles) + " |" for n in names),
+        "",
+        f"Paired bootstrap, candidate minus other, on {decision['metric']}:",
+        "",
+        *(
+            f"- {other.replace('_', ' ')}: {test['difference']:+.4f}, {_ci(test)}"
+            for other, test in {**decision["baseline_tests"], "champion": decision["test"]}.items()
+            if test
+        ),
+        *(f"- guard {g} vs persistence: {t['difference']:+.4f}, {_ci(t)}" for g, t in decision["guard_tests"].items()),
+        "",
+        *(f"- [{label}]({url})" for label, url in links.items() if url),
+        "",
+        f"**{APPROVE}** moves `champion` to v{decision['candidate_version']}; **{KEEP}** (also the answer "
+        "when the timeout passes) leaves it where it is.",
+    ]
+    return "\n".join(lines)
 
 
 def evaluate(y, probas: dict, settings) -> dict:
@@ -248,8 +367,14 @@ DECISION_ARTIFACT = "promotion/decision.json"
 
 
 def _tag_version(client, name: str, version: str, decision: dict) -> None:
-    """The latest decision about a version as 3 tags; its summary appended to the description."""
+    """The latest decision about a version as 3 tags (5 when a person was asked: the answer and
+    who gave it); its summary appended to the description."""
     tags = dict(zip(DECISION_TAGS, (decision["action"], decision["outcome"], decision["decided_at"]), strict=True))
+    approval = decision.get("approval") or {}
+    if approval.get("required"):
+        user = approval.get("responded_by") or {}
+        tags["decision.approval"] = str(approval.get("answer"))
+        tags["decision.approved_by"] = str(user.get("name") or user.get("id") or "(timeout)")
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     _append_description(client, name, version, decision_summary(decision))
@@ -368,7 +493,17 @@ def promote(window: dict, snapshot: dict, train_result: dict, registered: dict, 
     """Compare the challenger with the champion and the baselines on the holdout, move the alias or
     refuse; record why (crash-safe, see the module docstring). Returns the decision.
 
-    Raises registry.RegistryUnavailable when the registry cannot say who is champion."""
+    Raises registry.RegistryUnavailable when the registry cannot say who is champion, ValueError
+    when the decision needs a person's approval (the train DAG asks for it between propose and
+    complete)."""
+    return complete(propose(window, snapshot, train_result, registered, settings, trigger), None)
+
+
+def propose(window: dict, snapshot: dict, train_result: dict, registered: dict, settings: dict, trigger: dict) -> dict:
+    """The decision about the challenger, not yet carried out: the gate's verdict plus
+    "approval" {"mode", "required", "close_calls", "body" (markdown for the person asked)}.
+    A decision this DAG run already took (recorded, or pending and now completed) comes back
+    with "final": True. Raises registry.RegistryUnavailable like promote."""
     from airflow.sdk.exceptions import AirflowFailException
 
     from mlops import registry, training
@@ -382,7 +517,7 @@ def promote(window: dict, snapshot: dict, train_result: dict, registered: dict, 
     earlier = _resume(client, name, decision_id)
     if earlier is not None:
         log.info("decision for %s already taken: %s", decision_id, earlier["outcome"])
-        return earlier
+        return {**earlier, "final": True}
     champion_version = registry.champion_version(name, client)  # an outage fails here, before any work
     if champion_version == version:
         raise AirflowFailException(
@@ -433,9 +568,66 @@ def promote(window: dict, snapshot: dict, train_result: dict, registered: dict, 
         "run_id": trigger["run_id"],
         "parent_run_id": train_result["parent_run_id"],
     }
-    log.info("decision %s: %s", verdict["outcome"], verdict["reason"])
+    close = close_calls(evidence["tests"], evidence["guards"], cfg.promotion.min_improvement)
+    mode = cfg.promotion.approval
+    decision["approval"] = {
+        "mode": mode,
+        "required": needs_approval(mode, verdict["outcome"], close),
+        "close_calls": close,
+    }
+    if decision["approval"]["required"]:
+        decision["approval"]["body"] = approval_body(decision, _links(client, decision, registered, trigger))
+    log.info(
+        "decision %s: %s (approval needed: %s)", verdict["outcome"], verdict["reason"], decision["approval"]["required"]
+    )
+    return decision
+
+
+def complete(decision: dict, answer: dict | None) -> dict:
+    """Carry out a proposed decision (crash-safe: the intent is written before any alias moves).
+    answer: the approval task's result when the decision waited for one, else None. A champion
+    that moved while the decision waited (a rollback) makes it `stale`: nothing moves.
+    Returns the decision as recorded."""
+    from mlops import registry
+
+    if decision.pop("final", False):
+        return decision
+    name, client = decision["model_name"], _client()
+    earlier = _resume(client, name, decision["decision_id"])
+    if earlier is not None:
+        return earlier
+    decision = with_answer(decision, answer)
+    decision["approval"] = {k: v for k, v in decision["approval"].items() if k != "body"}
+    if decision["approval"]["required"]:
+        current = registry.champion_version(name, client)
+        if current != decision["champion_before"]:
+            decision = {
+                **decision, "outcome": "stale", "promoted": False, "champion_after": current,
+                "reason": f"the champion moved to v{current} while the decision waited: {decision['reason']}",
+            }  # fmt: skip
     _write_intent(client, name, decision)
     return _apply(client, name, decision)
+
+
+def _links(client, decision: dict, registered: dict, trigger: dict) -> dict:
+    """{label: URL} of the MLflow runs (candidate, training parent, champion) and the drift report."""
+    from mlops.connections import mlflow_tracking_uri
+
+    base = mlflow_tracking_uri().rstrip("/")
+
+    def run_url(run_id: str | None) -> str | None:
+        if not run_id:
+            return None
+        return f"{base}/#/experiments/{client.get_run(run_id).info.experiment_id}/runs/{run_id}"
+
+    champion = decision["champion_before"]
+    champion_run = client.get_model_version(decision["model_name"], champion).run_id if champion else None
+    return {
+        f"MLflow run of the candidate v{decision['candidate_version']}": run_url(registered.get("run_id")),
+        "MLflow training run (all candidates, baselines)": run_url(decision["parent_run_id"]),
+        f"MLflow run of the champion v{champion}": run_url(champion_run),
+        "drift report that triggered this run": trigger.get("report_uri"),
+    }
 
 
 def _log_to_parent_run(parent_run_id: str, decision: dict) -> None:

@@ -75,4 +75,3 @@ def train_conf(summary: dict) -> dict:
 def train_run_id(drift_run_id: str) -> str:
     """The run id of the train run a drift run triggers: a retried trigger cannot make a second one."""
     return f"drift__{drift_run_id}"
-

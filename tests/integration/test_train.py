@@ -8,6 +8,7 @@ days, two families and a search budget of 2; each test registers under its own m
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -134,7 +135,9 @@ def parent_and_children(dag_run, name: str):
 def test_run_is_recorded_and_first_model_becomes_champion(champion_model, on_champion_model):
     name, dag_run = champion_model["name"], champion_model["dag_run"]
     assert dag_run.state == "success", task_states(dag_run)
-    assert task_states(dag_run) == dict.fromkeys(["snapshot", "train_candidates", "register", "promote"], "success")
+    steps = ["snapshot", "train_candidates", "register", "decide", "route", "promote"]
+    # promotion.approval = never (the shipped default): the approval task is skipped
+    assert task_states(dag_run) == {**dict.fromkeys(steps, "success"), "approval": "skipped"}
     parent, children = parent_and_children(dag_run, name)
 
     # parent run: trigger, params, dataset inputs (query source, digest), baselines
@@ -302,7 +305,8 @@ def test_empty_warehouse_skips_the_run(stack, run_dag, monkeypatch, fresh_config
     monkeypatch.setenv(WAREHOUSE_CONN_ENV, json.dumps(own_warehouse(stack, tmp_path_factory, "train_empty")))
     dag_run = run_dag("train", QUICK_CONF)
     assert dag_run.state == "success"
-    assert task_states(dag_run) == dict.fromkeys(["snapshot", "train_candidates", "register", "promote"], "skipped")
+    steps = ["snapshot", "train_candidates", "register", "decide", "route", "approval", "promote"]
+    assert task_states(dag_run) == dict.fromkeys(steps, "skipped")
 
 
 @pytest.mark.skipif(
@@ -546,3 +550,183 @@ def test_a_retry_ends_the_runs_a_dead_attempt_left_running(stack, monkeypatch, f
         run = c.get_run(run.info.run_id)
         assert run.info.status == "FAILED" and run.data.tags["train_status"] == "superseded"
     assert c.get_run(other.info.run_id).info.status == "RUNNING"
+
+
+# ---------------------------------------------------------------- human approval through the REST API
+
+
+@pytest.fixture(scope="module")
+def api_server(stack):
+    """Airflow's api-server on the tests' metadata DB: it answers the HITL requests that
+    dag.test() waits for, as the UI's Required actions or a script would."""
+    from conftest import TEST_SETTINGS
+
+    import stack as stack_module
+    from airflow_api import AirflowClient
+
+    env = {**os.environ, **TEST_SETTINGS.airflow_env()}
+    passwords = TEST_SETTINGS.airflow_home / "passwords.json"
+    passwords.write_text(json.dumps({TEST_SETTINGS.airflow_user: TEST_SETTINGS.airflow_password}))
+    proc = stack_module._spawn(stack, "api-server", [str(stack_module.BIN / "airflow"), "api-server"], env)
+    try:
+        stack_module.wait_http(
+            f"{TEST_SETTINGS.airflow_url}/api/v2/monitor/health", proc, 180, "api-server",
+            stack_module._log_file(stack, "api-server"),
+        )  # fmt: skip
+        yield AirflowClient(TEST_SETTINGS.airflow_url, TEST_SETTINGS.airflow_user, TEST_SETTINGS.airflow_password)
+    finally:
+        stack_module.stop_process(stack, "api-server")
+
+
+def _answer_when_asked(api, task_id: str, option: str, answered: dict, done, timeout: float = 300) -> None:
+    """Wait for the HITL request of task_id in any train run, then answer it through the REST API.
+    If that fails, fail the running train runs through the API too: dag.test() would wait forever."""
+    import time
+    import urllib.parse
+
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and not done.is_set():
+            details = api.request("GET", "/dags/train/dagRuns/~/hitlDetails")["hitl_details"]
+            waiting = [d for d in details if d["task_instance"]["task_id"] == task_id and not d.get("responded_at")]
+            if waiting:
+                ti = waiting[0]["task_instance"]
+                answered["request"] = waiting[0]
+                run_id = urllib.parse.quote(ti["dag_run_id"], safe="")
+                path = f"/dags/train/dagRuns/{run_id}/taskInstances/{task_id}/{ti['map_index']}/hitlDetails"
+                answered["response"] = api.request("PATCH", path, {"chosen_options": [option], "params_input": {}})
+                return
+            time.sleep(1)
+    except Exception as exc:  # noqa: BLE001 - reported by the test's assertions
+        answered["error"] = repr(exc)
+    for run in api.dag_runs("train"):
+        if run["state"] == "running":
+            api.request(
+                "PATCH", f"/dags/train/dagRuns/{urllib.parse.quote(run['dag_run_id'], safe='')}", {"state": "failed"}
+            )
+
+
+@pytest.mark.warehouses("postgres")  # the approval path does not depend on the warehouse's dialect
+def test_a_decision_that_needs_approval_waits_and_is_promoted_after_an_approving_answer(
+    turku_warehouse, api_server, run_dag, monkeypatch, fresh_config
+):
+    """promotion.approval=always: the first champion (clearly better than both baselines) waits in
+    the `approval` task until a person approves through the REST API, then becomes champion with
+    the answer and its author recorded. (Which decisions wait under each mode: unit tests.)"""
+    import threading
+
+    from mlops.promotion import APPROVE
+
+    name = use_model_name(monkeypatch, "rain_approval")
+    monkeypatch.setenv(WAREHOUSE_CONN_ENV, json.dumps(turku_warehouse))  # not another module fixture's
+    monkeypatch.setenv("MLOPS__PROMOTION__APPROVAL", "always")
+    answered, done = {}, threading.Event()
+    answerer = threading.Thread(target=_answer_when_asked, args=(api_server, "approval", APPROVE, answered, done))
+    answerer.start()
+    try:
+        dag_run = run_dag("train", {**CONF, "reason": "approval test", "report_uri": "s3://reports/d.html"})
+    finally:
+        done.set()
+        answerer.join()
+    assert "error" not in answered and "response" in answered, answered
+    assert dag_run.state == "success", task_states(dag_run)
+    assert task_states(dag_run)["approval"] == "success"
+    body = answered["request"]["body"]
+    assert (
+        "MLflow run of the candidate v1" in body
+        and "[drift report that triggered this run](s3://reports/d.html)" in body
+    )
+    assert "| roc_auc |" in body and "persistence:" in body
+    decision = xcom(dag_run, "promote")
+    assert decision["outcome"] == "approved" and decision["champion_after"] == "1"
+    who = api_server.username
+    assert decision["approval"]["responded_by"]["name"] == who
+    assert alias(name, "champion") == "1"
+    assert client().get_model_version(name, "1").tags["decision.approved_by"] == who
+    row = decisions(name).iloc[-1]
+    assert row["outcome"] == "approved" and row["reason"].startswith(f"approved by {who} (gate: first_champion")
+
+
+# ---------------------------------------------------------------- a window of 10,000 batches
+
+MANY_BATCHES = 10_000
+
+
+@pytest.fixture(scope="module")
+def many_batches_warehouse(stack, tmp_path_factory):
+    """The example data spread over 10,000 batches (a year of 9 files a day is 3,285): the
+    batch ids are rewritten in one bulk UPDATE per id range, the rows stay the example's."""
+    connection = own_warehouse(stack, tmp_path_factory, "train_many_batches")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(WAREHOUSE_CONN_ENV, json.dumps(connection))
+        get_config.cache_clear()
+        load_observations()
+        time_column = get_config().dataset.time_column
+        engine = warehouse.engine()
+        table = sa.Table("observations", sa.MetaData(), autoload_with=engine)
+        with engine.begin() as conn:
+            times = [row[0] for row in conn.execute(sa.select(table.c[time_column]).order_by(table.c[time_column]))]
+            ids = [{"t": t, "b": f"batch-{i * MANY_BATCHES // len(times):05d}"} for i, t in enumerate(times)]
+            update = table.update().where(table.c[time_column] == sa.bindparam("t")).values(batch_id=sa.bindparam("b"))
+            conn.execute(update, ids)
+        yield connection
+    get_config.cache_clear()
+
+
+@pytest.mark.warehouses("postgres")  # the bounded source does not depend on the warehouse's dialect
+def test_a_window_of_10000_batches_trains_with_a_bounded_dataset_source(
+    many_batches_warehouse, run_dag, monkeypatch, fresh_config
+):
+    name = use_model_name(monkeypatch, "rain_many")
+    # every row (the example has a few scattered years-old rows), hence every batch
+    dag_run = run_dag("train", {**QUICK_CONF, "training_window_days": 36500, "search_iterations": 1})
+    assert dag_run.state == "success", task_states(dag_run)
+    parent, _ = parent_and_children(dag_run, name)
+    inputs = {d.tags[0].value: d.dataset for d in parent.inputs.dataset_inputs}
+    assert len(inputs["training"].source) < 65_535  # MLflow's cap on a dataset source
+    source = json.loads(inputs["training"].source)
+    assert source["batch_count"] == MANY_BATCHES
+    assert (source["first_batch"], source["last_batch"]) == ("batch-00000", f"batch-{MANY_BATCHES - 1:05d}")
+    with open(client().download_artifacts(parent.info.run_id, source["batch_ids_artifact"])) as fh:
+        ids = json.load(fh)["batch_ids"]
+    assert len(ids) == MANY_BATCHES
+    assert hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest() == source["batch_ids_sha256"]
+
+
+# ---------------------------------------------------------------- quiet logs
+
+QUIET_SCRIPT = """
+import json, logging, sys
+# As in a task: log records go to the task log (here stdout); only stray output reaches stderr,
+# which Airflow's task log shows as ERROR lines.
+logging.basicConfig(stream=sys.stdout, level=logging.INFO)
+from mlops.promotion import promote
+from mlops.training import register
+a = json.load(open("args.json"))
+registered = register(a["trained"], a["window"], a["window"], a["trigger"])
+promote(a["window"], a["window"], a["trained"], registered, {"force_promote": False}, a["trigger"])
+"""
+
+
+def test_register_and_promote_write_nothing_to_stderr(champion_model, on_champion_model, tmp_path):
+    """register and promote (MLflow registration, model download, bootstrap) in a fresh
+    interpreter, as a task process runs them: nothing reaches stderr."""
+    import subprocess
+    import sys
+
+    from mlops.config import PROJECT_ROOT
+
+    dag_run = champion_model["dag_run"]
+    args = {
+        "window": xcom(dag_run, "snapshot"), "trained": xcom(dag_run, "train_candidates"),
+        "trigger": {"dag_id": "train", "run_id": "quiet", "triggered_by": "test", "reason": "quiet logs"},
+    }  # fmt: skip
+    (tmp_path / "args.json").write_text(json.dumps(args))
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "plugins")}
+    env["MLOPS__MODEL__REGISTERED_NAME"] = f"{champion_model['name']}_quiet"
+    done = subprocess.run(
+        [sys.executable, "-c", QUIET_SCRIPT], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert "registered" in done.stdout

@@ -180,3 +180,95 @@ def test_a_rollback_summary_has_no_metric_lines():
         "**rollback: rolled_back** (2026-11-30 01:00:00 UTC, by manual, rollback_champion run manual__y)",
         "- reason: champion moved back from v3 to v2",
     ]
+
+
+# ---------------------------------------------------------------- human approval (promotion.approval)
+
+from mlops.promotion import APPROVE, KEEP, approval_body, close_calls, needs_approval, with_answer  # noqa: E402
+
+CLEAR = {"persistence": SIGNIFICANT, "base_rate": SIGNIFICANT, "champion": _test(0.05, 0.02, 0.08)}
+
+
+def test_which_decisions_are_close_calls():
+    assert close_calls(CLEAR, {"brier": _test(0.01, 0.005, 0.02)}, 0.0) == []
+    # the champion CI straddles 0; a first model has no champion test
+    straddle = close_calls({**CLEAR, "champion": _test(0.01, -0.01, 0.03)}, {}, 0.0)
+    assert straddle == ["vs champion: 95% CI [-0.0100, +0.0300] straddles +0.0000"]
+    assert close_calls({**CLEAR, "champion": None, "persistence": _test(0.02, -0.01, 0.05)}, {}, 0.0)
+    # significant above 0 but straddling the configured margin of 0.02
+    assert close_calls({**CLEAR, "champion": _test(0.03, 0.01, 0.05)}, {}, 0.02)
+    # a guard worse on the point estimate, not significantly: questioned; significantly worse: clear (rejected)
+    assert close_calls(CLEAR, {"brier": _test(-0.01, -0.03, 0.01)}, 0.0) == [
+        "brier worse than persistence (-0.0100, 95% CI [-0.0300, +0.0100]), not significantly"
+    ]
+    assert close_calls(CLEAR, {"brier": _test(-0.2, -0.25, -0.15)}, 0.0) == []
+    # clearly worse than the champion: not a close call
+    assert close_calls({**CLEAR, "champion": _test(-0.05, -0.08, -0.02)}, {}, 0.0) == []
+
+
+def test_who_waits_for_a_person_under_each_mode():
+    close = ["vs champion: straddles"]
+    table = {
+        ("never", "promoted", True): False,
+        ("never", "rejected", True): False,
+        ("borderline", "promoted", False): False,
+        ("borderline", "rejected", False): False,
+        ("borderline", "rejected", True): True,
+        ("borderline", "promoted", True): True,
+        ("borderline", "insufficient_evidence", True): False,
+        ("borderline", "forced", True): False,
+        ("always", "promoted", False): True,
+        ("always", "first_champion", False): True,
+        ("always", "rejected", False): False,
+        ("always", "rejected", True): True,
+    }
+    for (mode, outcome, is_close), expected in table.items():
+        assert needs_approval(mode, outcome, close if is_close else []) is expected, (mode, outcome, is_close)
+
+
+def _waiting_decision():
+    return {
+        "decision_id": "train/r1", "model_name": "rain", "candidate_version": "3", "champion_before": "2",
+        "champion_after": "2", "outcome": "rejected", "promoted": False,
+        "reason": "vs champion v2: the bootstrap 95% CI [-0.0100, +0.0300] does not lie above 0",
+        "approval": {"mode": "borderline", "required": True, "close_calls": ["vs champion: straddles"]},
+    }  # fmt: skip
+
+
+def test_the_answer_decides_and_is_recorded_with_who_gave_it():
+    decision = _waiting_decision()
+    approved = with_answer(
+        decision, {"chosen_options": [APPROVE], "responded_by_user": {"id": "1", "name": "ana"}, "responded_at": "t"}
+    )
+    assert (approved["outcome"], approved["promoted"], approved["champion_after"]) == ("approved", True, "3")
+    assert approved["reason"].startswith("approved by ana (gate: rejected: ")
+    assert (
+        approved["approval"]["responded_by"] == {"id": "1", "name": "ana"} and approved["approval"]["answer"] == APPROVE
+    )
+    declined = with_answer(decision, {"chosen_options": [KEEP], "responded_by_user": {"id": "2", "name": "bo"}})
+    assert (declined["outcome"], declined["promoted"], declined["champion_after"]) == ("declined", False, "2")
+    # the timeout answers with the default (KEEP) and nobody as the respondent
+    timed_out = with_answer(decision, {"chosen_options": [KEEP], "responded_by_user": None})
+    assert (timed_out["outcome"], timed_out["promoted"]) == ("approval_timeout", False)
+    with pytest.raises(ValueError, match="waits for approval"):
+        with_answer(decision, None)
+    not_waiting = {**decision, "approval": {"required": False}}
+    assert with_answer(not_waiting, None) is not_waiting
+
+
+def test_the_approval_body_shows_metrics_cis_baselines_counts_and_links():
+    ci = _test(0.01, -0.01, 0.03)
+    decision = {
+        **_waiting_decision(), "metric": "roc_auc", "holdout_start": "2016-01-01 00:00:00",
+        "holdout_end": "2016-02-01 00:00:00", "holdout_counts": {"rows": 700, "positives": 70, "negatives": 630},
+        "holdout_metrics": {r: {"roc_auc": v, "brier": 0.1} for r, v in
+                            {"candidate": 0.91, "champion": 0.90, "persistence": 0.8, "base_rate": 0.5}.items()},
+        "baseline_tests": {"persistence": SIGNIFICANT, "base_rate": SIGNIFICANT}, "test": ci,
+        "guard_tests": {"brier": _test(-0.01, -0.03, 0.01)},
+    }  # fmt: skip
+    body = approval_body(decision, {"MLflow run of the candidate v3": "http://mlflow/#/x", "drift report": None})
+    assert "**rain v3** vs champion v2" in body and "700 rows: 70 positive, 630 negative" in body
+    assert "| roc_auc | 0.9100 | 0.9000 | 0.8000 | 0.5000 |" in body
+    assert "- champion: +0.0100, 95% CI [-0.0100, +0.0300]" in body
+    assert "- guard brier vs persistence: -0.0100" in body
+    assert "[MLflow run of the candidate v3](http://mlflow/#/x)" in body and "drift report" not in body
