@@ -44,6 +44,9 @@ from mlops.dag_defaults import dag_default_args, scoring_deadline
     schedule=[OBSERVATIONS],
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
+    # One run at a time: each observations event queues a run that re-plans the backlog, and
+    # overlapping runs scored the same batches twice and competed for the warehouse.
+    max_active_runs=1,
     tags=["mlops", "scoring"],
     default_args=dag_default_args(),
     deadline=scoring_deadline(),

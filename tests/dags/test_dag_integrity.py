@@ -147,3 +147,9 @@ def test_the_deadlines_follow_the_configuration(monkeypatch):
 def test_the_other_dags_carry_no_deadline(dagbag):
     for dag_id in EXPECTED_DAGS - {"batch_score", "drift_check"}:
         assert not dagbag.dags[dag_id].deadline, dag_id
+
+
+@pytest.mark.parametrize("dag_id", ["ingest", "batch_score", "train", "drift_check", "rollback_champion"])
+def test_dags_that_write_state_run_one_at_a_time(dagbag, dag_id):
+    # Overlapping batch_score runs re-planned the same backlog and scored batches twice.
+    assert dagbag.dags[dag_id].max_active_runs == 1
