@@ -441,7 +441,35 @@ def load_batch(staged: Path, batch_values: dict) -> int:
         finally:
             cursor.close()
         rows_after = conn.execute(count_rows, {"batch_id": batch_id}).scalar_one()
+        if rows_after > rows_before:
+            # In the same transaction as the rows: whatever happens to this attempt from here on,
+            # the batch stays pending until an asset event carrying it has been emitted.
+            conn.execute(sa.text(warehouse.render_sql("ingest/unannounce_batch.sql")), {"batch_id": batch_id})
     return int(rows_after - rows_before)
+
+
+def unannounced_batches() -> dict[str, int]:
+    """Loaded batches no observations asset event has carried yet: {batch_id: rows it holds in
+    observations}, oldest load first. A batch loaded by an attempt that died before the event
+    is here until a later announce_observations emits it and mark_announced() records that."""
+    frame = _read("ingest/unannounced_batches.sql", {})
+    return {str(r["batch_id"]): int(r["stored_rows"]) for r in frame.to_dict("records")}
+
+
+def mark_announced(batch_ids: list[str]) -> None:
+    """Record that an observations asset event carrying these batches has been emitted.
+
+    Called only after the event exists (by the task after announce_observations: Airflow
+    registers a task's outlet events when it records the task's success), so a crash in
+    between announces a batch twice, never zero times."""
+    import sqlalchemy as sa
+
+    from mlops import warehouse
+
+    statement = sa.text(warehouse.render_sql("ingest/mark_announced.sql"))
+    with _engine().begin() as conn:
+        for batch_id in batch_ids:
+            conn.execute(statement, {"batch_id": batch_id, "announced_at": _now()})
 
 
 def _insert_many(cursor, sql: str, rows: list[tuple]) -> None:

@@ -147,6 +147,34 @@ def test_a_replay_that_inserts_nothing_announces_nothing(run_dag, fresh):
     assert _query("SELECT COUNT(*) FROM observations")[0][0] == stored
 
 
+def test_a_batch_loaded_by_an_attempt_that_died_is_announced_by_the_next_run(run_dag, fresh):
+    """An attempt loads a batch and dies before any asset event (process_object run outside
+    the DAG, nothing announced): the next run announces that batch's rows with its own, and
+    batch_score's plan holds it."""
+    from mlops import scoring
+
+    raw = pd.read_csv(TURKU)
+    bodies = {m: raw[raw["Timestamp"].str.startswith(m)].to_csv(index=False).encode() for m in ("2016-06", "2016-07")}
+    keys = {m: f"{STORAGE.landing_prefix}{m}.csv" for m in bodies}
+    _put(fresh, keys["2016-06"], bodies["2016-06"])
+    orphan = ingest.process_object(keys["2016-06"])  # the dead attempt: loaded, landing removed
+    assert orphan["status"] == "loaded" and orphan["new_rows"] > 0
+    assert _query("SELECT announced_at FROM batches WHERE batch_id = :b", b=orphan["batch_id"]) == [(None,)]
+
+    _put(fresh, keys["2016-07"], bodies["2016-07"])
+    dag_run = run_dag("ingest")
+    assert dag_run.state == "success", _states(dag_run)
+    later = ingest.batch_id_of_content(keys["2016-07"], bodies["2016-07"])
+    stored = dict(_query("SELECT batch_id, COUNT(*) FROM observations GROUP BY batch_id"))
+    assert _observation_events(dag_run) == [
+        {"new_rows": stored[orphan["batch_id"]] + stored[later], "batches": [orphan["batch_id"], later]}
+    ]
+    assert stored[orphan["batch_id"]] == orphan["new_rows"]
+    assert _query("SELECT COUNT(*) FROM batches WHERE announced_at IS NULL") == [(0,)]
+    plan = scoring.plan_batches({"model_name": "m", "champion": "1"})
+    assert {p["batch_id"] for p in plan} == {orphan["batch_id"], later}
+
+
 def _month_files() -> dict[str, bytes]:
     """The Turku file split by calendar month (92 files), rows kept in file order."""
     text = gzip.decompress(TURKU.read_bytes()).decode()

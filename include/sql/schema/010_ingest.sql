@@ -17,6 +17,13 @@ CREATE TABLE IF NOT EXISTS batches (
     loaded_at     TEXT NOT NULL
 );
 
+-- When the observations asset event that carries this loaded batch was emitted (UTC text);
+-- NULL: loaded but not announced yet (the attempt died first, or announce_observations has
+-- not run): the next announce_observations announces it. Batches loaded before the column
+-- existed were announced by the run that loaded them (backfill, runs once with the ALTER).
+ALTER TABLE batches ADD COLUMN announced_at TEXT;
+UPDATE batches SET announced_at = loaded_at WHERE status = 'loaded';
+
 CREATE TABLE IF NOT EXISTS observations (
 {%- for column in columns %}
     {{ column.quoted }} {{ column.sql_type }}{% if column.name == time_column %} PRIMARY KEY{% endif %},
