@@ -175,6 +175,75 @@ def test_a_batch_loaded_by_an_attempt_that_died_is_announced_by_the_next_run(run
     assert {p["batch_id"] for p in plan} == {orphan["batch_id"], later}
 
 
+def test_a_timestamp_stored_with_other_values_is_a_listed_conflict_kept_or_replaced(fresh, monkeypatch):
+    """Batch B repeats 5 stored hours of batch A: 3 with other values (one value now missing),
+    2 identical (a missing value on both sides is equal). keep_first: 3 conflicts listed in B's
+    report and recorded, A's rows stay. replace: batch C's values win, each row records A."""
+    raw = pd.read_csv(TURKU, dtype=str, keep_default_na=False)
+    month = raw[raw["Timestamp"].str.startswith("2016-09")].drop_duplicates("Timestamp").reset_index(drop=True)
+    first, later = month.iloc[0:20].copy(), month.iloc[15:25].copy()
+    first.loc[18, "Pressure_millibars"] = later.loc[18, "Pressure_millibars"] = ""
+    later.loc[[15, 16], "Temperature_C"] = "29.5"
+    later.loc[17, "Pressure_millibars"] = ""
+    times = list(month["Timestamp"][15:18])
+
+    def load(name: str, frame) -> dict:
+        key, body = f"{STORAGE.landing_prefix}{name}.csv", frame.to_csv(index=False).encode()
+        _put(fresh, key, body)
+        return ingest.process_object(key)
+
+    a, b = load("a", first), load("b", later)
+    assert (b["new_rows"], b["conflicts"]) == (5, 3)
+    report = json.loads(
+        fresh.get_object(Bucket=STORAGE.bucket, Key=f"{STORAGE.reports_prefix}{b['batch_id']}/validation.json")[
+            "Body"
+        ].read()
+    )
+    assert report["conflicts"]["count"] == 3 and report["conflicts"]["on_conflict"] == "keep_first"
+    assert [e["time"] for e in report["conflicts"]["examples"]] == times
+    assert report["conflicts"]["examples"][0]["new"]["Temperature_C"] == 29.5
+    kept = _query(
+        'SELECT batch_id FROM observations WHERE "Timestamp" IN (:t0, :t1, :t2)', t0=times[0], t1=times[1], t2=times[2]
+    )
+    assert kept == [(a["batch_id"],)] * 3
+    recorded = 'SELECT "Timestamp", stored_batch_id, action FROM observation_conflicts WHERE batch_id = :b ORDER BY 1'
+    assert _query(recorded, b=b["batch_id"]) == [(t, a["batch_id"], "kept_first") for t in times]
+
+    monkeypatch.setenv("MLOPS__INGEST__ON_CONFLICT", "replace")
+    get_config.cache_clear()
+    try:
+        third = later.copy()
+        third.loc[15, "Temperature_C"] = "-40.0"
+        c = load("c", third)
+    finally:
+        monkeypatch.delenv("MLOPS__INGEST__ON_CONFLICT")
+        get_config.cache_clear()
+    # Its 3 rows differ from A's (the stored ones); its 5 later hours equal B's: no conflict there.
+    assert (c["new_rows"], c["conflicts"]) == (3, 3)
+    now = _query(
+        'SELECT "Temperature_C", "Pressure_millibars", batch_id FROM observations WHERE "Timestamp" IN (:t0, :t1, :t2) ORDER BY 1',
+        t0=times[0],
+        t1=times[1],
+        t2=times[2],
+    )
+    assert sorted(now, key=str) == sorted(
+        [
+            (-40.0, float(third.loc[15, "Pressure_millibars"]), c["batch_id"]),
+            (29.5, float(third.loc[16, "Pressure_millibars"]), c["batch_id"]),
+            (float(third.loc[17, "Temperature_C"]), None, c["batch_id"]),
+        ],
+        key=str,
+    )
+    assert _query(recorded, b=c["batch_id"]) == [(t, a["batch_id"], "replaced") for t in times]
+    (old,) = _query(
+        'SELECT stored_values FROM observation_conflicts WHERE batch_id = :b AND stored_batch_id = :a AND "Timestamp" = :t',
+        b=c["batch_id"],
+        a=a["batch_id"],
+        t=times[2],
+    )
+    assert json.loads(old[0])["Pressure_millibars"] == float(first.loc[17, "Pressure_millibars"])
+
+
 def _month_files() -> dict[str, bytes]:
     """The Turku file split by calendar month (92 files), rows kept in file order."""
     text = gzip.decompress(TURKU.read_bytes()).decode()

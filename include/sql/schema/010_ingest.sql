@@ -35,3 +35,18 @@ CREATE TABLE IF NOT EXISTS observations (
 -- One loaded batch per content: the same file under several keys, processed at once, races
 -- to insert its 'loaded' row; the database lets exactly one win (the others record 'duplicate').
 CREATE UNIQUE INDEX IF NOT EXISTS batches_one_loaded_per_checksum ON batches (checksum) WHERE status = 'loaded';
+
+-- Rows of a batch whose timestamp was already stored, by another batch, with other values.
+-- action: 'kept_first' (ingest.on_conflict: keep_first, the stored row stays) or 'replaced'
+-- (replace: the observation now holds this batch's values and batch_id). The values are JSON
+-- objects of the data set's columns; a rescore reads stored_batch_id to know what changed.
+CREATE TABLE IF NOT EXISTS observation_conflicts (
+    batch_id        TEXT NOT NULL,
+    {{ quote(time_column) }} TEXT NOT NULL,
+    stored_batch_id TEXT NOT NULL,
+    stored_values   TEXT NOT NULL,
+    new_values      TEXT NOT NULL,
+    action          TEXT NOT NULL,
+    recorded_at     TEXT NOT NULL,
+    PRIMARY KEY (batch_id, {{ quote(time_column) }})
+);
