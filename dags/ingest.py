@@ -30,7 +30,9 @@ A task with a quarantined file fails (after processing the other files of its gr
 whose files added nothing new (all seen before) ends *skipped*. Then `announce_observations`
 updates the `observations` asset, which schedules the downstream DAGs, if any task loaded new
 rows, also when another file of the run (or of the same task) was quarantined: the event's
-extra lists the new batches. `fail_if_a_file_failed` then fails the run if any `ingest_files`
+extra lists the new batches. It announces every loaded batch not announced yet (the
+`batches.announced_at` mark), so a batch whose attempt died after its load is announced by the
+retry or the next run; `mark_announced` sets the mark once the event exists. `fail_if_a_file_failed` then fails the run if any `ingest_files`
 task failed, so a quarantine never looks like a green run.
 
 **Replay**: trigger with the param `object_key` set to a landing key, or to the raw file of an
