@@ -532,6 +532,22 @@ def test_a_reupload_during_ingest_stays_and_becomes_its_own_batch(fresh, monkeyp
     assert len(ingest.batches_for_key(key)) == 2
 
 
+@pytest.mark.warehouses("postgres")  # the object store's behaviour: one warehouse is enough
+def test_the_object_store_refuses_a_delete_with_a_stale_etag(fresh):
+    """What delete_if_unchanged relies on besides its HEAD: a DELETE carrying If-Match with the
+    ETag of an overwritten version must fail (412) and leave the newer version in place."""
+    from botocore.exceptions import ClientError
+
+    key = f"{STORAGE.landing_prefix}if-match.csv"
+    _put(fresh, key, b"first")
+    stale = fresh.head_object(Bucket=STORAGE.bucket, Key=key)["ETag"]
+    _put(fresh, key, b"second")
+    with pytest.raises(ClientError) as refused:
+        fresh.delete_object(Bucket=STORAGE.bucket, Key=key, IfMatch=stale)
+    assert refused.value.response["Error"]["Code"] in ("PreconditionFailed", "412")
+    assert fresh.get_object(Bucket=STORAGE.bucket, Key=key)["Body"].read() == b"second"
+
+
 def test_sensor_and_listing_ignore_markers_placeholders_and_other_suffixes(fresh):
     """Folder markers, zero-length objects and other suffixes wake neither the sensor's poke nor
     its trigger, and the listing reports them once; a real file wakes both."""
