@@ -318,9 +318,10 @@ def delete_if_unchanged(key: str, etag: str) -> bool:
 
     A producer may overwrite the key while its first version is validated: the newer version
     must stay in landing (the next run makes it its own batch). The request carries the S3
-    conditional `If-Match`; the object is also read back (HEAD) right before, because not every
-    store honours If-Match on DELETE (SeaweedFS's support is not verified): where it is ignored,
-    a version written between that HEAD and the DELETE, a window of one round trip, is lost.
+    conditional `If-Match`, which SeaweedFS honours (412, the newer version stays: tested in
+    test_the_object_store_refuses_a_delete_with_a_stale_etag); the object is also read back
+    (HEAD) right before, for stores that ignore If-Match on DELETE: there a version written
+    between that HEAD and the DELETE, a window of one round trip, would be lost.
     Returns whether the object was removed.
     """
     from botocore.exceptions import ClientError
