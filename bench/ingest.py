@@ -20,6 +20,12 @@ never touched, and everything started is stopped at the end.
    not included (it does not depend on the file).
 
 Prints validation time / CSV parse time (goal <= 1) and end-to-end rows per second.
+
+    .venv/bin/python bench/ingest.py --memory 1000000,10000000
+
+measures instead the peak resident memory of an ingest task for each size: one fresh
+subprocess per size (`--peak-only`: generate, upload, process_object, print the peak of
+resource.getrusage and the rows per second), printed side by side with the load average.
 """
 
 from __future__ import annotations
@@ -50,13 +56,16 @@ def make_file(path: Path, rows: int, seed: int = 7) -> None:
     """`rows` distinct hours shaped like the example, written piece by piece."""
     base = pd.read_csv(TURKU, dtype=str).drop_duplicates("Timestamp").reset_index(drop=True)
     rng = random.Random(seed)
-    start = pd.Timestamp("1900-01-01")
+    # Every row plausible (validation.earliest_timestamp 1900, nothing in the future): hourly
+    # up to 1M rows (114 years), minutely beyond.
+    freq = pd.Timedelta(hours=1) if rows <= 1_000_000 else pd.Timedelta(minutes=1)
+    start = pd.Timestamp("2025-01-01") - rows * freq
     written = 0
     with open(path, "w") as out:
         while written < rows:
             n = min(len(base), rows - written)
             piece = base.head(n).copy()
-            piece["Timestamp"] = pd.date_range(start + pd.Timedelta(hours=written), periods=n, freq="h").strftime(
+            piece["Timestamp"] = pd.date_range(start + written * freq, periods=n, freq=freq).strftime(
                 "%Y-%m-%d %H:%M:%S"
             )
             for i in rng.sample(range(n), max(1, n // 2000)):
@@ -76,7 +85,11 @@ def main() -> int:
         action="store_true",
         help="rows in random order, so chunks overlap in time (the duplicate check then hashes every row, in a second pass)",
     )
+    parser.add_argument("--memory", help="comma-separated row counts: peak RSS of process_object per size")
+    parser.add_argument("--peak-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory:
+        return memory_table([int(n) for n in args.memory.split(",")])
 
     for name in [n for n in os.environ if n.startswith("MLOPS__")]:
         del os.environ[name]  # the shipped configuration
@@ -98,6 +111,9 @@ def main() -> int:
     size_mb = data.stat().st_size / 1e6
     order = "shuffled" if args.shuffled else "in time order"
     print(f"generated {args.rows:,} rows {order}, {size_mb:.0f} MB in {time.perf_counter() - t0:.1f}s", flush=True)
+
+    if args.peak_only:
+        return peak_only(settings, data, args.rows)
 
     # Warm-up on a small file: imports and the GX context are a per-process constant.
     ingest.validate_file(ROOT / "tests" / "data" / "bad" / "few_bad_rows.csv", state / "warm.parquet", "warm")
@@ -162,6 +178,49 @@ def main() -> int:
         f"\nend to end (process_object) rows/second:  {args.rows / end_to_end:,.0f}"
         f"\n  (S3 download + checksum, verified raw copy, validation, one-transaction SQLite load, reports)"
     )
+    return 0
+
+
+def peak_only(settings, data: Path, rows: int) -> int:
+    """In a fresh process: upload the file, process_object it, print peak RSS and rows/s (JSON)."""
+    from mlops import ingest
+    from mlops.config import get_config
+
+    key = f"{get_config().storage.landing_prefix}bench/batch.csv"
+    try:
+        stack_module.start_object_store(settings)
+        ingest._client().upload_file(str(data), get_config().storage.bucket, key)
+        before = ingest.peak_rss_mb()
+        t0 = time.perf_counter()
+        summary = ingest.process_object(key)
+        seconds = time.perf_counter() - t0
+    finally:
+        stack_module.stop_process(settings, "seaweedfs")
+        shutil.rmtree(settings.state_dir, ignore_errors=True)
+    peak = {"rows": rows, "peak_rss_mb_before": round(before, 1), "peak_rss_mb": round(ingest.peak_rss_mb(), 1)}
+    print("PEAK " + json.dumps({**peak, "new_rows": summary["new_rows"], "rows_per_s": round(rows / seconds)}))
+    return 0
+
+
+def memory_table(sizes: list[int]) -> int:
+    """One subprocess per size (a process's peak never goes down); a table with the load average."""
+    import subprocess
+
+    lines = []
+    for rows in sizes:
+        load_before = os.getloadavg()[0]
+        out = subprocess.run(
+            [sys.executable, __file__, "--rows", str(rows), "--peak-only"], capture_output=True, text=True, check=True
+        ).stdout
+        figures = json.loads(next(line for line in out.splitlines() if line.startswith("PEAK "))[5:])
+        lines.append({**figures, "load_avg_1min": f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}"})
+        print(json.dumps(lines[-1]), flush=True)
+    print("\n| rows | peak RSS of process_object (MB) | before it ran (MB) | rows/s | load average |")
+    print("| --- | --- | --- | --- | --- |")
+    for f in lines:
+        print(
+            f"| {f['rows']:,} | {f['peak_rss_mb']:.0f} | {f['peak_rss_mb_before']:.0f} | {f['rows_per_s']:,} | {f['load_avg_1min']} |"
+        )
     return 0
 
 

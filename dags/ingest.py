@@ -30,7 +30,9 @@ A task with a quarantined file fails (after processing the other files of its gr
 whose files added nothing new (all seen before) ends *skipped*. Then `announce_observations`
 updates the `observations` asset, which schedules the downstream DAGs, if any task loaded new
 rows, also when another file of the run (or of the same task) was quarantined: the event's
-extra lists the new batches. `fail_if_a_file_failed` then fails the run if any `ingest_files`
+extra lists the new batches. It announces every loaded batch not announced yet (the
+`batches.announced_at` mark), so a batch whose attempt died after its load is announced by the
+retry or the next run; `mark_announced` sets the mark once the event exists. `fail_if_a_file_failed` then fails the run if any `ingest_files`
 task failed, so a quarantine never looks like a green run.
 
 **Replay**: trigger with the param `object_key` set to a landing key, or to the raw file of an
@@ -122,6 +124,7 @@ def ingest():
         loaded = {
             "new_rows": outcome["new_rows"],
             "batches": [s["batch_id"] for s in outcome["processed"] if s.get("new_rows")],
+            "rows_by_batch": {s["batch_id"]: s["new_rows"] for s in outcome["processed"] if s.get("new_rows")},
         }
         # Pushed (not returned) before a quarantined file fails this task: announce_observations
         # still sees the rows of the group's good files (a failed task emits no asset event).
@@ -138,17 +141,35 @@ def ingest():
 
     @task(outlets=[OBSERVATIONS], trigger_rule="all_done")
     def announce_observations() -> dict:
-        """One `observations` asset event for the new rows of every ingest_files task, failed ones included."""
+        """One `observations` asset event for every loaded batch not announced yet: this run's
+        (failed ingest_files tasks included) and any an attempt or run that died after its load left."""
+        from mlops import ingest as ingest_logic
+
         context = get_current_context()
         pushed = [p for p in context["ti"].xcom_pull(task_ids=["ingest_files"], key="loaded") if p]
-        new_rows = sum(p["new_rows"] for p in pushed)
-        if not new_rows:
+        added = {b: n for p in pushed for b, n in (p.get("rows_by_batch") or {}).items()}
+        pending = ingest_logic.unannounced_batches()  # the durable truth: batches.announced_at IS NULL
+        holding_nothing = [b for b, n in pending.items() if not n]
+        if holding_nothing:  # every row of theirs was stored already: nothing to announce
+            ingest_logic.mark_announced(holding_nothing)
+        # This run's loads count the rows they added; a leftover batch counts the rows it holds.
+        rows = {b: added.get(b, n) for b, n in pending.items() if n}
+        if not rows:
             # No new observations: no asset event, downstream DAGs are not woken up for nothing.
             raise AirflowSkipException("no new observations in this run")
-        announced = {"new_rows": new_rows, "batches": [b for p in pushed for b in p["batches"]]}
+        announced = {"new_rows": sum(rows.values()), "batches": list(rows)}
         context["outlet_events"][OBSERVATIONS].extra = announced
         print(f"observations updated: {announced}")
         return announced
+
+    @task
+    def mark_announced(announced: dict) -> None:
+        """Record the announced batches. A separate task because Airflow registers the event only
+        when announce_observations succeeds: marking there could mark a batch whose event never
+        came; marking here can at worst announce a batch twice (scoring is idempotent)."""
+        from mlops import ingest as ingest_logic
+
+        ingest_logic.mark_announced(announced["batches"])
 
     @task(trigger_rule="one_failed", on_failure_callback=None)  # AirflowFailException: never retried
     def fail_if_a_file_failed() -> None:
@@ -163,7 +184,9 @@ def ingest():
     routed >> [wait_for_landing, keys]
     wait_for_landing >> keys
     ingested = ingest_files.expand(object_keys=keys)
-    ingested >> [announce_observations(), fail_if_a_file_failed()]
+    announced = announce_observations()
+    ingested >> [announced, fail_if_a_file_failed()]
+    mark_announced(announced)
 
 
 ingest()

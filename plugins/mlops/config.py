@@ -219,6 +219,9 @@ class IngestConfig(_Strict):
     # Landing keys ending with one of these (case-insensitive) are files to ingest; folder
     # markers, zero-length objects and other keys never wake a run.
     suffixes: list[str] = Field(default=[".csv", ".csv.gz"], min_length=1)
+    # A row whose timestamp is stored already with other values: keep the stored row (keep_first)
+    # or let the later batch win (replace); either way it is counted, listed and recorded.
+    on_conflict: Literal["keep_first", "replace"] = "keep_first"
 
 
 class AlertsConfig(_Strict):

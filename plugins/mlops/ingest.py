@@ -318,9 +318,10 @@ def delete_if_unchanged(key: str, etag: str) -> bool:
 
     A producer may overwrite the key while its first version is validated: the newer version
     must stay in landing (the next run makes it its own batch). The request carries the S3
-    conditional `If-Match`; the object is also read back (HEAD) right before, because not every
-    store honours If-Match on DELETE (SeaweedFS's support is not verified): where it is ignored,
-    a version written between that HEAD and the DELETE, a window of one round trip, is lost.
+    conditional `If-Match`, which SeaweedFS honours (412, the newer version stays: tested in
+    test_the_object_store_refuses_a_delete_with_a_stale_etag); the object is also read back
+    (HEAD) right before, for stores that ignore If-Match on DELETE: there a version written
+    between that HEAD and the DELETE, a window of one round trip, would be lost.
     Returns whether the object was removed.
     """
     from botocore.exceptions import ClientError
@@ -408,13 +409,29 @@ def record_batch(connection=None, **values) -> None:
         conn.execute(statement, _batch_params(**values))
 
 
-def load_batch(staged: Path, batch_values: dict) -> int:
-    """One transaction: the batches row and the staged observations. Returns the rows this call
-    added to observations (0 for a replay whose rows are all stored already).
+@dataclasses.dataclass
+class Loaded:
+    """What load_batch did: rows this call added to observations (or took over, with
+    on_conflict: replace) and the rows whose timestamp was stored with other values."""
 
+    new_rows: int
+    conflicts: dict
+
+
+CONFLICT_EXAMPLES = 5
+
+
+def load_batch(staged: Path, batch_values: dict) -> Loaded:
+    """One transaction: the batches row and the staged observations, loaded chunk by chunk.
+
+    new_rows is 0 for a replay whose rows are all stored already. A staged row whose timestamp
+    another batch stored with other values is a conflict: counted, the first few listed, each
+    recorded in observation_conflicts; ingest.on_conflict decides whether the stored row stays
+    (keep_first) or takes this batch's values and id (replace).
     Raises SameContentLoaded (nothing written) when a loaded batch with the same checksum exists:
     the unique index on the checksum of loaded batches decides a race between tasks.
     """
+    import pyarrow as pa
     import pyarrow.parquet as pq
     import sqlalchemy as sa
 
@@ -424,6 +441,7 @@ def load_batch(staged: Path, batch_values: dict) -> int:
     (insert,) = warehouse.split_statements(warehouse.render_sql("ingest/insert_observations.sql"))
     loaded_at = _now()
     batch_id = batch_values["batch_id"]
+    conflicts = {"count": 0, "on_conflict": get_config().ingest.on_conflict, "examples": []}
     count_rows = sa.text(warehouse.render_sql("ingest/count_batch_rows.sql"))
     with _engine().begin() as conn:
         # A replay of a loaded batch finds its rows stored already: only the difference is new.
@@ -435,13 +453,157 @@ def load_batch(staged: Path, batch_values: dict) -> int:
         dbapi = conn.connection.driver_connection
         cursor = dbapi.cursor()
         try:
-            for arrow_batch in pq.ParquetFile(staged).iter_batches(batch_size=50_000):
-                rows = _rows_for_insert(arrow_batch.to_pandas(), columns, batch_id, loaded_at)
-                _insert_many(cursor, insert, rows)
+            # pre_buffer=False: pyarrow's read-ahead cache kept the column chunks it had read
+            # (the load's memory grew ~20 MB per million rows); without it, one chunk at a time.
+            staged_file, pool = pq.ParquetFile(staged, pre_buffer=False), pa.default_memory_pool()
+            for arrow_batch in staged_file.iter_batches(batch_size=50_000, columns=columns):
+                frame = arrow_batch.to_pandas()
+                _settle_conflicts(conn, frame, batch_id, loaded_at, conflicts)
+                _insert_many(cursor, insert, _rows_for_insert(frame, columns, batch_id, loaded_at))
+                del frame, arrow_batch
+                pool.release_unused()  # mimalloc (pyarrow's default) otherwise keeps freed chunks
         finally:
             cursor.close()
         rows_after = conn.execute(count_rows, {"batch_id": batch_id}).scalar_one()
-    return int(rows_after - rows_before)
+        if rows_after > rows_before:
+            # In the same transaction as the rows: whatever happens to this attempt from here on,
+            # the batch stays pending until an asset event carrying it has been emitted.
+            conn.execute(sa.text(warehouse.render_sql("ingest/unannounce_batch.sql")), {"batch_id": batch_id})
+    return Loaded(int(rows_after - rows_before), conflicts)
+
+
+def _settle_conflicts(conn, frame, batch_id: str, loaded_at: str, conflicts: dict) -> None:
+    """Find the rows of `frame` (one staged chunk) whose timestamp another batch stored with
+    other values; record each, and with on_conflict: replace write this batch's values over it.
+    A chunk whose time range holds no other batch's row costs one indexed probe."""
+    import sqlalchemy as sa
+
+    from mlops import warehouse
+
+    time_col = get_config().dataset.time_column
+    times = frame[time_col].dropna()
+    if times.empty:
+        return
+    probe = {"lo": times.min(), "hi": times.max(), "batch_id": batch_id}
+    if conn.execute(sa.text(warehouse.render_sql("ingest/overlapping_rows.sql")), probe).first() is None:
+        return
+    differing = _differing_rows(conn, frame, batch_id)
+    if differing.empty:
+        return
+    replace = conflicts["on_conflict"] == "replace"
+    records = _conflict_records(differing, batch_id, "replaced" if replace else "kept_first")
+    conflicts["count"] += len(records)
+    room = CONFLICT_EXAMPLES - len(conflicts["examples"])
+    conflicts["examples"] += [
+        {"time": r["time"], "stored_batch_id": r["stored_batch_id"], "stored": r["stored"], "new": r["new"]}
+        for r in records[: max(room, 0)]
+    ]
+    conn.execute(
+        sa.text(warehouse.render_sql("ingest/insert_conflict.sql")),
+        [{k: v for k, v in r.items() if k not in ("stored", "new")} for r in records],
+    )
+    if replace:
+        columns = list(get_config().dataset.columns)
+        updates = [
+            {
+                **{f"v{i}": r["new"][c] for i, c in enumerate(columns)},
+                "time": r["time"],
+                "batch_id": batch_id,
+                "loaded_at": loaded_at,
+            }
+            for r in records
+        ]
+        conn.execute(sa.text(warehouse.render_sql("ingest/replace_observation.sql")), updates)
+
+
+def _differing_rows(conn, frame, batch_id: str):
+    """The rows of `frame` joined to the stored row of another batch at the same timestamp,
+    kept only where some column differs (null equals null). Stored columns end in '__stored'."""
+    import pandas as pd
+    import sqlalchemy as sa
+
+    from mlops import warehouse
+
+    dataset = get_config().dataset
+    query = sa.text(warehouse.render_sql("ingest/stored_rows.sql")).bindparams(sa.bindparam("times", expanding=True))
+    times = frame[dataset.time_column].dropna().tolist()
+    parts = [
+        pd.DataFrame(conn.execute(query, {"times": times[i : i + 1000], "batch_id": batch_id}).mappings().all())
+        for i in range(0, len(times), 1000)
+    ]
+    stored = pd.concat([p for p in parts if not p.empty]) if any(not p.empty for p in parts) else pd.DataFrame()
+    if stored.empty:
+        return stored
+    merged = frame.merge(stored, on=dataset.time_column, suffixes=("", "__stored"))
+    differs = pd.Series(False, index=merged.index)
+    for name, spec in dataset.columns.items():
+        if name == dataset.time_column:
+            continue
+        ours, theirs = merged[name], merged[f"{name}__stored"]
+        if spec.type in ("float", "int"):
+            ours, theirs = pd.to_numeric(ours).astype("float64"), pd.to_numeric(theirs).astype("float64")
+        else:
+            ours, theirs = ours.astype("string"), theirs.astype("string")
+        both_missing = ours.isna() & theirs.isna()
+        differs |= ~both_missing & ~(ours == theirs).fillna(False).astype(bool)
+    return merged[differs.to_numpy()]
+
+
+def _conflict_records(differing, batch_id: str, action: str) -> list[dict]:
+    """observation_conflicts rows (values as JSON objects, nulls as null) of the differing rows."""
+    dataset = get_config().dataset
+    recorded_at = _now()
+    records = []
+    for row in differing.to_dict("records"):
+        new = {c: _plain(row[c]) for c in dataset.columns}
+        stored = {c: _plain(row[c] if c == dataset.time_column else row[f"{c}__stored"]) for c in dataset.columns}
+        records.append(
+            {
+                "batch_id": batch_id,
+                "time": new[dataset.time_column],
+                "stored_batch_id": row["batch_id"],
+                "stored_values": json.dumps(stored),
+                "new_values": json.dumps(new),
+                "action": action,
+                "recorded_at": recorded_at,
+                "stored": stored,
+                "new": new,
+            }
+        )
+    return records
+
+
+def _plain(value):
+    """A pandas/numpy scalar as a JSON-able Python value (missing -> None)."""
+    import pandas as pd
+
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def unannounced_batches() -> dict[str, int]:
+    """Loaded batches no observations asset event has carried yet: {batch_id: rows it holds in
+    observations}, oldest load first. A batch loaded by an attempt that died before the event
+    is here until a later announce_observations emits it and mark_announced() records that."""
+    frame = _read("ingest/unannounced_batches.sql", {})
+    return {str(r["batch_id"]): int(r["stored_rows"]) for r in frame.to_dict("records")}
+
+
+def mark_announced(batch_ids: list[str]) -> None:
+    """Record that an observations asset event carrying these batches has been emitted.
+
+    Called only after the event exists (by the task after announce_observations: Airflow
+    registers a task's outlet events when it records the task's success), so a crash in
+    between announces a batch twice, never zero times."""
+    import sqlalchemy as sa
+
+    from mlops import warehouse
+
+    statement = sa.text(warehouse.render_sql("ingest/mark_announced.sql"))
+    with _engine().begin() as conn:
+        for batch_id in batch_ids:
+            conn.execute(statement, {"batch_id": batch_id, "announced_at": _now()})
 
 
 def _insert_many(cursor, sql: str, rows: list[tuple]) -> None:
@@ -803,6 +965,8 @@ def _validate_pass(path: Path, staged: Path, object_key: str, timings: dict, row
                 writer = pq.ParquetWriter(staged, table.schema)
             writer.write_table(table.cast(writer.schema))
             staged_rows += len(frame)
+            del table, frame
+            pa.default_memory_pool().release_unused()  # mimalloc keeps freed chunks otherwise
             timings["stage"] += time.perf_counter() - t2
     finally:
         if writer is not None:
@@ -1160,10 +1324,13 @@ def _process_object(key: str) -> dict:
         put_json(folder + "validation.json", result)
         put_text(folder + "report.html", validation.render_html(result), "text/html; charset=utf-8")
         try:
-            new_rows = load_batch(staged, {**batch_values, "status": "loaded", "report_uri": report_uri})
+            loaded = load_batch(staged, {**batch_values, "status": "loaded", "report_uri": report_uri})
         except SameContentLoaded:
             # Another task loaded the same content under another key meanwhile: it won the claim.
             return _record_duplicate(key, kind, batch_id, local, raw_key)
+        new_rows, conflicts = loaded.new_rows, loaded.conflicts
+        if conflicts["count"]:
+            _report_conflicts(original_key, batch_id, result, conflicts, folder)
         if kind == "landing":
             delete_if_unchanged(key, local.etag)
         if result["rows_dropped"]:
@@ -1190,8 +1357,37 @@ def _process_object(key: str) -> dict:
             "rows_kept": result["rows_kept"],
             "rows_dropped": result["rows_dropped"],
             "new_rows": new_rows,
+            "conflicts": conflicts["count"],
             "report_uri": report_uri,
         }
+
+
+def _report_conflicts(object_key: str, batch_id: str, result: dict, conflicts: dict, folder: str) -> None:
+    """Log the batch's conflicts (count and examples) and add them to its report (rewritten:
+    they are known only once the load committed; observation_conflicts holds every row)."""
+    from mlops import validation
+
+    result["conflicts"] = conflicts
+    verb = (
+        "replaced by this batch" if conflicts["on_conflict"] == "replace" else "kept (ingest.on_conflict: keep_first)"
+    )
+    examples = "\n".join(
+        f"  {e['time']}: stored by batch {e['stored_batch_id']} {e['stored']} -> this file {e['new']}"
+        for e in conflicts["examples"]
+    )
+    log.warning(
+        "%s (batch %s): %d row(s) carry a timestamp already stored with other values; the stored rows were %s."
+        " First %d:\n%s\nevery one is in observation_conflicts (batch_id = '%s')",
+        object_key,
+        batch_id,
+        conflicts["count"],
+        verb,
+        len(conflicts["examples"]),
+        examples,
+        batch_id,
+    )
+    put_json(folder + "validation.json", result)
+    put_text(folder + "report.html", validation.render_html(result), "text/html; charset=utf-8")
 
 
 def _record_duplicate(key: str, kind: str, batch_id: str, local: Download, raw_key: str) -> dict:

@@ -375,8 +375,10 @@ def render_html(report: dict) -> str:
             "max_bad_row_fraction",
             "dropped_by_rule",
             "nulled_by_rule",
+            "conflicts",
             "raw_uri",
         )
+        if k in report or k != "conflicts"
     )
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Validation report {e(str(report.get("batch_id")))}</title>

@@ -67,6 +67,8 @@ def run_script(name: str, connection=None, **context) -> None:
 
 # `CREATE [UNIQUE] INDEX IF NOT EXISTS <name>` of the schema files.
 _CREATE_INDEX = re.compile(r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+IF\s+NOT\s+EXISTS\s+(\w+)", re.IGNORECASE)
+# `ALTER TABLE <table> ADD COLUMN <column> ...`: a column added to a table of older warehouses.
+_ADD_COLUMN = re.compile(r"ALTER\s+TABLE\s+(\w+)\s+ADD\s+COLUMN\s+(\w+)", re.IGNORECASE)
 
 
 def ensure_schema() -> None:
@@ -77,16 +79,27 @@ def ensure_schema() -> None:
     a cache keyed by URL went stale when a database of the same name was dropped and created
     again. An index that exists is skipped: PostgreSQL takes a SHARE lock on the table before
     it sees that the index exists, so the statement would wait behind any open write.
+
+    `ALTER TABLE t ADD COLUMN c ...` (neither SQLite nor every PostgreSQL statement has
+    `IF NOT EXISTS` for it) runs only when the catalog lacks the column, and the `UPDATE`
+    statements right after it (the new column's backfill for existing rows) run only with it,
+    in the same transaction: an older warehouse is migrated exactly once.
     """
     import sqlalchemy as sa
 
     for path in sorted((SQL_DIR / "schema").glob("*.sql")):
         with engine().begin() as conn:
             existing = _index_names(conn)
+            skipping_backfill = False
             for statement in split_statements(render_sql(f"schema/{path.name}")):
-                match = _CREATE_INDEX.match(statement)
-                if not (match and match.group(1) in existing):
-                    conn.execute(sa.text(statement))
+                index, column = _CREATE_INDEX.match(statement), _ADD_COLUMN.match(statement)
+                if column:
+                    skipping_backfill = column.group(2) in _column_names(conn, column.group(1))
+                elif not statement.upper().startswith("UPDATE"):
+                    skipping_backfill = False
+                if (index and index.group(1) in existing) or skipping_backfill:
+                    continue
+                conn.execute(sa.text(statement))
 
 
 def _index_names(conn) -> set[str]:
@@ -98,6 +111,16 @@ def _index_names(conn) -> set[str]:
     else:
         sql = "SELECT name FROM sqlite_master WHERE type = 'index'"
     return {row[0] for row in conn.execute(sa.text(sql))}
+
+
+def _column_names(conn, table: str) -> set[str]:
+    """Names of a table's columns, read from the catalog."""
+    import sqlalchemy as sa
+
+    if conn.dialect.name == "postgresql":
+        sql = "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = :t"
+        return {row[0] for row in conn.execute(sa.text(sql), {"t": table})}
+    return {row[1] for row in conn.execute(sa.text(f"PRAGMA table_info({quote(table)})"))}
 
 
 def read_sql(name: str, params: dict | None = None, **context):

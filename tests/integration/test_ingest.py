@@ -147,6 +147,103 @@ def test_a_replay_that_inserts_nothing_announces_nothing(run_dag, fresh):
     assert _query("SELECT COUNT(*) FROM observations")[0][0] == stored
 
 
+def test_a_batch_loaded_by_an_attempt_that_died_is_announced_by_the_next_run(run_dag, fresh):
+    """An attempt loads a batch and dies before any asset event (process_object run outside
+    the DAG, nothing announced): the next run announces that batch's rows with its own, and
+    batch_score's plan holds it."""
+    from mlops import scoring
+
+    raw = pd.read_csv(TURKU)
+    bodies = {m: raw[raw["Timestamp"].str.startswith(m)].to_csv(index=False).encode() for m in ("2016-06", "2016-07")}
+    keys = {m: f"{STORAGE.landing_prefix}{m}.csv" for m in bodies}
+    _put(fresh, keys["2016-06"], bodies["2016-06"])
+    orphan = ingest.process_object(keys["2016-06"])  # the dead attempt: loaded, landing removed
+    assert orphan["status"] == "loaded" and orphan["new_rows"] > 0
+    assert _query("SELECT announced_at FROM batches WHERE batch_id = :b", b=orphan["batch_id"]) == [(None,)]
+
+    _put(fresh, keys["2016-07"], bodies["2016-07"])
+    dag_run = run_dag("ingest")
+    assert dag_run.state == "success", _states(dag_run)
+    later = ingest.batch_id_of_content(keys["2016-07"], bodies["2016-07"])
+    stored = dict(_query("SELECT batch_id, COUNT(*) FROM observations GROUP BY batch_id"))
+    assert _observation_events(dag_run) == [
+        {"new_rows": stored[orphan["batch_id"]] + stored[later], "batches": [orphan["batch_id"], later]}
+    ]
+    assert stored[orphan["batch_id"]] == orphan["new_rows"]
+    assert _query("SELECT COUNT(*) FROM batches WHERE announced_at IS NULL") == [(0,)]
+    plan = scoring.plan_batches({"model_name": "m", "champion": "1"})
+    assert {p["batch_id"] for p in plan} == {orphan["batch_id"], later}
+
+
+def test_a_timestamp_stored_with_other_values_is_a_listed_conflict_kept_or_replaced(fresh, monkeypatch):
+    """Batch B repeats 5 stored hours of batch A: 3 with other values (one value now missing),
+    2 identical (a missing value on both sides is equal). keep_first: 3 conflicts listed in B's
+    report and recorded, A's rows stay. replace: batch C's values win, each row records A."""
+    raw = pd.read_csv(TURKU, dtype=str, keep_default_na=False)
+    month = raw[raw["Timestamp"].str.startswith("2016-09")].drop_duplicates("Timestamp").reset_index(drop=True)
+    first, later = month.iloc[0:20].copy(), month.iloc[15:25].copy()
+    first.loc[18, "Pressure_millibars"] = later.loc[18, "Pressure_millibars"] = ""
+    later.loc[[15, 16], "Temperature_C"] = "29.5"
+    later.loc[17, "Pressure_millibars"] = ""
+    times = list(month["Timestamp"][15:18])
+
+    def load(name: str, frame) -> dict:
+        key, body = f"{STORAGE.landing_prefix}{name}.csv", frame.to_csv(index=False).encode()
+        _put(fresh, key, body)
+        return ingest.process_object(key)
+
+    a, b = load("a", first), load("b", later)
+    assert (b["new_rows"], b["conflicts"]) == (5, 3)
+    report = json.loads(
+        fresh.get_object(Bucket=STORAGE.bucket, Key=f"{STORAGE.reports_prefix}{b['batch_id']}/validation.json")[
+            "Body"
+        ].read()
+    )
+    assert report["conflicts"]["count"] == 3 and report["conflicts"]["on_conflict"] == "keep_first"
+    assert [e["time"] for e in report["conflicts"]["examples"]] == times
+    assert report["conflicts"]["examples"][0]["new"]["Temperature_C"] == 29.5
+    kept = _query(
+        'SELECT batch_id FROM observations WHERE "Timestamp" IN (:t0, :t1, :t2)', t0=times[0], t1=times[1], t2=times[2]
+    )
+    assert kept == [(a["batch_id"],)] * 3
+    recorded = 'SELECT "Timestamp", stored_batch_id, action FROM observation_conflicts WHERE batch_id = :b ORDER BY 1'
+    assert _query(recorded, b=b["batch_id"]) == [(t, a["batch_id"], "kept_first") for t in times]
+
+    monkeypatch.setenv("MLOPS__INGEST__ON_CONFLICT", "replace")
+    get_config.cache_clear()
+    try:
+        third = later.copy()
+        third.loc[15, "Temperature_C"] = "-40.0"
+        c = load("c", third)
+    finally:
+        monkeypatch.delenv("MLOPS__INGEST__ON_CONFLICT")
+        get_config.cache_clear()
+    # Its 3 rows differ from A's (the stored ones); its 5 later hours equal B's: no conflict there.
+    assert (c["new_rows"], c["conflicts"]) == (3, 3)
+    now = _query(
+        'SELECT "Temperature_C", "Pressure_millibars", batch_id FROM observations WHERE "Timestamp" IN (:t0, :t1, :t2) ORDER BY 1',
+        t0=times[0],
+        t1=times[1],
+        t2=times[2],
+    )
+    assert sorted(now, key=str) == sorted(
+        [
+            (-40.0, float(third.loc[15, "Pressure_millibars"]), c["batch_id"]),
+            (29.5, float(third.loc[16, "Pressure_millibars"]), c["batch_id"]),
+            (float(third.loc[17, "Temperature_C"]), None, c["batch_id"]),
+        ],
+        key=str,
+    )
+    assert _query(recorded, b=c["batch_id"]) == [(t, a["batch_id"], "replaced") for t in times]
+    (old,) = _query(
+        'SELECT stored_values FROM observation_conflicts WHERE batch_id = :b AND stored_batch_id = :a AND "Timestamp" = :t',
+        b=c["batch_id"],
+        a=a["batch_id"],
+        t=times[2],
+    )
+    assert json.loads(old[0])["Pressure_millibars"] == float(first.loc[17, "Pressure_millibars"])
+
+
 def _month_files() -> dict[str, bytes]:
     """The Turku file split by calendar month (92 files), rows kept in file order."""
     text = gzip.decompress(TURKU.read_bytes()).decode()
@@ -433,6 +530,22 @@ def test_a_reupload_during_ingest_stays_and_becomes_its_own_batch(fresh, monkeyp
     assert second["status"] == "loaded" and second["batch_id"] == ingest.batch_id_of_content(key, corrected)
     assert _keys(fresh, STORAGE.landing_prefix) == []
     assert len(ingest.batches_for_key(key)) == 2
+
+
+@pytest.mark.warehouses("postgres")  # the object store's behaviour: one warehouse is enough
+def test_the_object_store_refuses_a_delete_with_a_stale_etag(fresh):
+    """What delete_if_unchanged relies on besides its HEAD: a DELETE carrying If-Match with the
+    ETag of an overwritten version must fail (412) and leave the newer version in place."""
+    from botocore.exceptions import ClientError
+
+    key = f"{STORAGE.landing_prefix}if-match.csv"
+    _put(fresh, key, b"first")
+    stale = fresh.head_object(Bucket=STORAGE.bucket, Key=key)["ETag"]
+    _put(fresh, key, b"second")
+    with pytest.raises(ClientError) as refused:
+        fresh.delete_object(Bucket=STORAGE.bucket, Key=key, IfMatch=stale)
+    assert refused.value.response["Error"]["Code"] in ("PreconditionFailed", "412")
+    assert fresh.get_object(Bucket=STORAGE.bucket, Key=key)["Body"].read() == b"second"
 
 
 def test_sensor_and_listing_ignore_markers_placeholders_and_other_suffixes(fresh):

@@ -17,6 +17,13 @@ CREATE TABLE IF NOT EXISTS batches (
     loaded_at     TEXT NOT NULL
 );
 
+-- When the observations asset event that carries this loaded batch was emitted (UTC text);
+-- NULL: loaded but not announced yet (the attempt died first, or announce_observations has
+-- not run): the next announce_observations announces it. Batches loaded before the column
+-- existed were announced by the run that loaded them (backfill, runs once with the ALTER).
+ALTER TABLE batches ADD COLUMN announced_at TEXT;
+UPDATE batches SET announced_at = loaded_at WHERE status = 'loaded';
+
 CREATE TABLE IF NOT EXISTS observations (
 {%- for column in columns %}
     {{ column.quoted }} {{ column.sql_type }}{% if column.name == time_column %} PRIMARY KEY{% endif %},
@@ -28,3 +35,18 @@ CREATE TABLE IF NOT EXISTS observations (
 -- One loaded batch per content: the same file under several keys, processed at once, races
 -- to insert its 'loaded' row; the database lets exactly one win (the others record 'duplicate').
 CREATE UNIQUE INDEX IF NOT EXISTS batches_one_loaded_per_checksum ON batches (checksum) WHERE status = 'loaded';
+
+-- Rows of a batch whose timestamp was already stored, by another batch, with other values.
+-- action: 'kept_first' (ingest.on_conflict: keep_first, the stored row stays) or 'replaced'
+-- (replace: the observation now holds this batch's values and batch_id). The values are JSON
+-- objects of the data set's columns; a rescore reads stored_batch_id to know what changed.
+CREATE TABLE IF NOT EXISTS observation_conflicts (
+    batch_id        TEXT NOT NULL,
+    {{ quote(time_column) }} TEXT NOT NULL,
+    stored_batch_id TEXT NOT NULL,
+    stored_values   TEXT NOT NULL,
+    new_values      TEXT NOT NULL,
+    action          TEXT NOT NULL,
+    recorded_at     TEXT NOT NULL,
+    PRIMARY KEY (batch_id, {{ quote(time_column) }})
+);

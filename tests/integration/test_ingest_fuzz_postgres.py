@@ -1,0 +1,52 @@
+"""The ingest fuzz (tests/unit/test_ingest_fuzz.py) on a real PostgreSQL warehouse: the same
+mutated files and invariants, fewer examples (each load is a round trip to the server), so the
+whole fuzz stays well under two minutes. Only PostgreSQL's server is started, not the stack.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import pytest
+from conftest import TEST_SETTINGS
+from hypothesis import HealthCheck, given, settings
+from unit import test_ingest_fuzz as fuzz
+
+import stack as stack_module
+from mlops import ingest
+from mlops.config import get_config
+
+pytestmark = [pytest.mark.integration, pytest.mark.warehouses("postgres")]
+
+
+@pytest.fixture(scope="module")
+def postgres_warehouse(postgres_server):
+    """A fresh PostgreSQL database as the warehouse, and the fuzz's lenient row policy."""
+    name = f"AIRFLOW_CONN_{get_config().connections.warehouse.upper()}"
+    before = os.environ.get(name)
+    stack_module.create_pg_database(TEST_SETTINGS, "ingest_fuzz", fresh=True)
+    connection = dataclasses.replace(TEST_SETTINGS, warehouse="postgres").warehouse_connection()
+    os.environ[name] = json.dumps({**connection, "schema": "ingest_fuzz"})
+    os.environ["MLOPS__VALIDATION__MAX_BAD_ROW_FRACTION"] = "0.5"
+    get_config.cache_clear()
+    yield
+    os.environ.pop("MLOPS__VALIDATION__MAX_BAD_ROW_FRACTION")
+    get_config.cache_clear()
+    if before is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = before
+
+
+@settings(
+    derandomize=True,
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(mutations=fuzz.st.lists(fuzz.mutation, max_size=6), options=fuzz.file_level)
+def test_mutated_files_never_crash_shift_or_lose_rows_on_postgres(postgres_warehouse, tmp_path, mutations, options):
+    data = fuzz._build(mutations, options)
+    fuzz.check_invariants(data, tmp_path, ingest.batch_id_of_content("landing/fuzz.csv", data))
