@@ -10,7 +10,6 @@ import json
 import os
 
 import pytest
-from conftest import TEST_SETTINGS
 from hypothesis import HealthCheck, given, settings
 from unit import test_ingest_fuzz as fuzz
 
@@ -24,10 +23,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.warehouses("postgres")]
 @pytest.fixture(scope="module")
 def postgres_warehouse(postgres_server):
     """A fresh PostgreSQL database as the warehouse, and the fuzz's lenient row policy."""
+    settings = postgres_server  # the session's TEST_SETTINGS (a `from conftest import` may find tests/docker's)
     name = f"AIRFLOW_CONN_{get_config().connections.warehouse.upper()}"
     before = os.environ.get(name)
-    stack_module.create_pg_database(TEST_SETTINGS, "ingest_fuzz", fresh=True)
-    connection = dataclasses.replace(TEST_SETTINGS, warehouse="postgres").warehouse_connection()
+    stack_module.create_pg_database(settings, "ingest_fuzz", fresh=True)
+    connection = dataclasses.replace(settings, warehouse="postgres").warehouse_connection()
     os.environ[name] = json.dumps({**connection, "schema": "ingest_fuzz"})
     os.environ["MLOPS__VALIDATION__MAX_BAD_ROW_FRACTION"] = "0.5"
     get_config.cache_clear()
