@@ -68,6 +68,13 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 @pytest.fixture(scope="session")
+def test_settings():
+    """The session's stack.Settings (ports, credentials, AIRFLOW_HOME of the metadata DB). Use
+    this fixture: `from conftest import ...` may resolve to tests/docker/conftest.py."""
+    return TEST_SETTINGS
+
+
+@pytest.fixture(scope="session")
 def airflow_db():
     """A migrated Airflow metadata DB (SQLite) in the temporary AIRFLOW_HOME."""
     subprocess.run(

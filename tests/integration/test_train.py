@@ -556,24 +556,22 @@ def test_a_retry_ends_the_runs_a_dead_attempt_left_running(stack, monkeypatch, f
 
 
 @pytest.fixture(scope="module")
-def api_server(stack):
+def api_server(stack, test_settings):
     """Airflow's api-server on the tests' metadata DB: it answers the HITL requests that
     dag.test() waits for, as the UI's Required actions or a script would."""
-    from conftest import TEST_SETTINGS
-
     import stack as stack_module
     from airflow_api import AirflowClient
 
-    env = {**os.environ, **TEST_SETTINGS.airflow_env()}
-    passwords = TEST_SETTINGS.airflow_home / "passwords.json"
-    passwords.write_text(json.dumps({TEST_SETTINGS.airflow_user: TEST_SETTINGS.airflow_password}))
+    env = {**os.environ, **test_settings.airflow_env()}
+    passwords = test_settings.airflow_home / "passwords.json"
+    passwords.write_text(json.dumps({test_settings.airflow_user: test_settings.airflow_password}))
     proc = stack_module._spawn(stack, "api-server", [str(stack_module.BIN / "airflow"), "api-server"], env)
     try:
         stack_module.wait_http(
-            f"{TEST_SETTINGS.airflow_url}/api/v2/monitor/health", proc, 180, "api-server",
+            f"{test_settings.airflow_url}/api/v2/monitor/health", proc, 180, "api-server",
             stack_module._log_file(stack, "api-server"),
         )  # fmt: skip
-        yield AirflowClient(TEST_SETTINGS.airflow_url, TEST_SETTINGS.airflow_user, TEST_SETTINGS.airflow_password)
+        yield AirflowClient(test_settings.airflow_url, test_settings.airflow_user, test_settings.airflow_password)
     finally:
         stack_module.stop_process(stack, "api-server")
 
@@ -708,7 +706,9 @@ promote(a["window"], a["window"], a["trained"], registered, {"force_promote": Fa
 """
 
 
-def test_register_and_promote_write_nothing_to_stderr(champion_model, on_champion_model, tmp_path):
+def test_register_and_promote_write_nothing_to_stderr(
+    turku_warehouse, champion_model, on_champion_model, tmp_path, monkeypatch
+):
     """register and promote (MLflow registration, model download, bootstrap) in a fresh
     interpreter, as a task process runs them: nothing reaches stderr."""
     import subprocess
@@ -716,6 +716,7 @@ def test_register_and_promote_write_nothing_to_stderr(champion_model, on_champio
 
     from mlops.config import PROJECT_ROOT
 
+    monkeypatch.setenv(WAREHOUSE_CONN_ENV, json.dumps(turku_warehouse))  # the champion's, not another fixture's
     dag_run = champion_model["dag_run"]
     args = {
         "window": xcom(dag_run, "snapshot"), "trained": xcom(dag_run, "train_candidates"),
