@@ -16,7 +16,6 @@ explain, whether the rule fires, and the same with the fault injected into that 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -55,13 +54,12 @@ def load(dataset) -> pd.DataFrame:
 
 
 def reference_profile(frame: pd.DataFrame, config, history_end: str = HISTORY_END) -> dict:
-    """The champion's profile: its training rows (window minus the holdout), as train does."""
+    """The champion's profile: its whole window, holdout included, as train does (mlops.training.reference_profile)."""
     dataset, time_col = config.dataset, config.dataset.time_column
     history = frame[frame[time_col] < history_end]
     start = history[time_col].max() - pd.Timedelta(days=config.model.training_window_days)
     window = add_label(history[history[time_col] > start], dataset).dropna(subset=[dataset.label.name])
-    n_training = len(window) - math.ceil(len(window) * config.model.holdout_fraction)
-    return build_profile(window.iloc[:n_training], dataset)
+    return build_profile(window, dataset)
 
 
 def check(profile: dict, window: pd.DataFrame, config, overrides: dict) -> dict:

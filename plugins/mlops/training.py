@@ -348,6 +348,26 @@ def skip_reason(family: str, n_training_rows: int, cfg: PipelineConfig) -> str |
     return None
 
 
+def reference_profile(model, training, holdout, dataset: DatasetConfig) -> dict:
+    """The drift reference of a chosen model: mlops.profile.build_profile of its whole window.
+
+    training, holdout: the frames of split(), each with dataset.features and the label. The
+    reference holds both: the model was validated on the holdout's months too, and the holdout
+    is the most recent season; without it drift_check compared that season (e.g. December of
+    a window ending in December) with other months and fired on the season alone.
+    The holdout's calibration is recorded so drift_check knows whether to trust its estimate.
+    """
+    import pandas as pd
+
+    from mlops.profile import build_profile, calibration_profile
+
+    columns, label = model_columns(dataset), dataset.label.name
+    reference = pd.concat([training, holdout], ignore_index=True)
+    scores = model.predict_proba(reference[columns])[:, 1]
+    calibration = calibration_profile(holdout[label], model.predict_proba(holdout[columns])[:, 1])
+    return build_profile(reference, dataset, scores=scores, calibration=calibration)
+
+
 def baseline_metrics(training, holdout, dataset: DatasetConfig, threshold: float) -> dict:
     """Persistence and base-rate metrics on the holdout."""
     from mlops.metrics import base_rate_proba, classification_metrics, persistence_proba
@@ -514,7 +534,7 @@ def train_candidates(window: dict, snapshot: dict, settings: dict, trigger: dict
 
     from mlops.connections import configure_mlflow
     from mlops.metrics import METRICS, classification_metrics
-    from mlops.profile import PROFILE_ARTIFACT_PATH, PROFILE_FILE, build_profile, calibration_profile
+    from mlops.profile import PROFILE_ARTIFACT_PATH, PROFILE_FILE
 
     cfg = get_config()
     dataset, threshold = cfg.dataset, cfg.model.decision_threshold
@@ -669,10 +689,7 @@ def train_candidates(window: dict, snapshot: dict, settings: dict, trigger: dict
 
         with mlflow.start_run(run_id=best["run_id"], nested=True):
             model_info = log_model(mlflow, model, training[columns].head(5))
-            scores = model.predict_proba(training[columns])[:, 1]
-            # The holdout's calibration tells drift_check whether to trust its performance estimate.
-            calibration = calibration_profile(holdout[label], model.predict_proba(holdout[columns])[:, 1])
-            profile = build_profile(training, dataset, scores=scores, calibration=calibration)
+            profile = reference_profile(model, training, holdout, dataset)
             mlflow.log_dict(profile, f"{PROFILE_ARTIFACT_PATH}/{PROFILE_FILE}")
             mlflow.set_tag("chosen", "true")
 

@@ -190,3 +190,18 @@ def test_svm_search_is_calibrated_without_the_deprecated_probability_option():
 
     assert isinstance(searcher.best_estimator_.named_steps["model"], CalibratedClassifierCV)
     assert set(searcher.best_params_) == {"model__estimator__C", "model__estimator__gamma"}
+
+
+def test_reference_profile_covers_the_holdout_season_too():
+    # A window ending in December: the holdout is most of December. With training rows only,
+    # the reference's December was a few hours, and drift_check compared December with autumn.
+    prepared = training.prepare(observations(24 * 122, start="2015-09-01 00:00:00"), DATASET)
+    train, holdout = training.split(prepared, DATASET, 0.25)
+    model = training.build_pipeline("logistic_regression", DATASET, seed=0)
+    model.fit(train[training.model_columns(DATASET)], train["rain_in_4h"])
+    profile = training.reference_profile(model, train, holdout, DATASET)
+    december = int((pd.concat([train, holdout])["Timestamp"].dt.month == 12).sum())
+    assert december > 24 * 30 > int((train["Timestamp"].dt.month == 12).sum())
+    assert profile["strata"]["rows"]["12"] == december
+    assert profile["n_rows"] == sum(profile["scores"]["bin_counts"]) == len(train) + len(holdout)
+    assert profile["calibration"]["n"] == len(holdout)
