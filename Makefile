@@ -78,7 +78,7 @@ chromium:
 
 # Regenerate the Great Expectations suite of the configuration (MLOPS_CONFIG) from dataset.columns.
 suite: venv
-	PYTHONPATH=plugins $(PY) -m mlops.validation
+	PYTHONPATH=plugins $(PY) -m mlops.ingest.validation
 
 lint: dev-venv
 	$(VENV)/bin/ruff check .

@@ -6,7 +6,7 @@ Pipeline, default parameters, fitted on everything before the fold) and of persi
     .venv/bin/python bench/cv_vs_holdout.py [--days 365]
 
 Reads the example data (include/data/port_of_turku_weather.csv.gz) the way ingest stores it
-and splits the last `--days` days exactly as train does (mlops.training.prepare / split,
+and splits the last `--days` days exactly as train does (mlops.training.pipeline.prepare / split,
 model.holdout_fraction, TimeSeriesSplit(model.cv_splits, gap = the label horizon)). No services.
 """
 
@@ -26,8 +26,8 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 from sklearn.model_selection import TimeSeriesSplit  # noqa: E402
 
 from mlops.config import load_config  # noqa: E402
-from mlops.metrics import persistence_proba  # noqa: E402
-from mlops.training import build_pipeline, model_columns, prepare, split  # noqa: E402
+from mlops.training.metrics import persistence_proba  # noqa: E402
+from mlops.training.pipeline import build_pipeline, model_columns, prepare, split  # noqa: E402
 
 DATA = ROOT / "include" / "data" / "port_of_turku_weather.csv.gz"
 

@@ -7,7 +7,7 @@
 "significant" on a million rows but not drift), the rest unchanged.
 
 Timed for the project (this interpreter):
-  * check: mlops.drift.feature_drift on the current rows against the stored reference
+  * check: mlops.monitoring.drift.feature_drift on the current rows against the stored reference
     profile, what drift_check does on every run;
   * profile + check: also building the reference profile from the raw reference rows
     (train does that once per model), so both sides start from the same raw data.
@@ -47,9 +47,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 
-from mlops import drift  # noqa: E402
 from mlops.config import DatasetConfig, load_config  # noqa: E402
-from mlops.profile import build_profile  # noqa: E402
+from mlops.monitoring import drift  # noqa: E402
+from mlops.monitoring.profile import build_profile  # noqa: E402
 
 WORK = ROOT / "bench" / ".work"
 VENV = WORK / "evidently-venv"
@@ -198,7 +198,7 @@ def with_times(frame: pd.DataFrame, days: int = 30) -> pd.DataFrame:
 def from_profiles(reference: pd.DataFrame, current: pd.DataFrame, repeats: int, batches: int = 30) -> dict:
     """The check from stored batch profiles: profile each of `batches` batches once (ingest's
     share, timed apart), then per run merge them and compute drift: no row is read."""
-    from mlops import batch_profile
+    from mlops.monitoring import batch_profile
 
     dataset = bench_dataset()
     thresholds = drift.Thresholds.from_config(load_config(environ={}).drift)

@@ -10,7 +10,7 @@ each drop drift_check compares the last drift.window_days days with that referen
 champion is kept (in the replay of the issue every later version lost the gate). Printed per
 check: the features that drift on the raw shift and on the shift the season does not
 explain, whether the rule fires, and the same with the fault injected into that drop only
-(mlops.faults). Real data, configured thresholds; no figure here is assumed.
+(mlops.monitoring.faults). Real data, configured thresholds; no figure here is assumed.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 
-from mlops import drift, faults  # noqa: E402
 from mlops.config import load_config  # noqa: E402
 from mlops.labels import add_label  # noqa: E402
-from mlops.profile import build_profile  # noqa: E402
+from mlops.monitoring import drift, faults  # noqa: E402
+from mlops.monitoring.profile import build_profile  # noqa: E402
 
 DATA = ROOT / "include" / "data" / "port_of_turku_weather.csv.gz"
 HISTORY_END = "2015-07-01"
@@ -54,7 +54,7 @@ def load(dataset) -> pd.DataFrame:
 
 
 def reference_profile(frame: pd.DataFrame, config, history_end: str = HISTORY_END) -> dict:
-    """The champion's profile: its whole window, holdout included, as train does (mlops.training.reference_profile)."""
+    """The champion's profile: its whole window, holdout included, as train does (mlops.training.pipeline.reference_profile)."""
     dataset, time_col = config.dataset, config.dataset.time_column
     history = frame[frame[time_col] < history_end]
     start = history[time_col].max() - pd.Timedelta(days=config.model.training_window_days)

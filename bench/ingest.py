@@ -10,11 +10,11 @@ never touched, and everything started is stopped at the end.
    of the rows broken (text in a numeric column, out-of-range humidity) and the example's
    share of pressure zeros (nulled by the row policy).
 2. CSV parse: pandas.read_csv of the whole file, the cost any loader pays.
-3. mlops.ingest.validate_file on the same file, chunked as in production, its time split into
+3. mlops.ingest.pipeline.validate_file on the same file, chunked as in production, its time split into
    parse (CSV chunks + types), validate (row rules and duplicate checks on every row, the Great
    Expectations suite on the flagged rows and a sample) and stage (kept rows to Parquet).
    Steps 2 and 3 run side by side --repeat times (default 5), interleaved; medians are reported.
-4. End to end: upload to landing/, then mlops.ingest.process_object(key), the function the
+4. End to end: upload to landing/, then mlops.ingest.pipeline.process_object(key), the function the
    DAG's ingest_files task calls: download + checksum, verified raw copy, validation, one
    transaction into the warehouse, reports, landing removed. Airflow's own task overhead is
    not included (it does not depend on the file).
@@ -99,8 +99,8 @@ def main() -> int:
     settings.s3_port, settings.weed_base_port = stack_module.free_port(), stack_module.free_weed_base()
     os.environ.update(settings.connection_env())
 
-    from mlops import ingest
     from mlops.config import get_config
+    from mlops.ingest import pipeline as ingest
 
     storage = get_config().storage
     data = state / "batch.csv"
@@ -183,8 +183,8 @@ def main() -> int:
 
 def peak_only(settings, data: Path, rows: int) -> int:
     """In a fresh process: upload the file, process_object it, print peak RSS and rows/s (JSON)."""
-    from mlops import ingest
     from mlops.config import get_config
+    from mlops.ingest import pipeline as ingest
 
     key = f"{get_config().storage.landing_prefix}bench/batch.csv"
     try:

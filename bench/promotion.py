@@ -1,4 +1,4 @@
-"""Benchmark: the paired bootstrap of promote, vectorized (mlops.metrics) against the previous
+"""Benchmark: the paired bootstrap of promote, vectorized (mlops.training.metrics) against the previous
 resample-by-resample loop of scikit-learn metric calls (tests/bootstrap_reference.py).
 
     .venv/bin/python bench/promotion.py [--rows 1500] [--samples 1000]
@@ -25,7 +25,7 @@ sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "tests")]
 
 from bootstrap_reference import paired_bootstrap_loop  # noqa: E402
 
-from mlops.metrics import paired_bootstrap  # noqa: E402
+from mlops.training.metrics import paired_bootstrap  # noqa: E402
 
 
 def _comparisons(rows: int):

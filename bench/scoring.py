@@ -10,7 +10,7 @@ For each size N it
 2. in a fresh process, loads all N rows into memory (untimed) and times the model's raw
    `predict_proba` on them: the baseline;
 3. in another fresh process, times the project's scoring path on the batch,
-   `mlops.scoring.score_with`: chunked keyset reads from the warehouse, the signature
+   `mlops.scoring.batch.score_with`: chunked keyset reads from the warehouse, the signature
    check, predict_proba, the delete + insert of the predictions in one transaction, the
    Parquet file written and put in place in the object store (a real SeaweedFS started by
    this script on free ports). Not included: resolving the alias and loading the model
@@ -67,8 +67,9 @@ def train_model(kind: str, path: Path) -> None:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from mlops import labels, scoring
+    from mlops import labels
     from mlops.config import get_config
+    from mlops.scoring import batch as scoring
 
     dataset = get_config().dataset
     frame = pd.read_csv(ROOT / "include" / "data" / "port_of_turku_weather.csv.gz")
@@ -121,8 +122,8 @@ def child_generate(rows: int) -> dict:
     import numpy as np
     import pandas as pd
 
-    from mlops import warehouse
     from mlops.config import get_config
+    from mlops.io import warehouse
 
     dataset = get_config().dataset
     warehouse.ensure_schema()
@@ -150,7 +151,8 @@ def child_raw(rows: int, model_path: Path) -> dict:
     import pandas as pd
     import sqlalchemy as sa
 
-    from mlops import scoring, warehouse
+    from mlops.io import warehouse
+    from mlops.scoring import batch as scoring
 
     model, spec = load_model(model_path)
     columns = ", ".join(warehouse.quote(name) for name, _ in spec)
@@ -172,7 +174,8 @@ def child_score(rows: int, model_path: Path) -> dict:
     """The project's scoring path on the stored batch."""
     import sqlalchemy as sa
 
-    from mlops import scoring, warehouse
+    from mlops.io import warehouse
+    from mlops.scoring import batch as scoring
 
     model, spec = load_model(model_path)
     scorers = {"champion": (MODEL_VERSION, model, spec)}

@@ -70,7 +70,7 @@ def batch_score():
     def resolve_models() -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from mlops.scoring import resolve_models
+        from mlops.scoring.batch import resolve_models
 
         models = resolve_models()
         if models is None:
@@ -80,7 +80,7 @@ def batch_score():
 
     @task
     def plan(models: dict, params: dict | None = None) -> list[dict]:
-        from mlops.scoring import plan_batches
+        from mlops.scoring.batch import plan_batches
 
         batches = plan_batches(models, params.get("batch_id"), params.get("start"), params.get("end"))
         print(f"{len(batches)} batch(es) to score: {batches}")
@@ -96,7 +96,7 @@ def batch_score():
     def score(batch: dict, models: dict, outlet_events=None) -> dict:
         from airflow.sdk import get_current_context
 
-        from mlops.scoring import score_batch
+        from mlops.scoring.batch import score_batch
 
         get_current_context()["batch_label"] = batch["batch_id"]  # names the mapped task in the UI
 

@@ -52,7 +52,7 @@ from airflow.sdk import Param, dag, task
 
 from mlops.config import get_config
 from mlops.dag_defaults import dag_default_args, drift_check_deadline
-from mlops.retrain import TRAIN_DAG_ID
+from mlops.monitoring.retrain import TRAIN_DAG_ID
 
 # Threshold params: same names as the drift section of the configuration.
 THRESHOLD_PARAMS = (
@@ -127,7 +127,7 @@ def drift_check():
     def champion() -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from mlops.monitoring import resolve_champion
+        from mlops.monitoring.check import resolve_champion
 
         config = get_config()
         found = resolve_champion(config)
@@ -142,8 +142,8 @@ def drift_check():
     def measure(champion: dict, params=None, run_id=None) -> dict:
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-        from mlops import monitoring
-        from mlops.drift import Thresholds
+        from mlops.monitoring import check as monitoring
+        from mlops.monitoring.drift import Thresholds
 
         config = get_config()
         if params.get("window_end"):
@@ -182,8 +182,9 @@ def drift_check():
     def report(summary: dict) -> str:
         import json
 
-        from mlops import drift_report, monitoring
-        from mlops.model_health import report_view_url
+        from mlops.health.model import report_view_url
+        from mlops.monitoring import check as monitoring
+        from mlops.monitoring import drift_report
 
         config = get_config()
         result = json.loads(monitoring.get_object_text(config, summary["result_uri"]))
@@ -197,7 +198,8 @@ def drift_check():
         """The train run to create (run id and conf) when train should run now; False skips trigger_train."""
         import datetime as dt
 
-        from mlops import monitoring, retrain
+        from mlops.monitoring import check as monitoring
+        from mlops.monitoring import retrain
 
         config = get_config()
         cooldown = params.get("cooldown_hours")

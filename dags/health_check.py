@@ -31,19 +31,19 @@ from mlops.dag_defaults import dag_default_args
 def health_check():
     @task
     def object_store() -> dict:
-        from mlops.health import check_object_store
+        from mlops.health.services import check_object_store
 
         return check_object_store()
 
     @task
     def mlflow_server() -> dict:
-        from mlops.health import check_mlflow
+        from mlops.health.services import check_mlflow
 
         return check_mlflow()
 
     @task
     def warehouse() -> dict:
-        from mlops.health import check_warehouse
+        from mlops.health.services import check_warehouse
 
         return check_warehouse()
 

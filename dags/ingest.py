@@ -49,8 +49,8 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from mlops.assets import OBSERVATIONS
 from mlops.config import get_config
 from mlops.dag_defaults import dag_default_args
-from mlops.ingest import sensor_pattern  # stdlib-only at import: the parse stays fast
-from mlops.sensors import LandingObjectSensor
+from mlops.ingest.pipeline import sensor_pattern  # stdlib-only at import: the parse stays fast
+from mlops.ingest.sensors import LandingObjectSensor
 
 cfg = get_config()
 
@@ -99,7 +99,7 @@ def ingest():
     @task(trigger_rule="none_failed_min_one_success")
     def list_objects(params=None) -> list[list[str]]:
         """The objects to ingest, in groups: one mapped ingest_files task per group."""
-        from mlops import ingest as ingest_logic
+        from mlops.ingest import pipeline as ingest_logic
 
         key = (params or {}).get("object_key")
         if key:
@@ -113,7 +113,7 @@ def ingest():
     @task(map_index_template="{{ files_label }}")
     def ingest_files(object_keys: list[str]) -> None:
         """Raw copy, validation, then load or quarantine each object of the group."""
-        from mlops import ingest as ingest_logic
+        from mlops.ingest import pipeline as ingest_logic
 
         context = get_current_context()
         more = f" (+{len(object_keys) - 1} more)" if len(object_keys) > 1 else ""
@@ -143,7 +143,7 @@ def ingest():
     def announce_observations() -> dict:
         """One `observations` asset event for every loaded batch not announced yet: this run's
         (failed ingest_files tasks included) and any an attempt or run that died after its load left."""
-        from mlops import ingest as ingest_logic
+        from mlops.ingest import pipeline as ingest_logic
 
         context = get_current_context()
         pushed = [p for p in context["ti"].xcom_pull(task_ids=["ingest_files"], key="loaded") if p]
@@ -167,7 +167,7 @@ def ingest():
         """Record the announced batches. A separate task because Airflow registers the event only
         when announce_observations succeeds: marking there could mark a batch whose event never
         came; marking here can at worst announce a batch twice (scoring is idempotent)."""
-        from mlops import ingest as ingest_logic
+        from mlops.ingest import pipeline as ingest_logic
 
         ingest_logic.mark_announced(announced["batches"])
 

@@ -39,8 +39,8 @@ from mlops.dag_defaults import dag_default_args
 def rollback_champion():
     @task
     def rollback() -> dict:
-        from mlops.promotion import rollback as run
-        from mlops.training import trigger_info
+        from mlops.training.pipeline import trigger_info
+        from mlops.training.promotion import rollback as run
 
         ctx = get_current_context()
         params = dict(ctx["params"])

@@ -56,7 +56,7 @@ from airflow.sdk import Param, dag, get_current_context, task
 
 from mlops.config import MODEL_FAMILIES, get_config
 from mlops.dag_defaults import dag_default_args
-from mlops.promotion import APPROVE, KEEP
+from mlops.training.promotion import APPROVE, KEEP
 
 _cfg = get_config()
 
@@ -65,15 +65,15 @@ def _train_candidates(window):
     """The search, in the worker or (model.training_runtime=docker) in an isolated container."""
     options = {"task_id": "train_candidates", "retries": 1, "execution_timeout": timedelta(minutes=45)}
     if _cfg.model.training_runtime == "docker":
-        from mlops.container import PipelineContainerOperator
+        from mlops.training.container import PipelineContainerOperator
 
         return PipelineContainerOperator(
-            function="mlops.training:train_from_snapshot", job_input={"window": window}, **options
+            function="mlops.training.pipeline:train_from_snapshot", job_input={"window": window}, **options
         ).output
 
     @task(**options)
     def train_candidates(window: dict) -> dict:
-        from mlops.training import train_from_snapshot
+        from mlops.training.pipeline import train_from_snapshot
 
         return train_from_snapshot(window)
 
@@ -82,7 +82,7 @@ def _train_candidates(window):
 
 def _context() -> tuple[dict, dict]:
     """(settings, trigger) of the running DAG run."""
-    from mlops.training import resolve_settings, trigger_info
+    from mlops.training.pipeline import resolve_settings, trigger_info
 
     ctx = get_current_context()
     params = dict(ctx["params"])
@@ -127,7 +127,7 @@ def _context() -> tuple[dict, dict]:
 def train():
     @task
     def snapshot() -> dict:
-        from mlops.training import describe_window, git_commit, load_window, resolve_window
+        from mlops.training.pipeline import describe_window, git_commit, load_window, resolve_window
 
         settings, trigger = _context()
         print(
@@ -147,14 +147,14 @@ def train():
 
     @task
     def register(window: dict, trained: dict) -> dict:
-        from mlops.training import register as run
+        from mlops.training.pipeline import register as run
 
         _, trigger = _context()
         return run(trained, window, window, trigger)
 
     @task
     def decide(window: dict, trained: dict, registered: dict) -> dict:
-        from mlops.promotion import propose
+        from mlops.training.promotion import propose
 
         settings, trigger = _context()
         decision = propose(window, window, trained, registered, settings, trigger)
@@ -179,7 +179,7 @@ def train():
 
     @task(trigger_rule="none_failed_min_one_success")
     def promote(decision: dict) -> dict:
-        from mlops.promotion import complete
+        from mlops.training.promotion import complete
 
         answer = get_current_context()["ti"].xcom_pull(task_ids="approval")
         decision = complete(decision, answer)

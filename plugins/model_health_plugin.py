@@ -1,9 +1,9 @@
 """Airflow plugin: the "Model health" view in the Airflow UI.
 
-Registers the FastAPI app of mlops.model_health_app at /model-health in Airflow's API server
+Registers the FastAPI app of mlops.health.app at /model-health in Airflow's API server
 (`fastapi_apps`), and an external view (`external_views`) that puts "Model health" in the UI's
 navigation (Browse menu) and shows the app inside the UI at /plugin/model-health. The app
-requires a logged-in Airflow user (see mlops.model_health_app).
+requires a logged-in Airflow user (see mlops.health.app).
 
 Every Airflow process loads plugins (scheduler, DAG processor, each task), but only the API
 server serves this app: the app (FastAPI and Airflow's API security, about 2 s of imports) is
@@ -14,24 +14,24 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-VIEW_PREFIX = "/model-health"  # mlops.model_health.VIEW_PREFIX (not imported here: see above)
+VIEW_PREFIX = "/model-health"  # mlops.health.model.VIEW_PREFIX (not imported here: see above)
 
 
 class AppOnFirstRequest:
-    """An ASGI app that imports mlops.model_health_app.app when the first request arrives."""
+    """An ASGI app that imports mlops.health.app.app when the first request arrives."""
 
     def __init__(self) -> None:
         self._app = None
 
     async def __call__(self, scope, receive, send) -> None:
         if self._app is None:
-            from mlops.model_health_app import app
+            from mlops.health.app import app
 
             self._app = app
         await self._app(scope, receive, send)
 
     def __repr__(self) -> str:
-        return "mlops.model_health_app:app"
+        return "mlops.health.app:app"
 
 
 class ModelHealthPlugin(AirflowPlugin):

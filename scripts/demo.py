@@ -35,7 +35,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 
 from airflow_api import AirflowClient  # noqa: E402
 from mlops.config import get_config  # noqa: E402
-from mlops.faults import inject_fault, parse_fault  # noqa: E402
+from mlops.monitoring.faults import inject_fault, parse_fault  # noqa: E402
 from stack import ROOT, ConfigMismatch, Settings, use_stack_config  # noqa: E402
 
 PROJECT_DAGS = {"health_check", "ingest", "train", "batch_score", "drift_check"}
@@ -109,7 +109,7 @@ class Demo:
             raise SystemExit(f"data file {self.data_file} does not exist")
         self.periods_per_drop = periods_per_drop or period_rule(dataset.frequency)[1]
         self.max_periods = max_periods
-        # A broken sensor from period fault_from on (mlops.faults): what drift_check must catch.
+        # A broken sensor from period fault_from on (mlops.monitoring.faults): what drift_check must catch.
         self.fault = parse_fault(fault) if fault else None
         self.fault_from = fault_from
         self.timings: list[tuple[str, float]] = []  # (phase, seconds), printed at the end

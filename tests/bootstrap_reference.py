@@ -1,12 +1,12 @@
 """The paired bootstrap as one loop of scikit-learn metric calls per resample: the reference
-that mlops.metrics.paired_bootstrap (vectorized) is checked and benchmarked against."""
+that mlops.training.metrics.paired_bootstrap (vectorized) is checked and benchmarked against."""
 
 from __future__ import annotations
 
 import numpy as np
 from sklearn import metrics as skm
 
-from mlops.metrics import PROBABILITY_CLIP, score
+from mlops.training.metrics import PROBABILITY_CLIP, score
 
 
 def _score(metric: str, y: np.ndarray, p: np.ndarray, threshold: float) -> float:

@@ -7,8 +7,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 import stack as stack_module
-from mlops import warehouse
 from mlops.config import PROJECT_ROOT, get_config
+from mlops.io import warehouse
 
 DATA = PROJECT_ROOT / "include" / "data" / "port_of_turku_weather.csv.gz"
 WAREHOUSE_CONN_ENV = f"AIRFLOW_CONN_{get_config().connections.warehouse.upper()}"

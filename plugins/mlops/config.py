@@ -134,7 +134,7 @@ class ValidationConfig(_Strict):
     earliest_timestamp: str | None = None
 
 
-# The only list of model families (mlops.training builds each; its order breaks CV-score ties).
+# The only list of model families (mlops.training.pipeline builds each; its order breaks CV-score ties).
 ModelFamily = Literal["logistic_regression", "hist_gradient_boosting", "random_forest", "svm"]
 MODEL_FAMILIES: tuple[str, ...] = get_args(ModelFamily)
 
@@ -179,7 +179,7 @@ class PromotionConfig(_Strict):
     # Evidence: fewer positive / negative holdout rows than these -> outcome insufficient_evidence.
     min_holdout_positives: int = Field(default=30, ge=1)
     min_holdout_negatives: int = Field(default=30, ge=1)
-    # Who decides the close calls (mlops.promotion.needs_approval): never = the gate alone;
+    # Who decides the close calls (mlops.training.promotion.needs_approval): never = the gate alone;
     # borderline = a person, for the close calls; always = a person, for every promotion too.
     approval: Literal["never", "borderline", "always"] = "never"
     # No answer within this many hours keeps the champion.
@@ -196,7 +196,7 @@ class DriftConfig(_Strict):
     performance_drop: float = Field(ge=0)
     min_labeled_predictions: int = Field(ge=1)
     cooldown_hours: float = Field(ge=0)
-    # Season-aware reference (mlops.drift.season_weighted): calendar stratum of the time column.
+    # Season-aware reference (mlops.monitoring.drift.season_weighted): calendar stratum of the time column.
     season_key: Literal["month", "quarter", "none"] = "month"
     seasonal_adjustment: bool = True
     min_stratum_rows: int = Field(default=100, ge=1)

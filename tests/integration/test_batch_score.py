@@ -15,8 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from mlops import labels, scoring, warehouse
+from mlops import labels
 from mlops.config import PROJECT_ROOT, get_config
+from mlops.io import warehouse
+from mlops.scoring import batch as scoring
 
 pytestmark = pytest.mark.integration
 
@@ -98,7 +100,7 @@ def _register(
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from mlops.connections import configure_mlflow
+    from mlops.io.connections import configure_mlflow
 
     configure_mlflow()
     dataset = get_config().dataset
@@ -162,7 +164,7 @@ def _observations(batch_id: str) -> pd.DataFrame:
 
 
 def _parquet(batch_id: str, version: str, role: str) -> pd.DataFrame:
-    from mlops.connections import s3_client
+    from mlops.io.connections import s3_client
 
     key = scoring.predictions_key(MODEL_NAME, version, role, batch_id)
     body = s3_client().get_object(Bucket=get_config().storage.bucket, Key=key)["Body"].read()
@@ -170,7 +172,7 @@ def _parquet(batch_id: str, version: str, role: str) -> pd.DataFrame:
 
 
 def _object_keys(prefix: str) -> list[str]:
-    from mlops.connections import s3_client
+    from mlops.io.connections import s3_client
 
     listing = s3_client().list_objects_v2(Bucket=get_config().storage.bucket, Prefix=prefix)
     return [o["Key"] for o in listing.get("Contents", [])]
@@ -196,7 +198,7 @@ def scoring_setup(stack):
         try:
             yield {"turku": turku, "train": train, "champion": champion}
         finally:
-            from mlops.connections import configure_mlflow
+            from mlops.io.connections import configure_mlflow
 
             configure_mlflow().MlflowClient().delete_registered_model(MODEL_NAME)
             _delete_test_rows()
@@ -317,7 +319,7 @@ def test_model_expecting_a_column_the_warehouse_lacks_fails_by_name(scoring_setu
         assert version not in set(_predictions(batch_id, "champion")["model_version"])
         pd.testing.assert_frame_equal(_predictions(batch_id), before)
     finally:
-        from mlops.connections import configure_mlflow
+        from mlops.io.connections import configure_mlflow
 
         configure_mlflow().MlflowClient().set_registered_model_alias(MODEL_NAME, "champion", scoring_setup["champion"])
 

@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from mlops import warehouse
 from mlops.config import get_config
-from mlops.profile import PROFILE_ARTIFACT_PATH, PROFILE_FILE, build_profile
+from mlops.io import warehouse
+from mlops.monitoring.profile import PROFILE_ARTIFACT_PATH, PROFILE_FILE, build_profile
 
 pytestmark = pytest.mark.integration
 
@@ -71,8 +71,8 @@ def champion(stack):
     import mlflow
     from mlflow.models import infer_signature
 
-    from mlops.drift import classification_metrics
     from mlops.labels import add_label
+    from mlops.monitoring.drift import classification_metrics
 
     mlflow.set_tracking_uri(stack.mlflow_url)
     frame = add_label(weather("2030-06-01", 2000, winter=False, seed=1), DATASET).dropna(subset=[DATASET.label.name])
@@ -185,7 +185,7 @@ def triggered(dag_run, key: str):
 
 
 def drift_run_row(dag_run) -> dict:
-    from mlops.monitoring import drift_run_id
+    from mlops.monitoring.check import drift_run_id
 
     with warehouse.engine().connect() as conn:
         row = (

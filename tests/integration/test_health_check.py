@@ -48,7 +48,7 @@ def _locked_batches(stack):
     or ingest transaction does), and the engine; the caller rolls back and disposes."""
     import sqlalchemy as sa
 
-    from mlops import warehouse
+    from mlops.io import warehouse
 
     warehouse.ensure_schema()
     engine = sa.create_engine(stack.warehouse_url, poolclass=sa.pool.NullPool)
@@ -62,7 +62,7 @@ def _locked_batches(stack):
 
 
 def test_warehouse_probe_fails_while_the_pipeline_tables_are_locked(stack):
-    from mlops.health import check_warehouse
+    from mlops.health.services import check_warehouse
 
     engine, conn = _locked_batches(stack)
     try:
@@ -78,7 +78,7 @@ def test_warehouse_probe_fails_while_the_pipeline_tables_are_locked(stack):
 def test_warehouse_probe_leaves_no_row_behind(stack):
     import sqlalchemy as sa
 
-    from mlops.health import check_warehouse
+    from mlops.health.services import check_warehouse
 
     check_warehouse()
     engine = sa.create_engine(stack.warehouse_url, poolclass=sa.pool.NullPool)

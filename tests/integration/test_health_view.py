@@ -29,8 +29,8 @@ import pytest
 
 import stack as stack_module
 from example_warehouse import WAREHOUSE_CONN_ENV, own_warehouse
-from mlops import ingest
 from mlops.config import get_config
+from mlops.ingest import pipeline as ingest
 
 # The warehouse is read and written through the same SQLAlchemy code on both dialects here:
 # PostgreSQL, the default, is enough (the SQLite warehouse is covered where its dialect matters).
@@ -94,7 +94,7 @@ def _run(dagbag, dag_id: str, conf: dict | None = None, expect: str = "success")
 
 
 def _aliases() -> dict:
-    from mlops.registry import CHALLENGER, CHAMPION, alias_version, client
+    from mlops.io.registry import CHALLENGER, CHAMPION, alias_version, client
 
     mlflow_client = client()
     return {alias: alias_version(MODEL, alias, mlflow_client) for alias in (CHAMPION, CHALLENGER)}

@@ -16,8 +16,9 @@ import pytest
 import sqlalchemy as sa
 
 import stack as stack_module
-from mlops import ingest, warehouse
 from mlops.config import get_config
+from mlops.ingest import pipeline as ingest
+from mlops.io import warehouse
 
 pytestmark = pytest.mark.integration
 
@@ -151,7 +152,7 @@ def test_a_batch_loaded_by_an_attempt_that_died_is_announced_by_the_next_run(run
     """An attempt loads a batch and dies before any asset event (process_object run outside
     the DAG, nothing announced): the next run announces that batch's rows with its own, and
     batch_score's plan holds it."""
-    from mlops import scoring
+    from mlops.scoring import batch as scoring
 
     raw = pd.read_csv(TURKU)
     bodies = {m: raw[raw["Timestamp"].str.startswith(m)].to_csv(index=False).encode() for m in ("2016-06", "2016-07")}
@@ -381,7 +382,7 @@ def _validation_memory(path: Path, tmp_path: Path) -> dict:
     code = (
         "import json, sys, resource\n"
         "from pathlib import Path\n"
-        "from mlops import ingest\n"
+        "from mlops.ingest import pipeline as ingest\n"
         "ingest.validate_file(Path(sys.argv[2]), Path(sys.argv[3] + '.small'), 'small')\n"
         "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "r = ingest.validate_file(Path(sys.argv[1]), Path(sys.argv[3]), 'large')\n"
@@ -555,7 +556,7 @@ def test_sensor_and_listing_ignore_markers_placeholders_and_other_suffixes(fresh
 
     from airflow.providers.amazon.aws.triggers.s3 import S3KeyTrigger
 
-    from mlops.sensors import LandingObjectSensor
+    from mlops.ingest.sensors import LandingObjectSensor
 
     for key, body in [("some/", b""), ("notes.txt", b"hello"), ("dump.xlsx", b"PK")]:
         _put(fresh, f"{STORAGE.landing_prefix}{key}", body)
@@ -590,11 +591,11 @@ def test_sensor_and_listing_ignore_markers_placeholders_and_other_suffixes(fresh
     messages: list[str] = []
     handler = logging.Handler()
     handler.emit = lambda record: messages.append(record.getMessage())
-    logging.getLogger("mlops.ingest").addHandler(handler)
+    logging.getLogger("mlops.ingest.pipeline").addHandler(handler)
     try:
         assert ingest.landing_keys() == []
     finally:
-        logging.getLogger("mlops.ingest").removeHandler(handler)
+        logging.getLogger("mlops.ingest.pipeline").removeHandler(handler)
     assert len(messages) == 1 and "4 landing object(s) are not files to ingest" in messages[0], messages
     assert not sensor.poke({})
 

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from unit import test_ingest_fuzz as fuzz
 
 import stack as stack_module
-from mlops import ingest
 from mlops.config import get_config
+from mlops.ingest import pipeline as ingest
 
 pytestmark = [pytest.mark.integration, pytest.mark.warehouses("postgres")]
 

@@ -17,9 +17,12 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 import stack as stack_module
-from mlops import monitoring, promotion, registry, scoring
 from mlops.config import get_config
-from mlops.registry import RegistryUnavailable
+from mlops.io import registry
+from mlops.io.registry import RegistryUnavailable
+from mlops.monitoring import check as monitoring
+from mlops.scoring import batch as scoring
+from mlops.training import promotion
 
 # The warehouse is read and written through the same SQLAlchemy code on both dialects here:
 # PostgreSQL, the default, is enough (the SQLite warehouse is covered where its dialect matters).

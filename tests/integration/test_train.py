@@ -20,8 +20,8 @@ import pytest
 import sqlalchemy as sa
 
 from example_warehouse import WAREHOUSE_CONN_ENV, load_observations, own_warehouse
-from mlops import warehouse
 from mlops.config import get_config
+from mlops.io import warehouse
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +89,7 @@ def on_champion_model(champion_model, monkeypatch, fresh_config):
 def client():
     import mlflow
 
-    from mlops.connections import mlflow_tracking_uri
+    from mlops.io.connections import mlflow_tracking_uri
 
     mlflow.set_tracking_uri(mlflow_tracking_uri())
     return mlflow.MlflowClient()
@@ -112,7 +112,7 @@ def decisions(name: str) -> pd.DataFrame:
 
 
 def alias(name: str, which: str) -> str | None:
-    from mlops.registry import alias_version
+    from mlops.io.registry import alias_version
 
     return alias_version(name, which, client())
 
@@ -346,19 +346,19 @@ RUN_SPECIFIC = {"decision_id", "decided_at", "run_id", "model_name", "details"}
 
 
 def _run_in_subprocess(call: str, args: dict, crash_at: str | None, tmp_path) -> int:
-    """Run mlops.promotion.<call>(**args) in a fresh interpreter, as a task process would; returns its exit code."""
+    """Run mlops.training.promotion.<call>(**args) in a fresh interpreter, as a task process would; returns its exit code."""
     import subprocess
     import sys
 
     from mlops.config import PROJECT_ROOT
-    from mlops.promotion import CRASH_AT_ENV
+    from mlops.training.promotion import CRASH_AT_ENV
 
     (tmp_path / "args.json").write_text(json.dumps(args))
     env = {k: v for k, v in os.environ.items() if k != CRASH_AT_ENV}
     env["PYTHONPATH"] = str(PROJECT_ROOT / "plugins")
     if crash_at:
         env[CRASH_AT_ENV] = crash_at
-    code = f"import json; from mlops.promotion import {call}; {call}(**json.load(open('args.json')))"
+    code = f"import json; from mlops.training.promotion import {call}; {call}(**json.load(open('args.json')))"
     return subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, timeout=600).returncode
 
 
@@ -392,7 +392,7 @@ def _decision_rows(name: str) -> list[dict]:
 
 
 def _pending(name: str) -> dict | None:
-    from mlops.registry import PENDING_DECISION_TAG
+    from mlops.io.registry import PENDING_DECISION_TAG
 
     value = client().get_registered_model(name).tags.get(PENDING_DECISION_TAG)
     return json.loads(value) if value else None
@@ -534,7 +534,7 @@ def test_a_retry_ends_the_runs_a_dead_attempt_left_running(stack, monkeypatch, f
     """A killed worker cannot end its MLflow runs; the retry of the same Airflow run does."""
     import mlflow
 
-    from mlops.training import supersede_unfinished_train
+    from mlops.training.pipeline import supersede_unfinished_train
 
     name = use_model_name(monkeypatch, "dead_attempt")
     c = client()
@@ -613,7 +613,7 @@ def test_a_decision_that_needs_approval_waits_and_is_promoted_after_an_approving
     the answer and its author recorded. (Which decisions wait under each mode: unit tests.)"""
     import threading
 
-    from mlops.promotion import APPROVE
+    from mlops.training.promotion import APPROVE
 
     name = use_model_name(monkeypatch, "rain_approval")
     monkeypatch.setenv(WAREHOUSE_CONN_ENV, json.dumps(turku_warehouse))  # not another module fixture's
@@ -698,8 +698,8 @@ import json, logging, sys
 # As in a task: log records go to the task log (here stdout); only stray output reaches stderr,
 # which Airflow's task log shows as ERROR lines.
 logging.basicConfig(stream=sys.stdout, level=logging.INFO)
-from mlops.promotion import promote
-from mlops.training import register
+from mlops.training.promotion import promote
+from mlops.training.pipeline import register
 a = json.load(open("args.json"))
 registered = register(a["trained"], a["window"], a["window"], a["trigger"])
 promote(a["window"], a["window"], a["trained"], registered, {"force_promote": False}, a["trigger"])

@@ -4,7 +4,7 @@
 import pytest
 import sqlalchemy as sa
 
-from mlops import warehouse
+from mlops.io import warehouse
 
 pytestmark = pytest.mark.integration
 

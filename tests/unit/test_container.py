@@ -5,7 +5,7 @@ import io
 import json
 import tarfile
 
-from mlops import container
+from mlops.training import container
 
 # Linux refuses one environment string longer than 32 pages (MAX_ARG_STRLEN, 128 KiB).
 MAX_ARG_STRLEN = 128 * 1024
@@ -22,7 +22,7 @@ def test_a_long_window_goes_in_as_a_file_not_the_environment(monkeypatch):
     monkeypatch.setenv("MLOPS__MODEL__SEARCH_ITERATIONS", "3")
     job_input = _big_window()
     op = container.PipelineContainerOperator(
-        task_id="t", function="mlops.training:train_from_snapshot", job_input=job_input
+        task_id="t", function="mlops.training.pipeline:train_from_snapshot", job_input=job_input
     )
     environment = op.container_environment()
     assert environment == {"MLOPS__MODEL__SEARCH_ITERATIONS": "3"}
@@ -41,5 +41,5 @@ def test_the_container_entry_point_reads_the_input_file(tmp_path, monkeypatch):
         archive.extractall(tmp_path, filter="data")
     (tmp_path / "mlops-job-input.json").rename(tmp_path / "input.json")
     # builtins:dict returns its keyword arguments: the result is the input the function was given
-    assert container.main(["mlops.container", "builtins:dict"]) == 0
+    assert container.main(["mlops.training.container", "builtins:dict"]) == 0
     assert json.loads((tmp_path / "result.json").read_text()) == job_input

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from mlops import drift
 from mlops.config import load_config
-from mlops.profile import build_profile
+from mlops.monitoring import drift
+from mlops.monitoring.profile import build_profile
 
 CONFIG = load_config(environ={})
 DATASET = CONFIG.dataset
@@ -46,7 +46,7 @@ def test_binned_ks_equals_scipy_when_the_edges_cover_every_value():
     ref = rng.integers(0, 10, 3000).astype(float)
     cur = np.clip(rng.integers(0, 10, 2000) + rng.integers(0, 2, 2000), 0, 9).astype(float)
     edges = [float(e) for e in range(9)]
-    from mlops.profile import bin_counts
+    from mlops.monitoring.profile import bin_counts
 
     statistic, pvalue = drift.ks_from_bins(bin_counts(ref, edges), bin_counts(cur, edges))
     expected = stats.ks_2samp(ref, cur, method="asymp")
@@ -56,7 +56,7 @@ def test_binned_ks_equals_scipy_when_the_edges_cover_every_value():
 
 def test_binned_ks_pvalue_on_large_samples_agrees_with_scipy():
     # n = m = 40,000: effective n 20,000 uses the limiting distribution; within 3% of scipy.
-    from mlops.profile import bin_counts
+    from mlops.monitoring.profile import bin_counts
 
     rng = np.random.default_rng(11)
     edges = [float(e) for e in range(9)]

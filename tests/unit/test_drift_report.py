@@ -5,9 +5,9 @@ import re
 import numpy as np
 import pandas as pd
 
-from mlops import drift, drift_report
 from mlops.config import load_config
-from mlops.profile import build_profile
+from mlops.monitoring import drift, drift_report
+from mlops.monitoring.profile import build_profile
 
 CONFIG = load_config(environ={})
 DATASET = CONFIG.dataset

@@ -2,7 +2,7 @@
 
 import datetime as dt
 
-from mlops import retrain
+from mlops.monitoring import retrain
 
 NOW = dt.datetime(2030, 6, 1, 12, 0, tzinfo=dt.UTC)
 

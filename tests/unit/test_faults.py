@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops import faults
+from mlops.monitoring import faults
 
 
 def batch() -> pd.DataFrame:

@@ -29,8 +29,8 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlops import ingest
 from mlops.config import get_config
+from mlops.ingest import pipeline as ingest
 
 BAD = Path(__file__).resolve().parents[1] / "data" / "bad"
 ODD_TIMES = [

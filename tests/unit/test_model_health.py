@@ -17,9 +17,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from example_warehouse import WAREHOUSE_CONN_ENV
-from mlops import model_health, model_health_page, warehouse
 from mlops.config import PROJECT_ROOT as CONFIG_ROOT
 from mlops.config import get_config
+from mlops.health import model as model_health
+from mlops.health import page as model_health_page
+from mlops.io import warehouse
 from stack import free_port
 
 CONFIG = get_config()
@@ -208,8 +210,8 @@ def test_plugin_prefix_matches_and_loading_it_does_not_import_the_app():
     import sys
 
     code = (
-        "import sys, model_health_plugin as p; from mlops.model_health import VIEW_PREFIX; "
-        "assert p.VIEW_PREFIX == VIEW_PREFIX; assert 'mlops.model_health_app' not in sys.modules; "
+        "import sys, model_health_plugin as p; from mlops.health.model import VIEW_PREFIX; "
+        "assert p.VIEW_PREFIX == VIEW_PREFIX; assert 'mlops.health.app' not in sys.modules; "
         "assert 'airflow.api_fastapi.core_api.security' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(CONFIG_ROOT / "plugins"))

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops import drift, performance
 from mlops.config import load_config
-from mlops.profile import build_profile, calibration_profile
+from mlops.monitoring import drift, performance
+from mlops.monitoring.profile import build_profile, calibration_profile
 
 CONFIG = load_config(environ={})
 DATASET = CONFIG.dataset
@@ -126,7 +126,7 @@ def test_the_estimate_of_a_miscalibrated_champion_does_not_count_in_the_rule():
 
 
 def test_the_report_shows_realized_and_estimated_side_by_side_and_what_could_not_be_judged():
-    from mlops import drift_report
+    from mlops.monitoring import drift_report
 
     result = _daily_drift(12)
     result.update(

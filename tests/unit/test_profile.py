@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from mlops.config import load_config
-from mlops.profile import bin_counts, build_profile
+from mlops.monitoring.profile import bin_counts, build_profile
 
 DATASET = load_config(environ={}).dataset
 
@@ -28,7 +28,7 @@ def test_profile_of_uniform_feature_has_equal_decile_bins_and_missing_rate():
 
 
 def test_profile_quantiles_and_bins_equal_numpy_on_unsorted_data_with_ties():
-    from mlops.profile import QUANTILES, sorted_quantiles
+    from mlops.monitoring.profile import QUANTILES, sorted_quantiles
 
     rng = np.random.default_rng(0)
     values = np.concatenate([rng.normal(5, 2, 9973), np.zeros(500), rng.integers(0, 3, 400)])
@@ -49,7 +49,7 @@ def test_profile_quantiles_and_bins_equal_numpy_on_unsorted_data_with_ties():
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from mlops import batch_profile, drift  # noqa: E402
+from mlops.monitoring import batch_profile, drift  # noqa: E402
 
 CONFIG = load_config(environ={})
 

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops import training
 from mlops.config import load_config
+from mlops.training import pipeline as training
 
 CFG = load_config(environ={})
 DATASET = CFG.dataset
@@ -167,7 +167,7 @@ def test_the_dataset_source_stays_small_for_any_number_of_batches():
     import hashlib
     import json as _json
 
-    from mlops.training import batch_summary
+    from mlops.training.pipeline import batch_summary
 
     ids = [f"weather-{i:06d}" for i in range(20000)]
     summary = batch_summary(list(reversed(ids)))

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 
-from mlops.metrics import bootstrap_weights, paired_bootstrap, resampled_scores
+from mlops.training.metrics import bootstrap_weights, paired_bootstrap, resampled_scores
 
 METRICS = ["roc_auc", "neg_brier", "neg_log_loss", "f1", "accuracy"]
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from mlops.config import load_config
-from mlops.metrics import base_rate_proba, classification_metrics, paired_bootstrap, persistence_proba, score
-from mlops.promotion import decide, decision_summary, evaluate
+from mlops.training.metrics import base_rate_proba, classification_metrics, paired_bootstrap, persistence_proba, score
+from mlops.training.promotion import decide, decision_summary, evaluate
 
 CFG = load_config(environ={})
 DATASET = CFG.dataset
@@ -184,7 +184,7 @@ def test_a_rollback_summary_has_no_metric_lines():
 
 # ---------------------------------------------------------------- human approval (promotion.approval)
 
-from mlops.promotion import APPROVE, KEEP, approval_body, close_calls, needs_approval, with_answer  # noqa: E402
+from mlops.training.promotion import APPROVE, KEEP, approval_body, close_calls, needs_approval, with_answer  # noqa: E402
 
 CLEAR = {"persistence": SIGNIFICANT, "base_rate": SIGNIFICANT, "champion": _test(0.05, 0.02, 0.08)}
 

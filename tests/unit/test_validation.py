@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from mlops import ingest, validation
 from mlops.config import get_config
+from mlops.ingest import pipeline as ingest
+from mlops.ingest import validation
 
 BAD = Path(__file__).resolve().parents[1] / "data" / "bad"
 MANIFEST = json.loads((BAD / "manifest.json").read_text())
@@ -18,7 +19,7 @@ def test_committed_suite_matches_the_configuration():
     cfg = get_config()
     committed = json.loads(validation.suite_path().read_text())
     assert committed == validation.build_suite(cfg.dataset, cfg.validation), (
-        "include/expectations is out of date: run `python -m mlops.validation`"
+        "include/expectations is out of date: run `python -m mlops.ingest.validation`"
     )
 
 
@@ -97,7 +98,7 @@ def test_streaming_across_chunks_finds_duplicates(tmp_path, monkeypatch, caplog)
         path = tmp_path / "dups.csv"
         frame.to_csv(path, index=False)
         staged = tmp_path / "s.parquet"
-        with caplog.at_level(logging.INFO, logger="mlops.ingest"):
+        with caplog.at_level(logging.INFO, logger="mlops.ingest.pipeline"):
             result = ingest.validate_file(path, staged, "landing/dups.csv")
         assert "chunks overlap in time; validating again" in caplog.text  # the second chunk repeats the first's hours
         assert result["rows_in"] == 1350
@@ -137,7 +138,7 @@ def test_file_in_time_order_needs_no_hash_of_every_row(tmp_path, monkeypatch, ca
         )
         path = tmp_path / "ordered.csv"
         frame.to_csv(path, index=False)
-        with caplog.at_level(logging.INFO, logger="mlops.ingest"):
+        with caplog.at_level(logging.INFO, logger="mlops.ingest.pipeline"):
             one_pass = ingest.validate_file(path, tmp_path / "one.parquet", "landing/ordered.csv")
         assert "chunks overlap in time" not in caplog.text
         timings = {"parse": 0.0, "validate": 0.0, "stage": 0.0}

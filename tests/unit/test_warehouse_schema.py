@@ -7,7 +7,7 @@ import json
 import sqlalchemy as sa
 
 from example_warehouse import WAREHOUSE_CONN_ENV
-from mlops import warehouse
+from mlops.io import warehouse
 
 OLD_BATCHES = """CREATE TABLE batches (batch_id TEXT PRIMARY KEY, object_key TEXT NOT NULL, checksum TEXT NOT NULL,
 raw_uri TEXT, rows_in INTEGER, rows_kept INTEGER, rows_dropped INTEGER, status TEXT NOT NULL, reason TEXT,

@@ -30,7 +30,7 @@ default_args = {"owner": "mlops", "retries": 3, "retry_delay": timedelta(seconds
 def worker_probe():
     @task
     def prepare(params=None) -> list[int]:
-        from mlops.connections import warehouse_hook
+        from mlops.io.connections import warehouse_hook
 
         warehouse_hook().run(
             "CREATE TABLE IF NOT EXISTS worker_probe "
@@ -42,8 +42,8 @@ def worker_probe():
     def hold(item: int, params=None, ti=None, run_id=None) -> str:
         import time
 
-        from mlops.connections import warehouse_hook
         from mlops.hostname import worker_hostname
+        from mlops.io.connections import warehouse_hook
 
         hostname = worker_hostname()
         warehouse_hook().run(

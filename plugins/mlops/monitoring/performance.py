@@ -14,7 +14,7 @@ over predicted 0, E[TN] = sum of 1 - p over predicted 0. Expected accuracy = (E[
 (= mean(max(p, 1 - p)) at threshold 0.5), expected F1 = 2 E[TP] / (2 E[TP] + E[FP] + E[FN]),
 expected Brier = mean(p (1 - p)) (the expectation of (p - y)^2 for y ~ Bernoulli(p)).
 It is only as good as the calibration: the champion's holdout calibration is read from the
-reference profile (mlops.profile.calibration_profile) when train recorded it, otherwise the
+reference profile (mlops.monitoring.profile.calibration_profile) when train recorded it, otherwise the
 report says "calibration unknown"; where labels did arrive, the report also shows the
 estimate next to the realized value on the same predictions.
 
@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 PERFORMANCE_METRICS = ("accuracy", "f1", "brier")
-# Model version tag: the holdout metrics of the version, JSON {metric: value} (mlops.training).
+# Model version tag: the holdout metrics of the version, JSON {metric: value} (mlops.training.pipeline).
 HOLDOUT_METRICS_TAG = "holdout_metrics"
 # For these metrics lower is better; a drop is an increase.
 LOWER_IS_BETTER = {"brier"}

@@ -31,8 +31,8 @@ class LandingObjectSensor(BaseSensorOperator):
         self.deferrable = deferrable
 
     def poke(self, context) -> bool:
-        """Whether a file to ingest is waiting (mlops.ingest.landing_keys: the listing's own rule)."""
-        from mlops import ingest
+        """Whether a file to ingest is waiting (mlops.ingest.pipeline.landing_keys: the listing's own rule)."""
+        from mlops.ingest import pipeline as ingest
 
         self.log.info("Looking for files to ingest under s3://%s/%s", self.bucket_name, self.bucket_key)
         return bool(ingest.landing_keys(limit=1, report_ignored=False))

@@ -11,7 +11,7 @@ calendar month of that column (``strata``), on the same bin edges: bin counts an
 counts per month for numeric features, category counts per month for categorical ones, score
 bin counts per month. drift_check sums months into the configured season key (month,
 quarter) and compares a window with the reference of the same time of year
-(mlops.drift.season_weighted). Twelve months of ten bins keep a profile small whatever the
+(mlops.monitoring.drift.season_weighted). Twelve months of ten bins keep a profile small whatever the
 number of rows. Profiles written before strata existed simply lack these keys.
 """
 

@@ -1,7 +1,7 @@
 """Validation of incoming batches with Great Expectations 1.x, and the row policy.
 
 The expectation suite is a JSON file under include/expectations/ (reviewed like code). It is
-generated from dataset.columns of the configuration: `python -m mlops.validation` rewrites it,
+generated from dataset.columns of the configuration: `python -m mlops.ingest.validation` rewrites it,
 and a unit test fails when the committed file is out of date.
 
 Every expectation carries a `meta.on_failure` that says what the pipeline does with it:
@@ -88,7 +88,7 @@ def build_suite(dataset: DatasetConfig, validation: ValidationConfig) -> dict:
         "expectations": expectations,
         "meta": {
             "generated_from": "include/config/pipeline.yaml (dataset.columns, validation.min_rows)",
-            "regenerate_with": "python -m mlops.validation",
+            "regenerate_with": "python -m mlops.ingest.validation",
         },
     }
 

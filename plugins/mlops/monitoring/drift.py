@@ -1,6 +1,6 @@
 """Drift statistics: recent data against the champion's reference profile (numpy/scipy only).
 
-The reference is the profile of the champion's training data (mlops.profile): for a numeric
+The reference is the profile of the champion's training data (mlops.monitoring.profile): for a numeric
 feature the row counts in its decile bins, for a categorical one its value frequencies, for
 the model's scores the counts in ten fixed bins on [0, 1]. Raw reference rows are not kept,
 so every statistic here is one that the stored counts determine exactly:
@@ -28,11 +28,11 @@ while seasonal_adjustment is on.
 
 The data-set rule fires when the share of drifted features reaches drifted_feature_share, or
 when the realized performance of the champion (its predictions scored against the labels that
-arrived later) or its estimated performance (mlops.performance, from its probabilities) falls
+arrived later) or its estimated performance (mlops.monitoring.performance, from its probabilities) falls
 below its holdout performance by more than performance_drop.
 
 The window's counts come from its rows (feature_drift) or from merged batch profiles
-(feature_drift_from_profile, mlops.batch_profile), with the same statistics.
+(feature_drift_from_profile, mlops.monitoring.batch_profile), with the same statistics.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from mlops.config import DatasetConfig, DriftConfig
-from mlops.performance import (  # noqa: F401 (classification_metrics, holdout_metrics: this module's API)
+from mlops.monitoring.performance import (  # noqa: F401 (classification_metrics, holdout_metrics: this module's API)
     PERFORMANCE_METRICS,
     bucket_frequency,
     calibration_status,
@@ -58,7 +58,7 @@ from mlops.performance import (  # noqa: F401 (classification_metrics, holdout_m
     realized_performance,
     window_periods,
 )
-from mlops.profile import bin_counts
+from mlops.monitoring.profile import bin_counts
 
 # Floor for bin proportions in PSI: an empty bin would make the log infinite.
 PSI_EPSILON = 1e-4
@@ -550,12 +550,12 @@ def feature_drift(
 def feature_drift_from_profile(
     dataset: DatasetConfig, profile: dict, merged: dict, thresholds: Thresholds
 ) -> tuple[list[dict], Season]:
-    """feature_drift from a merged batch profile of the window (mlops.batch_profile), no rows read.
+    """feature_drift from a merged batch profile of the window (mlops.monitoring.batch_profile), no rows read.
 
     Every result also has ks_error_bound: how far its KS statistic can be from the one on rows.
     Raises ValueError naming a feature the batch profiles cannot hold (profile_gaps).
     """
-    from mlops.batch_profile import rebin, window_totals
+    from mlops.monitoring.batch_profile import rebin, window_totals
 
     totals = window_totals(merged)
     season = season_from_months(
@@ -671,7 +671,7 @@ def champion_performance(
     calibration: dict,
 ) -> dict:
     """Realized and estimated performance of the champion (and the challenger's realized), the
-    minimum that applies at the data set's frequency, and which of them dropped (mlops.performance).
+    minimum that applies at the data set's frequency, and which of them dropped (mlops.monitoring.performance).
 
     The estimate counts in the rule unless the champion is known to be miscalibrated.
     """

@@ -3,7 +3,7 @@
 `model.training_runtime: docker` runs train_candidates this way. The container is the
 project's image (`model.training_image`, built from the Dockerfile: the same code and pins as
 the workers) on `model.training_network_mode`, so it reaches MLflow, the object store and the
-warehouse at the addresses the worker uses. It runs `python -m mlops.container <module:function>`:
+warehouse at the addresses the worker uses. It runs `python -m mlops.training.container <module:function>`:
 
 * the function's keyword arguments (XCom values) go in as a JSON file the operator copies into
   the created container before it starts (not the environment: the kernel refuses one variable
@@ -81,7 +81,7 @@ class PipelineContainerOperator(DockerOperator):
             "image": cfg.training_image,
             "docker_url": cfg.training_docker_url,
             "network_mode": cfg.training_network_mode,
-            "command": ["python3", "-m", "mlops.container", function],
+            "command": ["python3", "-m", "mlops.training.container", function],
             "retrieve_output": True,
             "retrieve_output_path": OUTPUT_PATH,
             # Input and output travel without a host folder: works with a remote engine too.

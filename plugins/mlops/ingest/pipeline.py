@@ -10,7 +10,7 @@ The path of a file (all keys under config.storage.bucket):
    after the batch's final status is committed: if anything dies on the way, the file is still
    in landing and the next run finishes the job (every step is idempotent).
 3. The file is read in chunks (never whole), parsed to the configured types and validated with
-   the Great Expectations suite (see mlops.validation for the row policy). Kept rows are staged
+   the Great Expectations suite (see mlops.ingest.validation for the row policy). Kept rows are staged
    to a local Parquet file.
 4. A good batch is loaded in ONE transaction: its ``batches`` row and its observations
    (``INSERT ... ON CONFLICT DO NOTHING`` on the time column: an overlapping later batch adds no
@@ -119,13 +119,13 @@ def _shared(name: str, make):
 
 
 def _client():
-    from mlops.connections import s3_client
+    from mlops.io.connections import s3_client
 
     return _shared("s3", s3_client)
 
 
 def _engine():
-    from mlops import warehouse
+    from mlops.io import warehouse
 
     def make():
         import sqlalchemy as sa
@@ -149,7 +149,7 @@ def _read(name: str, params: dict):
     import pandas as pd
     import sqlalchemy as sa
 
-    from mlops import warehouse
+    from mlops.io import warehouse
 
     with _engine().connect() as conn:
         return pd.read_sql_query(sa.text(warehouse.render_sql(name)), conn, params=params)
@@ -350,7 +350,7 @@ def delete_if_unchanged(key: str, etag: str) -> bool:
 
 
 def _now() -> str:
-    from mlops.warehouse import TIMESTAMP_FORMAT
+    from mlops.io.warehouse import TIMESTAMP_FORMAT
 
     return datetime.now(UTC).strftime(TIMESTAMP_FORMAT)
 
@@ -399,7 +399,7 @@ def record_batch(connection=None, **values) -> None:
     """Insert or update the batch's row (portable upsert on batch_id)."""
     import sqlalchemy as sa
 
-    from mlops import warehouse
+    from mlops.io import warehouse
 
     statement = sa.text(warehouse.render_sql("ingest/upsert_batch.sql"))
     if connection is not None:
@@ -435,7 +435,7 @@ def load_batch(staged: Path, batch_values: dict) -> Loaded:
     import pyarrow.parquet as pq
     import sqlalchemy as sa
 
-    from mlops import warehouse
+    from mlops.io import warehouse
 
     columns = list(get_config().dataset.columns)
     (insert,) = warehouse.split_statements(warehouse.render_sql("ingest/insert_observations.sql"))
@@ -478,7 +478,7 @@ def _settle_conflicts(conn, frame, batch_id: str, loaded_at: str, conflicts: dic
     A chunk whose time range holds no other batch's row costs one indexed probe."""
     import sqlalchemy as sa
 
-    from mlops import warehouse
+    from mlops.io import warehouse
 
     time_col = get_config().dataset.time_column
     times = frame[time_col].dropna()
@@ -522,7 +522,7 @@ def _differing_rows(conn, frame, batch_id: str):
     import pandas as pd
     import sqlalchemy as sa
 
-    from mlops import warehouse
+    from mlops.io import warehouse
 
     dataset = get_config().dataset
     query = sa.text(warehouse.render_sql("ingest/stored_rows.sql")).bindparams(sa.bindparam("times", expanding=True))
@@ -598,7 +598,7 @@ def mark_announced(batch_ids: list[str]) -> None:
     between announces a batch twice, never zero times."""
     import sqlalchemy as sa
 
-    from mlops import warehouse
+    from mlops.io import warehouse
 
     statement = sa.text(warehouse.render_sql("ingest/mark_announced.sql"))
     with _engine().begin() as conn:
@@ -750,7 +750,7 @@ def _implausible(parsed, plausible: tuple):
 def _timestamp_text(text, parsed, time_format: str, reuse_text: bool = True):
     """Timestamps as warehouse text. Strings that parsed with the warehouse format and have its
     length (19) are already canonical and are reused: formatting a million dates costs a second."""
-    from mlops.warehouse import TIMESTAMP_FORMAT
+    from mlops.io.warehouse import TIMESTAMP_FORMAT
 
     out = text.copy()
     redo = parsed.notna()
@@ -811,7 +811,7 @@ def _validate_pass(path: Path, staged: Path, object_key: str, timings: dict, row
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from mlops import csv_shape, validation
+    from mlops.ingest import csv_shape, validation
 
     cfg = get_config()
     dataset, policy = cfg.dataset, cfg.validation
@@ -1160,7 +1160,7 @@ def _gx_subset(chunk, flagged, budget: dict):
 
 def _validate_with_gx(result: dict, totals: dict, runner, subset, policy_counts: dict, budget: dict) -> None:
     """One GX run on the subset; its unexpected counts must equal the row policy's."""
-    from mlops import validation
+    from mlops.ingest import validation
 
     validation.merge_results(totals, runner.run(subset))
     result["gx_rows_validated"] = len(subset)
@@ -1250,8 +1250,8 @@ def process_object(key: str) -> dict:
 
 
 def _process_object(key: str) -> dict:
-    from mlops import validation
-    from mlops.model_health import report_view_url
+    from mlops.health.model import report_view_url
+    from mlops.ingest import validation
 
     storage = get_config().storage
     kind, replay_batch = _resolve(key)
@@ -1365,7 +1365,7 @@ def _process_object(key: str) -> dict:
 def _report_conflicts(object_key: str, batch_id: str, result: dict, conflicts: dict, folder: str) -> None:
     """Log the batch's conflicts (count and examples) and add them to its report (rewritten:
     they are known only once the load committed; observation_conflicts holds every row)."""
-    from mlops import validation
+    from mlops.ingest import validation
 
     result["conflicts"] = conflicts
     verb = (

@@ -29,9 +29,9 @@ from urllib.parse import quote as url_quote
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from mlops import warehouse
 from mlops.config import get_config
-from mlops.registry import CHALLENGER, CHAMPION
+from mlops.io import warehouse
+from mlops.io.registry import CHALLENGER, CHAMPION
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,8 @@ def resolve_models(name: str | None = None) -> dict | None:
     """The versions behind the aliases, e.g. {"model_name": "rain_in_4h", "champion": "3",
     "challenger": "4"}; challenger is None when absent or the same version as the champion.
     None when there is no champion (nothing may be served). A registry that cannot answer
-    raises registry.RegistryUnavailable (the task fails and retries; see mlops.registry)."""
-    from mlops import registry
+    raises registry.RegistryUnavailable (the task fails and retries; see mlops.io.registry)."""
+    from mlops.io import registry
 
     name = name or get_config().model.registered_name
     held = registry.aliases(name)
@@ -83,7 +83,7 @@ def load_model(name: str, version: str):
     """(model, input spec) of one registered version, loaded once per process.
 
     The input spec is [(column, mlflow type name)] from the model's signature."""
-    from mlops.connections import configure_mlflow
+    from mlops.io.connections import configure_mlflow
 
     mlflow = configure_mlflow()
     uri = model_uri(name, version)
@@ -322,7 +322,7 @@ def score_with(batch_id: str, name: str, scorers: dict, chunk_rows: int | None =
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from mlops.connections import s3_client
+    from mlops.io.connections import s3_client
 
     cfg = get_config()
     time_col = cfg.dataset.time_column

@@ -1,7 +1,7 @@
 """What the "Model health" view shows, read from the warehouse, MLflow and the object store.
 
 Everything here is read-only. The view is served by the plugin in plugins/model_health_plugin.py
-(the FastAPI app is mlops.model_health_app, the HTML mlops.model_health_page):
+(the FastAPI app is mlops.health.app, the HTML mlops.health.page):
   * models: the versions behind the `champion` and `challenger` aliases, their training window
     and holdout metrics beside the persistence and base-rate baselines (from the version's run);
   * decisions: rows of `model_decisions` (train's promote task and rollback_champion);
@@ -21,8 +21,8 @@ import os
 import posixpath
 from collections.abc import Callable, Iterator
 
-from mlops import warehouse
 from mlops.config import PipelineConfig, get_config
+from mlops.io import warehouse
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def open_report(key: str) -> tuple[Iterator[bytes], str, int | None]:
     """
     from botocore.exceptions import ClientError
 
-    from mlops.connections import object_store_hook
+    from mlops.io.connections import object_store_hook
 
     config = get_config()
     key = report_key(key, config)
@@ -165,8 +165,8 @@ def open_report(key: str) -> tuple[Iterator[bytes], str, int | None]:
 
 def _holdout_and_baselines(run_metrics: dict, tags: dict) -> list[dict]:
     """Per metric: the version's holdout value (run metric, else holdout_<m> tag) and both baselines."""
-    from mlops.drift import holdout_metrics
-    from mlops.metrics import METRICS
+    from mlops.monitoring.drift import holdout_metrics
+    from mlops.training.metrics import METRICS
 
     tagged = holdout_metrics(tags)
     rows = []
@@ -185,7 +185,7 @@ def _holdout_and_baselines(run_metrics: dict, tags: dict) -> list[dict]:
 
 def model_card(client, name: str, alias: str) -> dict | None:
     """The version behind alias with its training window and metrics, or None without that alias."""
-    from mlops.registry import alias_version
+    from mlops.io.registry import alias_version
 
     version = alias_version(name, alias, client)
     if version is None:
@@ -215,7 +215,7 @@ def models(config: PipelineConfig | None = None) -> dict:
 
     A challenger alias on the champion's own version is not a challenger (shown as None).
     """
-    from mlops.connections import configure_mlflow
+    from mlops.io.connections import configure_mlflow
 
     config = config or get_config()
     # A page must answer while MLflow is down: the client's default retries back off for minutes.
@@ -270,7 +270,7 @@ def batch_counts(conn) -> dict[str, int]:
 
 def landing_objects(config: PipelineConfig | None = None, max_keys: int = 1000) -> dict:
     """Files waiting in the landing prefix: count (up to max_keys) and the newest's time."""
-    from mlops.connections import s3_client
+    from mlops.io.connections import s3_client
 
     config = config or get_config()
     response = s3_client().list_objects_v2(

@@ -17,9 +17,9 @@ import json
 import logging
 import re
 
-from mlops import warehouse
 from mlops.config import PipelineConfig
-from mlops.profile import PROFILE_ARTIFACT_PATH, PROFILE_FILE
+from mlops.io import warehouse
+from mlops.monitoring.profile import PROFILE_ARTIFACT_PATH, PROFILE_FILE
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +45,9 @@ def s3_uri(config: PipelineConfig, key: str) -> str:
 
 def resolve_champion(config: PipelineConfig) -> dict | None:
     """The champion's version, run and holdout metrics, or None when there is no champion yet.
-    A registry that cannot answer raises registry.RegistryUnavailable (see mlops.registry)."""
-    from mlops import registry
-    from mlops.drift import holdout_metrics
+    A registry that cannot answer raises registry.RegistryUnavailable (see mlops.io.registry)."""
+    from mlops.io import registry
+    from mlops.monitoring.drift import holdout_metrics
 
     client = registry.client()
     name = config.model.registered_name
@@ -66,7 +66,7 @@ def resolve_champion(config: PipelineConfig) -> dict | None:
 
 
 def load_profile(profile_uri: str) -> dict:
-    from mlops.connections import configure_mlflow
+    from mlops.io.connections import configure_mlflow
 
     mlflow = configure_mlflow()
     return mlflow.artifacts.load_dict(profile_uri)
@@ -147,14 +147,14 @@ def challenger_version(config: PipelineConfig, champion: dict, start: str, end: 
 
 
 def put_object(config: PipelineConfig, key: str, body: str, content_type: str) -> str:
-    from mlops.connections import s3_client
+    from mlops.io.connections import s3_client
 
     s3_client().put_object(Bucket=config.storage.bucket, Key=key, Body=body.encode(), ContentType=content_type)
     return s3_uri(config, key)
 
 
 def get_object_text(config: PipelineConfig, uri: str) -> str:
-    from mlops.connections import s3_client
+    from mlops.io.connections import s3_client
 
     prefix = f"s3://{config.storage.bucket}/"
     if not uri.startswith(prefix):
@@ -164,7 +164,7 @@ def get_object_text(config: PipelineConfig, uri: str) -> str:
 
 def save_result(config: PipelineConfig, result: dict) -> str:
     """Write the full result (JSON) to the object store and its rows to the warehouse."""
-    from mlops.drift import json_safe
+    from mlops.monitoring.drift import json_safe
 
     result = json_safe(result)
     uri = put_object(
@@ -270,7 +270,7 @@ def measure(
     config: PipelineConfig, champion: dict, airflow_run_id: str, window_days: int, window_end: str | None, thresholds
 ) -> dict | None:
     """Compute drift for the window, store the result; None when the window has no data."""
-    from mlops.drift import compute_drift
+    from mlops.monitoring.drift import compute_drift
 
     bounds = window_bounds(window_days, window_end)
     if bounds is None:

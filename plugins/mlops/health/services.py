@@ -10,7 +10,7 @@ import time
 import uuid
 
 from mlops.config import get_config
-from mlops.connections import configure_mlflow, object_store_hook
+from mlops.io.connections import configure_mlflow, object_store_hook
 
 
 def check_object_store() -> dict:
@@ -56,7 +56,7 @@ def check_warehouse() -> dict:
     missing table, a read-only database). Leaves nothing behind."""
     import sqlalchemy as sa
 
-    from mlops import warehouse
+    from mlops.io import warehouse
 
     t0 = time.monotonic()
     warehouse.ensure_schema()

@@ -38,7 +38,7 @@ import os
 import signal
 
 from mlops.config import get_config
-from mlops.registry import CHALLENGER, CHAMPION, PENDING_DECISION_TAG, PREVIOUS_CHAMPION_TAG
+from mlops.io.registry import CHALLENGER, CHAMPION, PENDING_DECISION_TAG, PREVIOUS_CHAMPION_TAG
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +258,7 @@ def evaluate(y, probas: dict, settings) -> dict:
     settings: the PipelineConfig. All bootstraps share one seed, hence the same resamples."""
     import numpy as np
 
-    from mlops.metrics import SCORERS, classification_metrics, paired_bootstrap, score
+    from mlops.training.metrics import SCORERS, classification_metrics, paired_bootstrap, score
 
     cfg = settings
     metric, threshold, promo = cfg.promotion.metric, cfg.model.decision_threshold, cfg.promotion
@@ -286,7 +286,7 @@ def evaluate(y, probas: dict, settings) -> dict:
 
 
 def _client():
-    from mlops import registry
+    from mlops.io import registry
 
     return registry.client()
 
@@ -295,7 +295,7 @@ def load_version(name: str, version: str):
     """The sklearn Pipeline of a registered version."""
     import mlflow.sklearn
 
-    from mlops.connections import configure_mlflow
+    from mlops.io.connections import configure_mlflow
 
     configure_mlflow()
     return mlflow.sklearn.load_model(f"models:/{name}/{version}")
@@ -315,7 +315,7 @@ def _now() -> str:
 
 def recorded_decision(decision_id: str) -> dict | None:
     """A decision already in the warehouse (reruns of the same DAG run return it unchanged)."""
-    from mlops import warehouse
+    from mlops.io import warehouse
 
     warehouse.ensure_schema()
     rows = warehouse.read_sql("model_decision.sql", {"decision_id": decision_id})
@@ -328,7 +328,7 @@ def record(decision: dict) -> None:
     """Write the decision to the warehouse table model_decisions (once per decision_id)."""
     import sqlalchemy as sa
 
-    from mlops import warehouse
+    from mlops.io import warehouse
 
     warehouse.ensure_schema()
     row = {
@@ -446,7 +446,7 @@ def _apply(client, name: str, decision: dict) -> dict:
             f"**rolled back** ({decision['decided_at']} UTC): champion moved to v{version} by {decision['triggered_by']}",
         )  # fmt: skip
     elif decision["promoted"]:
-        from mlops import registry
+        from mlops.io import registry
 
         client.set_model_version_tag(name, version, PREVIOUS_CHAMPION_TAG, before or "")
         client.set_registered_model_alias(name, CHAMPION, version)
@@ -474,7 +474,7 @@ def _resume(client, name: str, decision_id: str) -> dict | None:
     """The decision of this DAG run if it was recorded or is pending (then completed first).
     A pending decision of another run (whose retries ran out) is completed too: its alias may
     already have moved, and half a decision is worse than the one that was taken."""
-    from mlops import registry
+    from mlops.io import registry
 
     pending_json = registry.read_model(name, client)["tags"].get(PENDING_DECISION_TAG)
     pending = json.loads(pending_json) if pending_json else None
@@ -506,8 +506,9 @@ def propose(window: dict, snapshot: dict, train_result: dict, registered: dict, 
     with "final": True. Raises registry.RegistryUnavailable like promote."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from mlops import registry, training
-    from mlops.metrics import base_rate_proba, persistence_proba
+    from mlops.io import registry
+    from mlops.training import pipeline as training
+    from mlops.training.metrics import base_rate_proba, persistence_proba
 
     cfg = get_config()
     dataset = cfg.dataset
@@ -588,7 +589,7 @@ def complete(decision: dict, answer: dict | None) -> dict:
     answer: the approval task's result when the decision waited for one, else None. A champion
     that moved while the decision waited (a rollback) makes it `stale`: nothing moves.
     Returns the decision as recorded."""
-    from mlops import registry
+    from mlops.io import registry
 
     if decision.pop("final", False):
         return decision
@@ -611,7 +612,7 @@ def complete(decision: dict, answer: dict | None) -> dict:
 
 def _links(client, decision: dict, registered: dict, trigger: dict) -> dict:
     """{label: URL} of the MLflow runs (candidate, training parent, champion) and the drift report."""
-    from mlops.connections import mlflow_tracking_uri
+    from mlops.io.connections import mlflow_tracking_uri
 
     base = mlflow_tracking_uri().rstrip("/")
 
@@ -631,7 +632,7 @@ def _links(client, decision: dict, registered: dict, trigger: dict) -> dict:
 
 
 def _log_to_parent_run(parent_run_id: str, decision: dict) -> None:
-    from mlops.connections import configure_mlflow
+    from mlops.io.connections import configure_mlflow
 
     mlflow = configure_mlflow()
     client = mlflow.MlflowClient()
@@ -650,7 +651,7 @@ def rollback(target_version: str | None, trigger: dict) -> dict:
     from airflow.sdk.exceptions import AirflowFailException
     from mlflow.exceptions import MlflowException
 
-    from mlops import registry
+    from mlops.io import registry
 
     name = get_config().model.registered_name
     decision_id = f"{trigger['dag_id']}/{trigger['run_id']}"

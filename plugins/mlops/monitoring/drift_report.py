@@ -1,6 +1,6 @@
 """The HTML report of a drift_check run: one self-contained file (plots embedded as PNG).
 
-Rendered from the result dict of mlops.monitoring.measure: the verdict and its reason, a
+Rendered from the result dict of mlops.monitoring.check.measure: the verdict and its reason, a
 table of every feature's statistics, reference against current distribution per feature
 (the reference's bins, so what is plotted is what PSI and the tests compared), the model's
 score distribution, and realized performance per day beside the holdout metrics.

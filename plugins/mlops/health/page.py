@@ -1,6 +1,6 @@
 """The HTML of the "Model health" view: one server-rendered page, plots embedded as PNG.
 
-Input: the dict of mlops.model_health.gather(). Every value from the warehouse, MLflow or a
+Input: the dict of mlops.health.model.gather(). Every value from the warehouse, MLflow or a
 file name is escaped (a quarantine reason may quote the content of a bad file). Report links
 point at the view's own report endpoint (<base>/reports/<key>), never at s3:// URIs.
 """

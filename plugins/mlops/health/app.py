@@ -8,9 +8,9 @@ configured auth manager, answers 401 without a valid token and 403 without the p
 A browser that is not logged in gets a page linking to Airflow's login.
 
 Routes (relative to the mount point, /model-health):
-  GET /                the page (mlops.model_health_page.render of mlops.model_health.gather)
+  GET /                the page (mlops.health.page.render of mlops.health.model.gather)
   GET /reports/{key}   a report streamed from the object store; only report files under the
-                       reports/quarantine prefixes (mlops.model_health.report_key)
+                       reports/quarantine prefixes (mlops.health.model.report_key)
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ async def _refusal(request: Request, exc: HTTPException):
 @app.get("/", response_class=HTMLResponse)
 def health_page(request: Request) -> HTMLResponse:
     """The health page, rendered on each request (read-only queries)."""
-    from mlops import model_health, model_health_page
+    from mlops.health import model as model_health
+    from mlops.health import page as model_health_page
 
     return HTMLResponse(
         model_health_page.render(model_health.gather(), _base(request)), headers={"Cache-Control": "no-store"}
@@ -72,7 +73,7 @@ def health_page(request: Request) -> HTMLResponse:
 @app.get("/reports/{key:path}")
 def report(key: str) -> StreamingResponse:
     """Stream a report file (report.html, validation.json, result.json) from the object store."""
-    from mlops import model_health
+    from mlops.health import model as model_health
 
     try:
         chunks, content_type, length = model_health.open_report(key)

@@ -46,7 +46,7 @@ def split_statements(sql: str) -> list[str]:
 
 
 def engine():
-    from mlops.connections import warehouse_engine
+    from mlops.io.connections import warehouse_engine
 
     return warehouse_engine()
 

@@ -103,7 +103,7 @@ def resolve_window(window_days: int) -> dict:
     """
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from mlops import warehouse
+    from mlops.io import warehouse
 
     warehouse.ensure_schema()
     row = warehouse.read_sql("latest_observation.sql").iloc[0]
@@ -120,14 +120,14 @@ def resolve_window(window_days: int) -> dict:
 
 def window_query() -> str:
     """The rendered SQL of the training window (logged as the data set's source)."""
-    from mlops import warehouse
+    from mlops.io import warehouse
 
     return warehouse.render_sql("training_window.sql")
 
 
 def load_window(window: dict):
     """The raw observations of the window, in time order, as the warehouse returns them."""
-    from mlops import warehouse
+    from mlops.io import warehouse
 
     return warehouse.read_sql(
         "training_window.sql", {"window_start": window["window_start"], "window_end": window["window_end"]}
@@ -313,7 +313,7 @@ def search(family: str, training, dataset: DatasetConfig, cfg: PipelineConfig, i
     from sklearn.model_selection import RandomizedSearchCV, TimeSeriesSplit
     from threadpoolctl import threadpool_limits
 
-    from mlops.metrics import search_scorer
+    from mlops.training.metrics import search_scorer
 
     folds = TimeSeriesSplit(n_splits=cfg.model.cv_splits, gap=dataset.label.steps_ahead)
     searcher = RandomizedSearchCV(
@@ -349,7 +349,7 @@ def skip_reason(family: str, n_training_rows: int, cfg: PipelineConfig) -> str |
 
 
 def reference_profile(model, training, holdout, dataset: DatasetConfig) -> dict:
-    """The drift reference of a chosen model: mlops.profile.build_profile of its whole window.
+    """The drift reference of a chosen model: mlops.monitoring.profile.build_profile of its whole window.
 
     training, holdout: the frames of split(), each with dataset.features and the label. The
     reference holds both: the model was validated on the holdout's months too, and the holdout
@@ -359,7 +359,7 @@ def reference_profile(model, training, holdout, dataset: DatasetConfig) -> dict:
     """
     import pandas as pd
 
-    from mlops.profile import build_profile, calibration_profile
+    from mlops.monitoring.profile import build_profile, calibration_profile
 
     columns, label = model_columns(dataset), dataset.label.name
     reference = pd.concat([training, holdout], ignore_index=True)
@@ -370,7 +370,7 @@ def reference_profile(model, training, holdout, dataset: DatasetConfig) -> dict:
 
 def baseline_metrics(training, holdout, dataset: DatasetConfig, threshold: float) -> dict:
     """Persistence and base-rate metrics on the holdout."""
-    from mlops.metrics import base_rate_proba, classification_metrics, persistence_proba
+    from mlops.training.metrics import base_rate_proba, classification_metrics, persistence_proba
 
     y = holdout[dataset.label.name]
     positive_rate = float(training[dataset.label.name].mean())
@@ -462,7 +462,7 @@ def _log_datasets(mlflow, training, holdout, dataset: DatasetConfig, source) -> 
 def _log_plots(mlflow, y, proba, threshold: float, title: str) -> None:
     import matplotlib.pyplot as plt
 
-    from mlops.metrics import calibration_figure, confusion_matrix_figure
+    from mlops.training.metrics import calibration_figure, confusion_matrix_figure
 
     for name, fig in (
         ("confusion_matrix.png", confusion_matrix_figure(y, proba, threshold, title)),
@@ -532,9 +532,9 @@ def train_candidates(window: dict, snapshot: dict, settings: dict, trigger: dict
     import mlflow.sklearn
     import numpy as np
 
-    from mlops.connections import configure_mlflow
-    from mlops.metrics import METRICS, classification_metrics
-    from mlops.profile import PROFILE_ARTIFACT_PATH, PROFILE_FILE
+    from mlops.io.connections import configure_mlflow
+    from mlops.monitoring.profile import PROFILE_ARTIFACT_PATH, PROFILE_FILE
+    from mlops.training.metrics import METRICS, classification_metrics
 
     cfg = get_config()
     dataset, threshold = cfg.dataset, cfg.model.decision_threshold
@@ -749,9 +749,9 @@ def log_model(mlflow, model, input_example):
 
 def register(train_result: dict, snapshot: dict, window: dict, trigger: dict) -> dict:
     """Register the chosen model (idempotent per training run), tag it, alias it `challenger`."""
-    from mlops.connections import configure_mlflow
-    from mlops.metrics import METRICS
-    from mlops.performance import HOLDOUT_METRICS_TAG
+    from mlops.io.connections import configure_mlflow
+    from mlops.monitoring.performance import HOLDOUT_METRICS_TAG
+    from mlops.training.metrics import METRICS
 
     cfg = get_config()
     name = cfg.model.registered_name
@@ -800,7 +800,7 @@ def register(train_result: dict, snapshot: dict, window: dict, trigger: dict) ->
             f"Lineage: artifact `{REGISTRATION_ARTIFACT}` of MLflow run {train_result['parent_run_id']}."
         ),
     )
-    from mlops.registry import CHALLENGER
+    from mlops.io.registry import CHALLENGER
 
     client.set_registered_model_alias(name, CHALLENGER, version.version)
     log.info("registered %s version %s, alias challenger", name, version.version)

@@ -39,7 +39,7 @@ class RegistryUnavailable(RuntimeError):
 
 def client():
     """An MlflowClient on the tracking server of the `mlflow` Airflow connection."""
-    from mlops.connections import configure_mlflow
+    from mlops.io.connections import configure_mlflow
 
     return configure_mlflow().MlflowClient()
 
