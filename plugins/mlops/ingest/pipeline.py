@@ -806,24 +806,266 @@ def _validate_pass(path: Path, staged: Path, object_key: str, timings: dict, row
     overlaps an earlier one in time raises _ChunksOverlapInTime unless `rows_across_chunks`,
     which keeps every row's timestamp and hash to compare later chunks with (16 bytes a row).
     """
-    import numpy as np
-    import pandas as pd
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    return _ChunkValidator(path, staged, object_key, timings, rows_across_chunks).run()
 
-    from mlops.ingest import csv_shape, validation
 
-    cfg = get_config()
-    dataset, policy = cfg.dataset, cfg.validation
-    suite_file = validation.suite_path(policy)
-    suite = validation.load_suite(suite_file)
-    runner = validation.runner_for(str(suite_file))
-    rules = validation.row_rules(suite)
-    time_col = dataset.time_column
+class _ChunkValidator:
+    """The state one pass of validate_file shares across chunks, and one method per phase.
 
-    result: dict = {
+    Per chunk: read and parse (_coerce), exact duplicates (_dedupe), every rule's mask and the
+    GX sample (_flag), set_null then the drop rules (_apply_rules), Parquet staging (_stage).
+    After the last chunk: GX on the sample, timestamps with conflicting values, the verdict.
+    """
+
+    def __init__(self, path: Path, staged: Path, object_key: str, timings: dict, rows_across_chunks: bool):
+        import numpy as np
+
+        from mlops.ingest import validation
+
+        cfg = get_config()
+        self.path, self.staged, self.timings = path, staged, timings
+        self.rows_across_chunks = rows_across_chunks
+        self.dataset, self.policy = cfg.dataset, cfg.validation
+        suite_file = validation.suite_path(self.policy)
+        suite = validation.load_suite(suite_file)
+        self.runner = validation.runner_for(str(suite_file))
+        self.rules = validation.row_rules(suite)
+        self.result = _empty_result(object_key, suite["name"], self.policy)
+        self.totals: dict[str, dict] = {}
+        self.parse_errors: dict[str, dict] = {}
+        self.row_faults: dict[str, dict] = {}
+        self.dropped: dict[str, int] = {}
+        self.nulled: dict[str, int] = {}
+        # Without rows_across_chunks: each earlier chunk's first and last timestamp (int64 ns).
+        self.time_ranges: list[tuple] = []
+        # With rows_across_chunks: each earlier chunk's sorted timestamps and their rows' hashes.
+        self.seen: list[tuple] = []
+        self.policy_counts: dict[str, int] = {}
+        self.gx_rows: list = []
+        self.gx_budget = {
+            "flagged": GX_MAX_FLAGGED_ROWS,
+            "clean": GX_CLEAN_SAMPLE_ROWS,
+            "rng": np.random.default_rng(0),
+        }
+        self.conflicting_ts: set[int] = set()
+        self.writer = None
+        self.staged_rows = 0
+        self.shape = self.reader = None
+
+    def run(self) -> dict:
+        """Validate every chunk, stage the kept rows; the validation result with its verdict."""
+        self._open()
+        try:
+            self._read_chunks()
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+        self._finish()
+        return _decide(self.result, self.policy)
+
+    def _drop(self, mask, rule: str) -> None:
+        count = int(mask.sum())
+        if count:
+            self.dropped[rule] = self.dropped.get(rule, 0) + count
+
+    def _guarded(self, step):
+        """Run a read step; bad input becomes a structural error (and None), other errors propagate."""
+        try:
+            return step()
+        except StopIteration:
+            return None
+        except Exception as exc:
+            problem = _structural_problem(exc)
+            if problem is None:
+                raise
+        self.result["structural_errors"].append(problem)
+        return None
+
+    def _open(self) -> None:
+        """Check the file's shape (field counts), open the chunked reader, count bad-shape rows."""
+        import numpy as np
+
+        from mlops.ingest import csv_shape
+
+        t0 = time.perf_counter()
+        self.shape = self._guarded(
+            lambda: csv_shape.check_shape(self.path, _compression(self.path), self.staged.parent)
+        )
+        self.timings["shape"] = self.timings.get("shape", 0.0) + time.perf_counter() - t0
+        self.reader = _open_reader(self.path, self.shape, self.dataset, self.policy, self.result, self._guarded)
+        shape = self.shape
+        if shape is not None and shape.bad_count:
+            self.row_faults[FIELD_COUNT_RULE] = {"count": shape.bad_count, "examples": shape.examples, "mask": None}
+            self.result["rows_in"] += shape.bad_count
+            self._drop(np.ones(shape.bad_count, dtype=bool), FIELD_COUNT_RULE)
+        self.plausible = plausible_range(self.policy)
+
+    def _read_chunks(self) -> None:
+        chunks = iter(self.reader) if self.reader is not None else iter(())
+        while True:
+            t0 = time.perf_counter()
+            chunk = self._guarded(lambda: next(chunks))
+            if chunk is None:
+                self.timings["parse"] += time.perf_counter() - t0
+                return
+            self.result["rows_in"] += len(chunk)
+            chunk, unparseable, time_text = _coerce(
+                chunk, self.dataset, self.parse_errors, self.row_faults, self.plausible
+            )
+            self.timings["parse"] += time.perf_counter() - t0
+            t1 = time.perf_counter()
+            chunk, keep, ts = self._validate_chunk(chunk, unparseable)
+            self.timings["validate"] += time.perf_counter() - t1
+            t2 = time.perf_counter()
+            self._stage(chunk, keep, ts, time_text)
+            self.timings["stage"] += time.perf_counter() - t2
+
+    def _validate_chunk(self, chunk, unparseable):
+        """(chunk without exact duplicates, rows to keep, their int64-ns timestamps)."""
+        import numpy as np
+
+        ts, has_ts, row_hash = self._timestamps(chunk)
+        # Exact duplicate rows (same timestamp, same values) collapse to one, silently counted.
+        exact_dup = _duplicate_rows(chunk, ts, has_ts, row_hash, self.seen, self.conflicting_ts)
+        self.result["rows_duplicate"] += int(exact_dup.sum())
+        fresh_rows = None
+        if exact_dup.any():  # most chunks have none: no copy then
+            fresh_rows = ~exact_dup
+            chunk, unparseable = chunk[fresh_rows], unparseable[fresh_rows]
+            ts, has_ts = ts[fresh_rows], has_ts[fresh_rows]
+            row_hash = row_hash[fresh_rows] if row_hash is not None else None
+        masks = self._flag(chunk, unparseable, ts)
+        keep = self._apply_rules(chunk, unparseable, masks, fresh_rows)
+        if self.rows_across_chunks and has_ts.any():
+            order = np.argsort(ts[has_ts], kind="stable")
+            self.seen.append((ts[has_ts][order], row_hash[has_ts][order]))
+        return chunk, keep, ts
+
+    def _timestamps(self, chunk):
+        """(int64-ns timestamps, has-timestamp mask, row hashes or None); raises
+        _ChunksOverlapInTime when hashes are not kept and this chunk overlaps an earlier one."""
+        column = chunk[self.dataset.time_column]
+        ts = column.to_numpy(dtype="datetime64[ns]").astype("int64")
+        has_ts = column.notna().to_numpy()
+        if not self.rows_across_chunks and has_ts.any():
+            span = (ts[has_ts].min(), ts[has_ts].max())
+            if any(_overlap(span, earlier) for earlier in self.time_ranges):
+                raise _ChunksOverlapInTime
+            self.time_ranges.append(span)
+        row_hash = _row_hashes(chunk) if self.rows_across_chunks else None
+        return ts, has_ts, row_hash
+
+    def _flag(self, chunk, unparseable, ts) -> dict:
+        """Every rule on every row, vectorised (the masks read the suite's kwargs): {rule: mask}.
+        GX sees every flagged row and a sample of the clean ones (see _gx_subset)."""
+        import numpy as np
+
+        from mlops.ingest import validation
+
+        masks = {validation.rule_name(r): validation.violation_mask(chunk, r) for r in self.rules}
+        flagged = unparseable.to_numpy().copy()
+        if self.conflicting_ts:
+            flagged |= np.isin(ts, np.fromiter(self.conflicting_ts, dtype="int64"))
+        for name, mask in masks.items():
+            self.policy_counts[name] = self.policy_counts.get(name, 0) + int(mask.sum())
+            flagged = flagged | mask
+        self.gx_rows.append(_gx_subset(chunk, flagged, self.gx_budget))
+        return masks
+
+    def _apply_rules(self, chunk, unparseable, masks: dict, fresh_rows):
+        """The rows to keep: set_null first (the row stays), then the drop rules on what remains."""
+        from mlops.ingest import validation
+
+        keep = ~unparseable.to_numpy()
+        self._drop(unparseable.to_numpy(), "unparseable value")
+        for rule, fault in self.row_faults.items():
+            if fault["mask"] is not None:
+                mask = fault["mask"].to_numpy() if fresh_rows is None else fault["mask"].to_numpy()[fresh_rows]
+                self._drop(mask & keep, rule)
+                keep &= ~mask
+                fault["mask"] = None
+        nulled_columns = self._set_nulls(chunk, masks)
+        for rule in self.rules:
+            if rule["meta"]["on_failure"] != "set_null":
+                mask = masks[validation.rule_name(rule)]
+                if rule["kwargs"]["column"] in nulled_columns:  # values changed by set_null
+                    mask = validation.violation_mask(chunk, rule)
+                self._drop(mask & keep, validation.rule_name(rule))
+                keep = keep & ~mask
+        return keep
+
+    def _set_nulls(self, chunk, masks: dict) -> set:
+        """Null the values set_null rules flag (in place); the columns changed."""
+        import numpy as np
+
+        from mlops.ingest import validation
+
+        nulled_columns = set()
+        for rule in self.rules:
+            name = validation.rule_name(rule)
+            if rule["meta"]["on_failure"] == "set_null" and masks[name].any():
+                self.nulled[name] = self.nulled.get(name, 0) + int(masks[name].sum())
+                chunk.loc[masks[name], rule["kwargs"]["column"]] = np.nan
+                nulled_columns.add(rule["kwargs"]["column"])
+        return nulled_columns
+
+    def _stage(self, chunk, keep, ts, time_text) -> None:
+        """Append the kept rows to the staging Parquet file."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        kept = chunk[keep].copy()
+        kept[f"__text__{self.dataset.time_column}"] = time_text.loc[kept.index]
+        frame = _stage_frame(kept, self.dataset)
+        frame["__ts__"] = ts[keep]
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.staged, table.schema)
+        self.writer.write_table(table.cast(self.writer.schema))
+        self.staged_rows += len(frame)
+        del table, frame
+        pa.default_memory_pool().release_unused()  # mimalloc keeps freed chunks otherwise
+
+    def _finish(self) -> None:
+        """GX on the sample, conflicting timestamps, then the counts into the result."""
+        import pandas as pd
+
+        if self.gx_rows:
+            t1 = time.perf_counter()
+            _validate_with_gx(
+                self.result, self.totals, self.runner, pd.concat(self.gx_rows), self.policy_counts, self.gx_budget
+            )
+            self.timings["validate"] += time.perf_counter() - t1
+        if self.conflicting_ts and self.staged_rows:
+            # Rows sharing a timestamp with different values: all of them go (rewrite the staging file).
+            self.staged_rows, conflicts_dropped = _drop_timestamps(self.staged, self.conflicting_ts)
+            if conflicts_dropped:
+                rule = "expect_column_values_to_be_unique(" + self.dataset.time_column + ") conflicting values"
+                self.dropped[rule] = conflicts_dropped
+        result, shape = self.result, self.shape
+        if self.reader is not None and shape is not None and result["rows_in"] != shape.data_rows:
+            result["structural_errors"].append(
+                f"{shape.data_rows} records counted but {result['rows_in']} rows read: quoting the reader"
+                " and the field count disagree on; the batch is held back"
+            )
+        result["row_faults"] = {
+            rule: {"count": f["count"], "examples": f["examples"]} for rule, f in self.row_faults.items() if f["count"]
+        }
+        result["expectations"] = list(self.totals.values())
+        result["parse_errors"] = list(self.parse_errors.values())
+        result["dropped_by_rule"] = self.dropped
+        result["nulled_by_rule"] = self.nulled
+        result["rows_kept"] = self.staged_rows
+        result["rows_dropped"] = sum(self.dropped.values())
+        considered = max(result["rows_in"] - result["rows_duplicate"], 1)
+        result["bad_row_fraction"] = round(result["rows_dropped"] / considered, 6)
+
+
+def _empty_result(object_key: str, suite_name: str, policy) -> dict:
+    """A validation result before any row is read."""
+    return {
         "object_key": object_key,
-        "suite": suite["name"],
+        "suite": suite_name,
         "great_expectations_version": _gx_version(),
         "rows_in": 0,
         "rows_kept": 0,
@@ -836,188 +1078,38 @@ def _validate_pass(path: Path, staged: Path, object_key: str, timings: dict, row
         "nulled_by_rule": {},
         "expectations": [],
     }
-    totals: dict[str, dict] = {}
-    parse_errors: dict[str, dict] = {}
-    dropped: dict[str, int] = {}
-    nulled: dict[str, int] = {}
-    # Without rows_across_chunks: each earlier chunk's first and last timestamp (int64 ns).
-    time_ranges: list[tuple] = []
-    # With rows_across_chunks: each earlier chunk's sorted timestamps and their rows' hashes.
-    seen: list[tuple] = []
-    policy_counts: dict[str, int] = {}
-    gx_rows: list = []
-    gx_budget = {"flagged": GX_MAX_FLAGGED_ROWS, "clean": GX_CLEAN_SAMPLE_ROWS, "rng": np.random.default_rng(0)}
-    conflicting_ts: set[int] = set()
-    writer = None
-    staged_rows = 0
 
-    def drop(mask, rule: str) -> None:
-        count = int(mask.sum())
-        if count:
-            dropped[rule] = dropped.get(rule, 0) + count
 
-    def guarded(step):
-        """Run a read step; bad input becomes a structural error (and None), other errors propagate."""
-        try:
-            return step()
-        except StopIteration:
-            return None
-        except csv_shape.ShapeError as exc:
-            problem = str(exc)
-        except pd.errors.EmptyDataError:
-            problem = "empty file: no header and no data"
-        except UnicodeDecodeError as exc:
-            problem = f"not UTF-8 text: byte {exc.object[exc.start : exc.start + 1]!r} cannot be decoded"
-        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-            problem = f"corrupt or truncated gzip: {exc}"
-        except pd.errors.ParserError as exc:
-            problem = f"malformed CSV (wrong delimiter, quoting or field count): {exc}"
-        except (ValueError, OSError) as exc:  # pandas' other complaints about undecodable input
-            problem = f"unreadable file: {type(exc).__name__}: {exc}"
-        result["structural_errors"].append(problem)
-        return None
+def _structural_problem(exc: Exception) -> str | None:
+    """What a reader's exception says about bad input, or None when it is not about the input."""
+    import pandas as pd
 
-    t0 = time.perf_counter()
-    shape = guarded(lambda: csv_shape.check_shape(path, _compression(path), staged.parent))
-    timings["shape"] = timings.get("shape", 0.0) + time.perf_counter() - t0
-    reader = _open_reader(path, shape, dataset, policy, result, guarded)
-    row_faults: dict[str, dict] = {}
-    if shape is not None and shape.bad_count:
-        row_faults[FIELD_COUNT_RULE] = {"count": shape.bad_count, "examples": shape.examples, "mask": None}
-        result["rows_in"] += shape.bad_count
-        drop(np.ones(shape.bad_count, dtype=bool), FIELD_COUNT_RULE)
-    plausible = plausible_range(policy)
-    chunks = iter(reader) if reader is not None else iter(())
-    try:
-        while True:
-            t0 = time.perf_counter()
-            chunk = guarded(lambda: next(chunks))
-            if chunk is None:
-                timings["parse"] += time.perf_counter() - t0
-                break
-            result["rows_in"] += len(chunk)
-            chunk, unparseable, time_text = _coerce(chunk, dataset, parse_errors, row_faults, plausible)
-            timings["parse"] += time.perf_counter() - t0
+    from mlops.ingest import csv_shape
 
-            t1 = time.perf_counter()
-            # Exact duplicate rows (same timestamp, same values) collapse to one, silently counted.
-            ts = chunk[time_col].to_numpy(dtype="datetime64[ns]").astype("int64")
-            has_ts = chunk[time_col].notna().to_numpy()
-            if not rows_across_chunks and has_ts.any():
-                span = (ts[has_ts].min(), ts[has_ts].max())
-                if any(_overlap(span, earlier) for earlier in time_ranges):
-                    raise _ChunksOverlapInTime
-                time_ranges.append(span)
-            row_hash = _row_hashes(chunk) if rows_across_chunks else None
-            exact_dup = _duplicate_rows(chunk, ts, has_ts, row_hash, seen, conflicting_ts)
-            result["rows_duplicate"] += int(exact_dup.sum())
-            fresh_rows = ~exact_dup
-            if exact_dup.any():  # most chunks have none: no copy then
-                chunk, unparseable = chunk[fresh_rows], unparseable[fresh_rows]
-                ts, has_ts = ts[fresh_rows], has_ts[fresh_rows]
-                row_hash = row_hash[fresh_rows] if row_hash is not None else None
+    if isinstance(exc, csv_shape.ShapeError):
+        return str(exc)
+    if isinstance(exc, pd.errors.EmptyDataError):
+        return "empty file: no header and no data"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text: byte {exc.object[exc.start : exc.start + 1]!r} cannot be decoded"
+    if isinstance(exc, (EOFError, gzip.BadGzipFile, zlib.error)):
+        return f"corrupt or truncated gzip: {exc}"
+    if isinstance(exc, pd.errors.ParserError):
+        return f"malformed CSV (wrong delimiter, quoting or field count): {exc}"
+    if isinstance(exc, (ValueError, OSError)):  # pandas' other complaints about undecodable input
+        return f"unreadable file: {type(exc).__name__}: {exc}"
+    return None
 
-            # Every rule on every row, vectorised (the masks read the suite's kwargs).
-            masks = {validation.rule_name(r): validation.violation_mask(chunk, r) for r in rules}
-            flagged = unparseable.to_numpy().copy()
-            if conflicting_ts:
-                flagged |= np.isin(ts, np.fromiter(conflicting_ts, dtype="int64"))
-            for name, mask in masks.items():
-                policy_counts[name] = policy_counts.get(name, 0) + int(mask.sum())
-                flagged = flagged | mask
-            # GX sees every flagged row and a sample of the clean ones (see _gx_subset).
-            gx_rows.append(_gx_subset(chunk, flagged, gx_budget))
 
-            # set_null first (the row stays), then the drop rules on what remains.
-            keep = ~unparseable.to_numpy()
-            drop(unparseable.to_numpy(), "unparseable value")
-            for rule, fault in row_faults.items():
-                if fault["mask"] is not None:
-                    mask = fault["mask"].to_numpy()[fresh_rows] if exact_dup.any() else fault["mask"].to_numpy()
-                    drop(mask & keep, rule)
-                    keep &= ~mask
-                    fault["mask"] = None
-            nulled_columns = set()
-            for rule in rules:
-                name = validation.rule_name(rule)
-                if rule["meta"]["on_failure"] == "set_null" and masks[name].any():
-                    nulled[name] = nulled.get(name, 0) + int(masks[name].sum())
-                    chunk.loc[masks[name], rule["kwargs"]["column"]] = np.nan
-                    nulled_columns.add(rule["kwargs"]["column"])
-            for rule in rules:
-                if rule["meta"]["on_failure"] != "set_null":
-                    mask = masks[validation.rule_name(rule)]
-                    if rule["kwargs"]["column"] in nulled_columns:  # values changed by set_null
-                        mask = validation.violation_mask(chunk, rule)
-                    drop(mask & keep, validation.rule_name(rule))
-                    keep = keep & ~mask
-            if rows_across_chunks and has_ts.any():
-                order = np.argsort(ts[has_ts], kind="stable")
-                seen.append((ts[has_ts][order], row_hash[has_ts][order]))
-            timings["validate"] += time.perf_counter() - t1
-            t2 = time.perf_counter()
-            kept = chunk[keep].copy()
-            kept[f"__text__{time_col}"] = time_text.loc[kept.index]
-            frame = _stage_frame(kept, dataset)
-            frame["__ts__"] = ts[keep]
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            if writer is None:
-                writer = pq.ParquetWriter(staged, table.schema)
-            writer.write_table(table.cast(writer.schema))
-            staged_rows += len(frame)
-            del table, frame
-            pa.default_memory_pool().release_unused()  # mimalloc keeps freed chunks otherwise
-            timings["stage"] += time.perf_counter() - t2
-    finally:
-        if writer is not None:
-            writer.close()
-
-    if gx_rows:
-        t1 = time.perf_counter()
-        _validate_with_gx(result, totals, runner, pd.concat(gx_rows), policy_counts, gx_budget)
-        timings["validate"] += time.perf_counter() - t1
-
-    conflicts_dropped = 0
-    if conflicting_ts and staged_rows:
-        # Rows sharing a timestamp with different values: all of them go (rewrite the staging file).
-        staged_rows, conflicts_dropped = _drop_timestamps(staged, conflicting_ts)
-        if conflicts_dropped:
-            dropped["expect_column_values_to_be_unique(" + time_col + ") conflicting values"] = conflicts_dropped
-
-    if reader is not None and shape is not None and result["rows_in"] != shape.data_rows:
-        result["structural_errors"].append(
-            f"{shape.data_rows} records counted but {result['rows_in']} rows read: quoting the reader"
-            " and the field count disagree on; the batch is held back"
-        )
-    result["row_faults"] = {
-        rule: {"count": f["count"], "examples": f["examples"]} for rule, f in row_faults.items() if f["count"]
-    }
-    result["expectations"] = list(totals.values())
-    result["parse_errors"] = list(parse_errors.values())
-    result["dropped_by_rule"] = dropped
-    result["nulled_by_rule"] = nulled
-    result["rows_kept"] = staged_rows
-    result["rows_dropped"] = sum(dropped.values())
-    considered = max(result["rows_in"] - result["rows_duplicate"], 1)
-    result["bad_row_fraction"] = round(result["rows_dropped"] / considered, 6)
-
-    if not result["structural_errors"]:
-        if result["rows_in"] < policy.min_rows:
-            result["structural_errors"].append(
-                f"{result['rows_in']} data row(s) (header only?); at least {policy.min_rows} required"
-            )
-        elif staged_rows == 0:
-            result["structural_errors"].append("no valid rows: every row broke a rule")
-    for exp in result["expectations"]:
-        if exp["on_failure"] == "quarantine" and not exp["success"] and not result["structural_errors"]:
-            result["structural_errors"].append(
-                f"{exp['expectation']} failed: {exp.get('details') or exp.get('observed_value')}"
-            )
-
+def _decide(result: dict, policy) -> dict:
+    """Set result's status ("passed" or "quarantined") and reason; returns result."""
+    _add_verdict_errors(result, policy)
+    dropped = result["dropped_by_rule"]
     if result["structural_errors"]:
         result["status"] = "quarantined"
         result["reason"] = "; ".join(result["structural_errors"])
     elif result["bad_row_fraction"] > policy.max_bad_row_fraction:
+        considered = max(result["rows_in"] - result["rows_duplicate"], 1)
         result["status"] = "quarantined"
         worst = ", ".join(f"{k}: {v}" for k, v in sorted(dropped.items(), key=lambda kv: -kv[1]))
         result["reason"] = (
@@ -1028,6 +1120,20 @@ def _validate_pass(path: Path, staged: Path, object_key: str, timings: dict, row
         result["status"] = "passed"
         result["reason"] = f"dropped {result['rows_dropped']} bad row(s): {dropped}" if result["rows_dropped"] else None
     return result
+
+
+def _add_verdict_errors(result: dict, policy) -> None:
+    """Structural errors found only on the whole file: too few rows, no valid row, a failed
+    quarantine expectation (each only when nothing structural was found before)."""
+    errors = result["structural_errors"]
+    if not errors:
+        if result["rows_in"] < policy.min_rows:
+            errors.append(f"{result['rows_in']} data row(s) (header only?); at least {policy.min_rows} required")
+        elif result["rows_kept"] == 0:
+            errors.append("no valid rows: every row broke a rule")
+    for exp in result["expectations"]:
+        if exp["on_failure"] == "quarantine" and not exp["success"] and not errors:
+            errors.append(f"{exp['expectation']} failed: {exp.get('details') or exp.get('observed_value')}")
 
 
 def _open_reader(path: Path, shape, dataset, policy, result: dict, guarded):
