@@ -1356,28 +1356,14 @@ def process_object(key: str) -> dict:
 
 
 def _process_object(key: str) -> dict:
-    from mlops.health.model import report_view_url
-    from mlops.ingest import validation
-
-    storage = get_config().storage
+    """Download and identify one object, validate it, then quarantine (raises BadBatch) or load it."""
     kind, replay_batch = _resolve(key)
     with tempfile.TemporaryDirectory(prefix="ingest-") as tmp:
         tmpdir = Path(tmp)
         if kind == "landing" and not object_exists(key):
-            done = [b for b in batches_for_key(key) if b["status"] in FINAL_STATUSES]
-            if done:  # a retry after the object was already handled
-                return {"object_key": key, **_summary(done[0]), "new_rows": 0, "note": "already processed"}
-            raise BadBatch(f"{key}: no such object in s3://{storage.bucket}", {"object_key": key})
-        local = download(key, tmpdir)
-        if kind == "landing":
-            original_key = key
-            batch_id = batch_id_for(key, local.sha256)
-        else:
-            previous = get_batch(replay_batch)
-            if previous is None or previous["checksum"] != local.sha256:
-                raise BadBatch(f"{key}: no batch {replay_batch} with this content in the batches table", {})
-            original_key, batch_id = previous["object_key"], replay_batch
-        raw_key = f"{storage.raw_prefix}{batch_id}/{safe_name(original_key)}"
+            return _already_processed(key)
+        arrival = _identify(key, kind, replay_batch, download(key, tmpdir))
+        local, batch_id, raw_key = arrival.local, arrival.batch_id, arrival.raw_key
         log.info("object %s: %d bytes, sha256 %s -> batch %s", key, local.size, local.sha256, batch_id)
 
         existing = get_batch(batch_id)
@@ -1392,80 +1378,142 @@ def _process_object(key: str) -> dict:
             return _record_duplicate(key, kind, batch_id, local, raw_key)
 
         staged = tmpdir / "staged.parquet"
-        result = validate_file(local.path, staged, original_key)
+        result = validate_file(local.path, staged, arrival.original_key)
         result.update(batch_id=batch_id, checksum=local.sha256, raw_uri=_uri(raw_key), replayed_from=key)
-        batch_values = {
-            "batch_id": batch_id,
-            "object_key": original_key,
-            "checksum": local.sha256,
-            "raw_uri": _uri(raw_key),
-            "rows_in": result["rows_in"],
-            "rows_kept": result["rows_kept"] if result["status"] == "passed" else 0,
-            "rows_dropped": result["rows_dropped"],
-            "reason": result["reason"],
-        }
         if result["status"] != "passed":
-            folder = f"{storage.quarantine_prefix}{batch_id}/"
-            result["status"] = "quarantined"
-            report_uri = _uri(folder + "report.html")
-            result["report_uri"] = report_uri
-            put_verified(local, folder + safe_name(original_key))
-            put_json(folder + "validation.json", result)
-            put_text(folder + "report.html", validation.render_html(result), "text/html; charset=utf-8")
-            record_batch(**batch_values, status="quarantined", report_uri=report_uri)
-            if kind == "landing":
-                delete_if_unchanged(key, local.etag)
-            message = (
-                f"{original_key} (batch {batch_id}) quarantined: {result['reason']}\n"
-                f"{validation.describe_failures(result)}\nreport: {report_uri}\n"
-                f"open it in the Model health view: {report_view_url(report_uri)}"
-            )
-            log.error(message)
-            raise BadBatch(message, result)
+            _quarantine(arrival, result)
+        return _load(arrival, result, staged)
 
-        folder = f"{storage.reports_prefix}{batch_id}/"
-        report_uri = _uri(folder + "report.html")
-        result["status"] = "loaded"
-        result["report_uri"] = report_uri
-        put_json(folder + "validation.json", result)
-        put_text(folder + "report.html", validation.render_html(result), "text/html; charset=utf-8")
-        try:
-            loaded = load_batch(staged, {**batch_values, "status": "loaded", "report_uri": report_uri})
-        except SameContentLoaded:
-            # Another task loaded the same content under another key meanwhile: it won the claim.
-            return _record_duplicate(key, kind, batch_id, local, raw_key)
-        new_rows, conflicts = loaded.new_rows, loaded.conflicts
-        if conflicts["count"]:
-            _report_conflicts(original_key, batch_id, result, conflicts, folder)
-        if kind == "landing":
-            delete_if_unchanged(key, local.etag)
-        if result["rows_dropped"]:
-            log.warning(
-                "%s: loaded without %d bad row(s):\n%s",
-                original_key,
-                result["rows_dropped"],
-                validation.describe_failures(result),
-            )
-        log.info(
-            "%s: batch %s loaded, %d rows kept (%d new in observations), report %s (view: %s)",
-            original_key,
-            batch_id,
-            result["rows_kept"],
-            new_rows,
-            report_uri,
-            report_view_url(report_uri),
+
+@dataclasses.dataclass(frozen=True)
+class _Arrival:
+    """An object being ingested: the key it came under, its kind ('landing', 'raw', 'quarantine'),
+    the landing key it first arrived under, its batch, local copy and raw copy's key."""
+
+    key: str
+    kind: str
+    original_key: str
+    batch_id: str
+    local: Download
+    raw_key: str
+
+
+def _already_processed(key: str) -> dict:
+    """A landing key with no object: the summary of the batch that handled it (a retry), or BadBatch."""
+    done = [b for b in batches_for_key(key) if b["status"] in FINAL_STATUSES]
+    if done:
+        return {"object_key": key, **_summary(done[0]), "new_rows": 0, "note": "already processed"}
+    raise BadBatch(f"{key}: no such object in s3://{get_config().storage.bucket}", {"object_key": key})
+
+
+def _identify(key: str, kind: str, replay_batch: str | None, local: Download) -> _Arrival:
+    """The batch of a downloaded object: from key and content for landing objects, the recorded
+    batch (whose checksum must match) for replays."""
+    if kind == "landing":
+        original_key, batch_id = key, batch_id_for(key, local.sha256)
+    else:
+        previous = get_batch(replay_batch)
+        if previous is None or previous["checksum"] != local.sha256:
+            raise BadBatch(f"{key}: no batch {replay_batch} with this content in the batches table", {})
+        original_key, batch_id = previous["object_key"], replay_batch
+    raw_key = f"{get_config().storage.raw_prefix}{batch_id}/{safe_name(original_key)}"
+    return _Arrival(key, kind, original_key, batch_id, local, raw_key)
+
+
+def _batch_values(arrival: _Arrival, result: dict) -> dict:
+    """The batches-table row of a validated arrival (without status and report)."""
+    return {
+        "batch_id": arrival.batch_id,
+        "object_key": arrival.original_key,
+        "checksum": arrival.local.sha256,
+        "raw_uri": _uri(arrival.raw_key),
+        "rows_in": result["rows_in"],
+        "rows_kept": result["rows_kept"] if result["status"] == "passed" else 0,
+        "rows_dropped": result["rows_dropped"],
+        "reason": result["reason"],
+    }
+
+
+def _quarantine(arrival: _Arrival, result: dict) -> None:
+    """Copy the file and its report under quarantine/, record the batch, raise BadBatch."""
+    from mlops.health.model import report_view_url
+    from mlops.ingest import validation
+
+    batch_values = _batch_values(arrival, result)
+    folder = f"{get_config().storage.quarantine_prefix}{arrival.batch_id}/"
+    result["status"] = "quarantined"
+    report_uri = _uri(folder + "report.html")
+    result["report_uri"] = report_uri
+    put_verified(arrival.local, folder + safe_name(arrival.original_key))
+    put_json(folder + "validation.json", result)
+    put_text(folder + "report.html", validation.render_html(result), "text/html; charset=utf-8")
+    record_batch(**batch_values, status="quarantined", report_uri=report_uri)
+    if arrival.kind == "landing":
+        delete_if_unchanged(arrival.key, arrival.local.etag)
+    message = (
+        f"{arrival.original_key} (batch {arrival.batch_id}) quarantined: {result['reason']}\n"
+        f"{validation.describe_failures(result)}\nreport: {report_uri}\n"
+        f"open it in the Model health view: {report_view_url(report_uri)}"
+    )
+    log.error(message)
+    raise BadBatch(message, result)
+
+
+def _load(arrival: _Arrival, result: dict, staged: Path) -> dict:
+    """Write the report, load the staged rows, remove the landing object; the task's summary."""
+    from mlops.ingest import validation
+
+    batch_values = _batch_values(arrival, result)
+    folder = f"{get_config().storage.reports_prefix}{arrival.batch_id}/"
+    report_uri = _uri(folder + "report.html")
+    result["status"] = "loaded"
+    result["report_uri"] = report_uri
+    put_json(folder + "validation.json", result)
+    put_text(folder + "report.html", validation.render_html(result), "text/html; charset=utf-8")
+    try:
+        loaded = load_batch(staged, {**batch_values, "status": "loaded", "report_uri": report_uri})
+    except SameContentLoaded:
+        # Another task loaded the same content under another key meanwhile: it won the claim.
+        return _record_duplicate(arrival.key, arrival.kind, arrival.batch_id, arrival.local, arrival.raw_key)
+    if loaded.conflicts["count"]:
+        _report_conflicts(arrival.original_key, arrival.batch_id, result, loaded.conflicts, folder)
+    if arrival.kind == "landing":
+        delete_if_unchanged(arrival.key, arrival.local.etag)
+    _log_loaded(arrival.original_key, result, loaded.new_rows)
+    return {
+        "object_key": arrival.original_key,
+        "batch_id": arrival.batch_id,
+        "status": "loaded",
+        "rows_in": result["rows_in"],
+        "rows_kept": result["rows_kept"],
+        "rows_dropped": result["rows_dropped"],
+        "new_rows": loaded.new_rows,
+        "conflicts": loaded.conflicts["count"],
+        "report_uri": result["report_uri"],
+    }
+
+
+def _log_loaded(object_key: str, result: dict, new_rows: int) -> None:
+    """Log a loaded batch: its dropped rows (a warning) and its counts and report."""
+    from mlops.health.model import report_view_url
+    from mlops.ingest import validation
+
+    if result["rows_dropped"]:
+        log.warning(
+            "%s: loaded without %d bad row(s):\n%s",
+            object_key,
+            result["rows_dropped"],
+            validation.describe_failures(result),
         )
-        return {
-            "object_key": original_key,
-            "batch_id": batch_id,
-            "status": "loaded",
-            "rows_in": result["rows_in"],
-            "rows_kept": result["rows_kept"],
-            "rows_dropped": result["rows_dropped"],
-            "new_rows": new_rows,
-            "conflicts": conflicts["count"],
-            "report_uri": report_uri,
-        }
+    log.info(
+        "%s: batch %s loaded, %d rows kept (%d new in observations), report %s (view: %s)",
+        object_key,
+        result["batch_id"],
+        result["rows_kept"],
+        new_rows,
+        result["report_uri"],
+        report_view_url(result["report_uri"]),
+    )
 
 
 def _report_conflicts(object_key: str, batch_id: str, result: dict, conflicts: dict, folder: str) -> None:
