@@ -17,6 +17,7 @@ holdout is only used to report and to compare with the champion, never to choose
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -384,7 +385,7 @@ def baseline_metrics(training, holdout, dataset: DatasetConfig, threshold: float
 # ---------------------------------------------------------------- MLflow
 
 
-def _dataset_source(window: dict, describe: dict):
+def _dataset_source(snapshot: dict):
     from mlflow.data.dataset_source import DatasetSource
 
     class WarehouseQuerySource(DatasetSource):
@@ -419,9 +420,9 @@ def _dataset_source(window: dict, describe: dict):
         {
             "connection": get_config().connections.warehouse,
             "query": window_query(),
-            "params": {"window_start": window["window_start"], "window_end": window["window_end"]},
-            **batch_summary(describe["batch_ids"]),
-            "data_digest": describe["data_digest"],
+            "params": {"window_start": snapshot["window_start"], "window_end": snapshot["window_end"]},
+            **batch_summary(snapshot["batch_ids"]),
+            "data_digest": snapshot["data_digest"],
         }
     )
 
@@ -515,42 +516,82 @@ def _record_family_failure(mlflow, family: str, exc: Exception) -> str:
     return reason
 
 
-def train_from_snapshot(window: dict) -> dict:
+def train_from_snapshot(snapshot: dict) -> dict:
     """The train DAG's train_candidates task: everything it needs is in the snapshot's XCom
     (window, digest, settings, trigger), so it runs the same in the worker or in a container."""
-    result = train_candidates(window, window, window["settings"], window["trigger"])
+    result = train_candidates(snapshot)
     for candidate in result["candidates"]:
         print(candidate)
     return result
 
 
-def train_candidates(window: dict, snapshot: dict, settings: dict, trigger: dict) -> dict:
+def train_candidates(snapshot: dict) -> dict:
     """Search every family, log a parent run and a child run per candidate, log the chosen model.
 
+    `snapshot`: the window (window_start, window_end, window_days), its batch_ids and
+    data_digest, the run's settings and trigger (see describe_window, resolve_settings).
     Returns small JSON for XCom: run ids, the chosen candidate's model URI and metrics.
     """
-    import mlflow.sklearn
-    import numpy as np
-
     from mlops.io.connections import configure_mlflow
-    from mlops.monitoring.profile import PROFILE_ARTIFACT_PATH, PROFILE_FILE
-    from mlops.training.metrics import METRICS, classification_metrics
 
     cfg = get_config()
-    dataset, threshold = cfg.dataset, cfg.model.decision_threshold
     mlflow = configure_mlflow()
     experiment = mlflow.set_experiment(cfg.model.registered_name)
     describe_experiment(mlflow, experiment.experiment_id, cfg)
+    trigger = snapshot["trigger"]
     earlier = find_finished_train(mlflow, experiment.experiment_id, trigger["run_id"])
     if earlier is not None:
         log.info("train already finished for %s in run %s: reusing it", trigger["run_id"], earlier["parent_run_id"])
         return earlier
     supersede_unfinished_train(mlflow, experiment.experiment_id, trigger["run_id"])
 
-    training, holdout = load_split(window, dataset, cfg.model.holdout_fraction, snapshot["data_digest"])
-    label, columns = dataset.label.name, model_columns(dataset)
-    baselines = baseline_metrics(training, holdout, dataset, threshold)
-    source = _dataset_source(window, snapshot)
+    run = _prepare_run(mlflow, cfg, snapshot)
+    with mlflow.start_run(run_name=f"train {trigger['run_id']}", tags=run.tags) as parent:
+        digests = _log_parent(run, snapshot)
+        candidates, fitted = [], {}
+        for family in snapshot["settings"]["model_families"]:
+            candidate, model = _train_family(run, family, snapshot["settings"]["search_iterations"])
+            candidates.append(candidate)
+            if model is not None:
+                fitted[family] = model
+        best = _choose(mlflow, candidates)
+        model_info = _log_chosen(run, best["run_id"], fitted[best["family"]])
+        result = {
+            "parent_run_id": parent.info.run_id,
+            "experiment_id": experiment.experiment_id,
+            **_candidates_result(best, model_info, candidates),
+            "baselines": run.baselines,
+            "data_digest": snapshot["data_digest"],
+            "dataset_digests": digests,
+            "n_training": len(run.training),
+            "n_holdout": len(run.holdout),
+            "training_end": run.training[run.cfg.dataset.time_column].max().strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        mlflow.set_tags({"chosen_family": best["family"], "chosen_run_id": best["run_id"]})
+        mlflow.log_dict(result, TRAIN_RESULT_FILE)
+        mlflow.set_tag("train_status", "finished")
+    return result
+
+
+@dataclasses.dataclass
+class _TrainRun:
+    """What every step of one train_candidates run shares: the MLflow module, configuration,
+    the split data, its baselines, the MLflow dataset source and the runs' tags."""
+
+    mlflow: object
+    cfg: object
+    training: object  # pandas DataFrame
+    holdout: object  # pandas DataFrame
+    baselines: dict
+    source: object
+    tags: dict
+
+
+def _prepare_run(mlflow, cfg, snapshot: dict) -> _TrainRun:
+    """Load and split the snapshot's window, compute the baselines, the runs' tags; log the trigger."""
+    dataset, trigger = cfg.dataset, snapshot["trigger"]
+    training, holdout = load_split(snapshot, dataset, cfg.model.holdout_fraction, snapshot["data_digest"])
+    baselines = baseline_metrics(training, holdout, dataset, cfg.model.decision_threshold)
     commit = trigger.get("git_commit") or git_commit()  # from the snapshot: a container has no checkout
     log.info(
         "trigger: %s (reason=%s, drifted_features=%s, report=%s)",
@@ -563,10 +604,9 @@ def train_candidates(window: dict, snapshot: dict, settings: dict, trigger: dict
         "training rows %d, holdout rows %d, window %s..%s",
         len(training),
         len(holdout),
-        window["window_start"],
-        window["window_end"],
+        snapshot["window_start"],
+        snapshot["window_end"],
     )
-
     tags = {
         "airflow.dag_id": trigger["dag_id"],
         "airflow.run_id": trigger["run_id"],
@@ -580,145 +620,156 @@ def train_candidates(window: dict, snapshot: dict, settings: dict, trigger: dict
         "data_digest": snapshot["data_digest"],
         "train_status": "running",
     }
-    with mlflow.start_run(run_name=f"train {trigger['run_id']}", tags=tags) as parent:
-        mlflow.log_params(
-            {
-                "training_window_days": window["window_days"],
-                "window_start": window["window_start"],
-                "window_end": window["window_end"],
-                "model_families": ",".join(settings["model_families"]),
-                "search_iterations": settings["search_iterations"],
-                "force_promote": settings["force_promote"],
-                "cv_splits": cfg.model.cv_splits,
-                "holdout_fraction": cfg.model.holdout_fraction,
-                "random_seed": cfg.model.random_seed,
-                "promotion_metric": cfg.promotion.metric,
-                "features": ",".join(dataset.features),
-                "calendar_features": ",".join(dataset.calendar_features),
-                "label": f"{dataset.label.source_column} +{dataset.label.steps_ahead} x {dataset.frequency}",
-                "n_training": len(training),
-                "n_holdout": len(holdout),
-                "batch_count": len(snapshot["batch_ids"]),
-            }
-        )
-        mlflow.log_dict({"batch_ids": snapshot["batch_ids"], **window}, "data/window.json")
-        digests = _log_datasets(mlflow, training, holdout, dataset, source)
-        mlflow.log_metrics(_flat_metrics("persistence_", baselines["persistence"]))
-        mlflow.log_metrics(_flat_metrics("base_rate_", baselines["base_rate"]))
-        mlflow.log_metric("training_positive_rate", baselines["positive_rate"])
+    return _TrainRun(mlflow, cfg, training, holdout, baselines, _dataset_source(snapshot), tags)
 
-        candidates, fitted = [], {}
-        for family in settings["model_families"]:
-            with mlflow.start_run(run_name=family, nested=True, tags={**tags, "family": family}) as child:
-                mlflow.log_params(
-                    {"family": family, "search_iterations": settings["search_iterations"], "n_training": len(training)}
-                )
-                _log_datasets(mlflow, training, holdout, dataset, source)
-                mlflow.log_metrics(_flat_metrics("persistence_", baselines["persistence"]))
-                mlflow.log_metrics(_flat_metrics("base_rate_", baselines["base_rate"]))
-                reason = skip_reason(family, len(training), cfg)
-                if reason:
-                    log.info(reason)
-                    mlflow.set_tags({"candidate_status": "skipped", "skip_reason": reason})
-                    candidates.append(
-                        {"family": family, "status": "skipped", "reason": reason, "run_id": child.info.run_id}
-                    )
-                    continue
-                t0 = time.monotonic()
-                try:
-                    searcher = search(family, training, dataset, cfg, settings["search_iterations"])
-                except Exception as exc:  # one family's failure (e.g. a one-class fold) is not the search's
-                    reason = _record_family_failure(mlflow, family, exc)
-                    candidates.append(
-                        {"family": family, "status": "failed", "reason": reason, "run_id": child.info.run_id}
-                    )
-                    continue
-                fit_seconds = time.monotonic() - t0
-                model = searcher.best_estimator_
-                proba = model.predict_proba(holdout[columns])[:, 1]
-                holdout_metrics = classification_metrics(holdout[label], proba, threshold)
-                best_params = {k.removeprefix("model__"): v for k, v in searcher.best_params_.items()}
-                mlflow.log_params({f"best_{k}": v for k, v in best_params.items()})
-                mlflow.log_metrics(
-                    {f"cv_{cfg.promotion.metric}": float(searcher.best_score_), "search_seconds": fit_seconds}
-                )
-                mlflow.log_metrics(_flat_metrics("", holdout_metrics))
-                mlflow.log_dict(
-                    {
-                        "params": [{k: str(v) for k, v in p.items()} for p in searcher.cv_results_["params"]],
-                        "mean_test_score": [float(s) for s in searcher.cv_results_["mean_test_score"]],
-                    },
-                    "search/cv_results.json",
-                )
-                _log_plots(mlflow, holdout[label], proba, threshold, f"{family} (holdout)")
-                mlflow.set_tag("candidate_status", "trained")
-                log.info(
-                    "%s: cv %s %.4f, holdout %s, %.1fs",
-                    family,
-                    cfg.promotion.metric,
-                    searcher.best_score_,
-                    holdout_metrics,
-                    fit_seconds,
-                )
-                fitted[family] = model
-                candidates.append(
-                    {
-                        "family": family,
-                        "status": "trained",
-                        "run_id": child.info.run_id,
-                        "cv_score": float(searcher.best_score_),
-                        "holdout": holdout_metrics,
-                        "best_params": {k: str(v) for k, v in best_params.items()},
-                        "search_seconds": round(fit_seconds, 1),
-                    }
-                )
 
-        for failed in (c for c in candidates if c["status"] == "failed"):
-            mlflow.MlflowClient().set_terminated(failed["run_id"], status="FAILED")
-        trained = [c for c in candidates if c["status"] == "trained"]
-        if not trained:
-            from airflow.sdk.exceptions import AirflowFailException
-
-            mlflow.set_tag("train_status", "failed")
-            raise AirflowFailException(f"no candidate was trained: {[c.get('reason') for c in candidates]}")
-        best = max(
-            trained, key=lambda c: (np.nan_to_num(c["cv_score"], nan=-np.inf), -MODEL_FAMILIES.index(c["family"]))
-        )
-        model = fitted[best["family"]]
-        log.info("chosen: %s (best cross-validated %s)", best["family"], cfg.promotion.metric)
-
-        with mlflow.start_run(run_id=best["run_id"], nested=True):
-            model_info = log_model(mlflow, model, training[columns].head(5))
-            profile = reference_profile(model, training, holdout, dataset)
-            mlflow.log_dict(profile, f"{PROFILE_ARTIFACT_PATH}/{PROFILE_FILE}")
-            mlflow.set_tag("chosen", "true")
-
-        result = {
-            "parent_run_id": parent.info.run_id,
-            "experiment_id": experiment.experiment_id,
-            "chosen": {
-                "family": best["family"],
-                "run_id": best["run_id"],
-                "model_uri": model_info.model_uri,
-                "cv_score": best["cv_score"],
-                "holdout": best["holdout"],
-            },
-            "candidates": [
-                {k: c.get(k) for k in ("family", "status", "reason", "run_id", "cv_score", "search_seconds")}
-                | {f"holdout_{m}": c.get("holdout", {}).get(m) for m in METRICS}
-                for c in candidates
-            ],
-            "baselines": baselines,
-            "data_digest": snapshot["data_digest"],
-            "dataset_digests": digests,
-            "n_training": len(training),
-            "n_holdout": len(holdout),
-            "training_end": training[dataset.time_column].max().strftime("%Y-%m-%d %H:%M:%S"),
+def _log_parent(run: _TrainRun, snapshot: dict) -> dict:
+    """Log the parent run's parameters, window, datasets and baselines; the datasets' digests."""
+    cfg, dataset, settings, mlflow = run.cfg, run.cfg.dataset, snapshot["settings"], run.mlflow
+    mlflow.log_params(
+        {
+            "training_window_days": snapshot["window_days"],
+            "window_start": snapshot["window_start"],
+            "window_end": snapshot["window_end"],
+            "model_families": ",".join(settings["model_families"]),
+            "search_iterations": settings["search_iterations"],
+            "force_promote": settings["force_promote"],
+            "cv_splits": cfg.model.cv_splits,
+            "holdout_fraction": cfg.model.holdout_fraction,
+            "random_seed": cfg.model.random_seed,
+            "promotion_metric": cfg.promotion.metric,
+            "features": ",".join(dataset.features),
+            "calendar_features": ",".join(dataset.calendar_features),
+            "label": f"{dataset.label.source_column} +{dataset.label.steps_ahead} x {dataset.frequency}",
+            "n_training": len(run.training),
+            "n_holdout": len(run.holdout),
+            "batch_count": len(snapshot["batch_ids"]),
         }
-        mlflow.set_tags({"chosen_family": best["family"], "chosen_run_id": best["run_id"]})
-        mlflow.log_dict(result, TRAIN_RESULT_FILE)
-        mlflow.set_tag("train_status", "finished")
-    return result
+    )
+    mlflow.log_dict({"batch_ids": snapshot["batch_ids"], **snapshot}, "data/window.json")
+    digests = _log_datasets(mlflow, run.training, run.holdout, dataset, run.source)
+    _log_baselines(run)
+    mlflow.log_metric("training_positive_rate", run.baselines["positive_rate"])
+    return digests
+
+
+def _log_baselines(run: _TrainRun) -> None:
+    run.mlflow.log_metrics(_flat_metrics("persistence_", run.baselines["persistence"]))
+    run.mlflow.log_metrics(_flat_metrics("base_rate_", run.baselines["base_rate"]))
+
+
+def _train_family(run: _TrainRun, family: str, search_iterations: int) -> tuple[dict, object]:
+    """Search one family in a child run: (candidate summary, fitted model or None if skipped or failed)."""
+    mlflow, cfg = run.mlflow, run.cfg
+    with mlflow.start_run(run_name=family, nested=True, tags={**run.tags, "family": family}) as child:
+        mlflow.log_params({"family": family, "search_iterations": search_iterations, "n_training": len(run.training)})
+        _log_datasets(mlflow, run.training, run.holdout, cfg.dataset, run.source)
+        _log_baselines(run)
+        reason = skip_reason(family, len(run.training), cfg)
+        if reason:
+            log.info(reason)
+            mlflow.set_tags({"candidate_status": "skipped", "skip_reason": reason})
+            return {"family": family, "status": "skipped", "reason": reason, "run_id": child.info.run_id}, None
+        t0 = time.monotonic()
+        try:
+            searcher = search(family, run.training, cfg.dataset, cfg, search_iterations)
+        except Exception as exc:  # one family's failure (e.g. a one-class fold) is not the search's
+            reason = _record_family_failure(mlflow, family, exc)
+            return {"family": family, "status": "failed", "reason": reason, "run_id": child.info.run_id}, None
+        fit_seconds = time.monotonic() - t0
+        candidate = _log_search(run, family, searcher, fit_seconds)
+        return {"family": family, "status": "trained", "run_id": child.info.run_id, **candidate}, (
+            searcher.best_estimator_
+        )
+
+
+def _log_search(run: _TrainRun, family: str, searcher, fit_seconds: float) -> dict:
+    """Log a finished search (best parameters, CV and holdout metrics, plots) in the current run;
+    the candidate's scores."""
+    from mlops.training.metrics import classification_metrics
+
+    mlflow, cfg, holdout = run.mlflow, run.cfg, run.holdout
+    label, threshold = cfg.dataset.label.name, cfg.model.decision_threshold
+    proba = searcher.best_estimator_.predict_proba(holdout[model_columns(cfg.dataset)])[:, 1]
+    holdout_metrics = classification_metrics(holdout[label], proba, threshold)
+    best_params = {k.removeprefix("model__"): v for k, v in searcher.best_params_.items()}
+    mlflow.log_params({f"best_{k}": v for k, v in best_params.items()})
+    mlflow.log_metrics({f"cv_{cfg.promotion.metric}": float(searcher.best_score_), "search_seconds": fit_seconds})
+    mlflow.log_metrics(_flat_metrics("", holdout_metrics))
+    mlflow.log_dict(
+        {
+            "params": [{k: str(v) for k, v in p.items()} for p in searcher.cv_results_["params"]],
+            "mean_test_score": [float(s) for s in searcher.cv_results_["mean_test_score"]],
+        },
+        "search/cv_results.json",
+    )
+    _log_plots(mlflow, holdout[label], proba, threshold, f"{family} (holdout)")
+    mlflow.set_tag("candidate_status", "trained")
+    log.info(
+        "%s: cv %s %.4f, holdout %s, %.1fs",
+        family,
+        cfg.promotion.metric,
+        searcher.best_score_,
+        holdout_metrics,
+        fit_seconds,
+    )
+    return {
+        "cv_score": float(searcher.best_score_),
+        "holdout": holdout_metrics,
+        "best_params": {k: str(v) for k, v in best_params.items()},
+        "search_seconds": round(fit_seconds, 1),
+    }
+
+
+def _choose(mlflow, candidates: list[dict]) -> dict:
+    """Mark failed child runs FAILED; the trained candidate with the best CV score (ties: the
+    earlier family in MODEL_FAMILIES). Raises AirflowFailException when none was trained."""
+    import numpy as np
+
+    for failed in (c for c in candidates if c["status"] == "failed"):
+        mlflow.MlflowClient().set_terminated(failed["run_id"], status="FAILED")
+    trained = [c for c in candidates if c["status"] == "trained"]
+    if not trained:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        mlflow.set_tag("train_status", "failed")
+        raise AirflowFailException(f"no candidate was trained: {[c.get('reason') for c in candidates]}")
+    best = max(trained, key=lambda c: (np.nan_to_num(c["cv_score"], nan=-np.inf), -MODEL_FAMILIES.index(c["family"])))
+    log.info("chosen: %s (best cross-validated %s)", best["family"], get_config().promotion.metric)
+    return best
+
+
+def _log_chosen(run: _TrainRun, run_id: str, model):
+    """Log the chosen model and its reference profile in its child run; the model's ModelInfo."""
+    from mlops.monitoring.profile import PROFILE_ARTIFACT_PATH, PROFILE_FILE
+
+    mlflow, dataset = run.mlflow, run.cfg.dataset
+    with mlflow.start_run(run_id=run_id, nested=True):
+        model_info = log_model(mlflow, model, run.training[model_columns(dataset)].head(5))
+        profile = reference_profile(model, run.training, run.holdout, dataset)
+        mlflow.log_dict(profile, f"{PROFILE_ARTIFACT_PATH}/{PROFILE_FILE}")
+        mlflow.set_tag("chosen", "true")
+    return model_info
+
+
+def _candidates_result(best: dict, model_info, candidates: list[dict]) -> dict:
+    """The chosen candidate (with its model URI) and every candidate's summary, for XCom."""
+    from mlops.training.metrics import METRICS
+
+    return {
+        "chosen": {
+            "family": best["family"],
+            "run_id": best["run_id"],
+            "model_uri": model_info.model_uri,
+            "cv_score": best["cv_score"],
+            "holdout": best["holdout"],
+        },
+        "candidates": [
+            {k: c.get(k) for k in ("family", "status", "reason", "run_id", "cv_score", "search_seconds")}
+            | {f"holdout_{m}": c.get("holdout", {}).get(m) for m in METRICS}
+            for c in candidates
+        ],
+    }
 
 
 def log_model(mlflow, model, input_example):
