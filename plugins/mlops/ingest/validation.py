@@ -329,28 +329,7 @@ def render_html(report: dict) -> str:
     e = html.escape
     status = report.get("status", "?")
     colour = {"loaded": "#1a7f37", "quarantined": "#cf222e"}.get(status, "#9a6700")
-    rows = []
-    for exp in report.get("expectations", []):
-        mark = "✔" if exp["success"] else "✘"
-        rows.append(
-            "<tr class='{cls}'><td>{mark}</td><td>{exp}</td><td>{col}</td><td>{kw}</td><td>{n}</td>"
-            "<td>{ex}</td><td>{act}</td></tr>".format(
-                cls="ok" if exp["success"] else "bad",
-                mark=mark,
-                exp=e(exp["expectation"]),
-                col=e(str(exp.get("column") or "(table)")),
-                kw=e(json.dumps(exp.get("kwargs") or {})),
-                n=e(
-                    str(
-                        exp.get("unexpected_count")
-                        if exp.get("unexpected_count") is not None
-                        else exp.get("observed_value", "")
-                    )
-                ),
-                ex=e(json.dumps(exp.get("examples") or exp.get("details") or exp.get("exception") or "")),
-                act=e(str(exp.get("on_failure"))),
-            )
-        )
+    rows = [_expectation_row(exp) for exp in report.get("expectations", [])]
     parse_rows = "".join(
         f"<tr class='bad'><td>{e(p['column'])}</td><td>{e(p['type'])}</td><td>{p['count']}</td>"
         f"<td>{e(json.dumps(p['examples']))}</td></tr>"
@@ -363,21 +342,7 @@ def render_html(report: dict) -> str:
     )
     counts = "".join(
         f"<tr><th>{e(k)}</th><td>{e(json.dumps(report.get(k)))}</td></tr>"
-        for k in (
-            "object_key",
-            "batch_id",
-            "checksum",
-            "rows_in",
-            "rows_kept",
-            "rows_dropped",
-            "rows_duplicate",
-            "bad_row_fraction",
-            "max_bad_row_fraction",
-            "dropped_by_rule",
-            "nulled_by_rule",
-            "conflicts",
-            "raw_uri",
-        )
+        for k in REPORT_COUNTS
         if k in report or k != "conflicts"
     )
     return f"""<!doctype html>
@@ -400,6 +365,45 @@ the row; if more than max_bad_row_fraction of the rows are dropped, or the file 
 batch is quarantined and nothing of it is loaded.</p>
 </body></html>
 """
+
+
+# The report's Counts table, in this order ("conflicts" only when the batch had some).
+REPORT_COUNTS = (
+    "object_key",
+    "batch_id",
+    "checksum",
+    "rows_in",
+    "rows_kept",
+    "rows_dropped",
+    "rows_duplicate",
+    "bad_row_fraction",
+    "max_bad_row_fraction",
+    "dropped_by_rule",
+    "nulled_by_rule",
+    "conflicts",
+    "raw_uri",
+)
+
+
+def _expectation_row(exp: dict) -> str:
+    """One expectation's row of the report's table (escaped HTML)."""
+    e = html.escape
+    unexpected = (
+        exp.get("unexpected_count") if exp.get("unexpected_count") is not None else exp.get("observed_value", "")
+    )
+    return (
+        "<tr class='{cls}'><td>{mark}</td><td>{exp}</td><td>{col}</td><td>{kw}</td><td>{n}</td>"
+        "<td>{ex}</td><td>{act}</td></tr>".format(
+            cls="ok" if exp["success"] else "bad",
+            mark="✔" if exp["success"] else "✘",
+            exp=e(exp["expectation"]),
+            col=e(str(exp.get("column") or "(table)")),
+            kw=e(json.dumps(exp.get("kwargs") or {})),
+            n=e(str(unexpected)),
+            ex=e(json.dumps(exp.get("examples") or exp.get("details") or exp.get("exception") or "")),
+            act=e(str(exp.get("on_failure"))),
+        )
+    )
 
 
 if __name__ == "__main__":
