@@ -55,6 +55,118 @@ from mlops.ingest.sensors import LandingObjectSensor
 cfg = get_config()
 
 
+@task.branch
+def route(params=None) -> list[str]:
+    """A replay goes straight to the named object; otherwise wait for landing objects."""
+    if (params or {}).get("object_key"):
+        return ["list_objects"]
+    return ["wait_for_landing", "list_objects"]
+
+
+def _landing_sensor() -> LandingObjectSensor:
+    """The deferrable wait for a landing object (S3KeyTrigger through the Amazon provider)."""
+    return LandingObjectSensor(
+        task_id="wait_for_landing",
+        aws_conn_id=cfg.connections.object_store,
+        bucket_name=cfg.storage.bucket,
+        bucket_key=sensor_pattern(),
+        deferrable=cfg.ingest.sensor_deferrable,
+        mode="poke" if cfg.ingest.sensor_deferrable else "reschedule",
+        poke_interval=cfg.ingest.sensor_poke_seconds,
+        timeout=cfg.ingest.sensor_timeout_minutes * 60,
+        # Nothing landed for a while: the run ends skipped and @continuous starts the next one.
+        soft_fail=True,
+    )
+
+
+@task(trigger_rule="none_failed_min_one_success")
+def list_objects(params=None) -> list[list[str]]:
+    """The objects to ingest, in groups: one mapped ingest_files task per group."""
+    from mlops.ingest import pipeline as ingest_logic
+
+    key = (params or {}).get("object_key")
+    if key:
+        if not ingest_logic.object_exists(key):
+            raise AirflowFailException(f"replay: no object {key!r} in bucket {cfg.storage.bucket}")
+        return [[key]]
+    keys = ingest_logic.landing_keys(limit=cfg.ingest.max_files_per_run)
+    print(f"{len(keys)} object(s) to ingest: {keys}")
+    return ingest_logic.spread(keys, cfg.ingest.max_mapped_tasks)
+
+
+@task(map_index_template="{{ files_label }}")
+def ingest_files(object_keys: list[str]) -> None:
+    """Raw copy, validation, then load or quarantine each object of the group."""
+    from mlops.ingest import pipeline as ingest_logic
+
+    context = get_current_context()
+    more = f" (+{len(object_keys) - 1} more)" if len(object_keys) > 1 else ""
+    context["files_label"] = ingest_logic.task_label(object_keys[0], more)
+    outcome = ingest_logic.process_objects(object_keys)
+    for summary in outcome["processed"]:
+        print(f"ingested: {summary}")
+    loaded = {
+        "new_rows": outcome["new_rows"],
+        "batches": [s["batch_id"] for s in outcome["processed"] if s.get("new_rows")],
+        "rows_by_batch": {s["batch_id"]: s["new_rows"] for s in outcome["processed"] if s.get("new_rows")},
+    }
+    # Pushed (not returned) before a quarantined file fails this task: announce_observations
+    # still sees the rows of the group's good files (a failed task emits no asset event).
+    context["ti"].xcom_push(key="loaded", value=loaded)
+    if outcome["failed"]:
+        # Bad data: retrying would not help. Each message names file, rule, column, examples.
+        raise AirflowFailException(
+            f"{len(outcome['failed'])} of {len(object_keys)} file(s) quarantined"
+            f" ({len(outcome['processed'])} processed):\n\n" + "\n\n".join(outcome["failed"])
+        )
+    if not outcome["new_rows"]:
+        # No new observations: no asset event, downstream DAGs are not woken up for nothing.
+        raise AirflowSkipException(f"nothing new to load from {object_keys}")
+
+
+@task(outlets=[OBSERVATIONS], trigger_rule="all_done")
+def announce_observations() -> dict:
+    """One `observations` asset event for every loaded batch not announced yet: this run's
+    (failed ingest_files tasks included) and any an attempt or run that died after its load left."""
+    from mlops.ingest import pipeline as ingest_logic
+
+    context = get_current_context()
+    pushed = [p for p in context["ti"].xcom_pull(task_ids=["ingest_files"], key="loaded") if p]
+    added = {b: n for p in pushed for b, n in (p.get("rows_by_batch") or {}).items()}
+    pending = ingest_logic.unannounced_batches()  # the durable truth: batches.announced_at IS NULL
+    holding_nothing = [b for b, n in pending.items() if not n]
+    if holding_nothing:  # every row of theirs was stored already: nothing to announce
+        ingest_logic.mark_announced(holding_nothing)
+    # This run's loads count the rows they added; a leftover batch counts the rows it holds.
+    rows = {b: added.get(b, n) for b, n in pending.items() if n}
+    if not rows:
+        # No new observations: no asset event, downstream DAGs are not woken up for nothing.
+        raise AirflowSkipException("no new observations in this run")
+    announced = {"new_rows": sum(rows.values()), "batches": list(rows)}
+    context["outlet_events"][OBSERVATIONS].extra = announced
+    print(f"observations updated: {announced}")
+    return announced
+
+
+@task
+def mark_announced(announced: dict) -> None:
+    """Record the announced batches. A separate task because Airflow registers the event only
+    when announce_observations succeeds: marking there could mark a batch whose event never
+    came; marking here can at worst announce a batch twice (scoring is idempotent)."""
+    from mlops.ingest import pipeline as ingest_logic
+
+    ingest_logic.mark_announced(announced["batches"])
+
+
+@task(trigger_rule="one_failed", on_failure_callback=None)  # AirflowFailException: never retried
+def fail_if_a_file_failed() -> None:
+    """Runs only when an upstream task failed: the run then ends failed, not green."""
+    raise AirflowFailException(
+        "an upstream task failed: a quarantined file fails its ingest_files task (its log names the file,"
+        " the rules and example values); a replay of a missing object fails list_objects"
+    )
+
+
 @dag(
     schedule=cfg.schedules.ingest,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
@@ -76,109 +188,8 @@ cfg = get_config()
     },
 )
 def ingest():
-    @task.branch
-    def route(params=None) -> list[str]:
-        """A replay goes straight to the named object; otherwise wait for landing objects."""
-        if (params or {}).get("object_key"):
-            return ["list_objects"]
-        return ["wait_for_landing", "list_objects"]
-
-    wait_for_landing = LandingObjectSensor(
-        task_id="wait_for_landing",
-        aws_conn_id=cfg.connections.object_store,
-        bucket_name=cfg.storage.bucket,
-        bucket_key=sensor_pattern(),
-        deferrable=cfg.ingest.sensor_deferrable,
-        mode="poke" if cfg.ingest.sensor_deferrable else "reschedule",
-        poke_interval=cfg.ingest.sensor_poke_seconds,
-        timeout=cfg.ingest.sensor_timeout_minutes * 60,
-        # Nothing landed for a while: the run ends skipped and @continuous starts the next one.
-        soft_fail=True,
-    )
-
-    @task(trigger_rule="none_failed_min_one_success")
-    def list_objects(params=None) -> list[list[str]]:
-        """The objects to ingest, in groups: one mapped ingest_files task per group."""
-        from mlops.ingest import pipeline as ingest_logic
-
-        key = (params or {}).get("object_key")
-        if key:
-            if not ingest_logic.object_exists(key):
-                raise AirflowFailException(f"replay: no object {key!r} in bucket {cfg.storage.bucket}")
-            return [[key]]
-        keys = ingest_logic.landing_keys(limit=cfg.ingest.max_files_per_run)
-        print(f"{len(keys)} object(s) to ingest: {keys}")
-        return ingest_logic.spread(keys, cfg.ingest.max_mapped_tasks)
-
-    @task(map_index_template="{{ files_label }}")
-    def ingest_files(object_keys: list[str]) -> None:
-        """Raw copy, validation, then load or quarantine each object of the group."""
-        from mlops.ingest import pipeline as ingest_logic
-
-        context = get_current_context()
-        more = f" (+{len(object_keys) - 1} more)" if len(object_keys) > 1 else ""
-        context["files_label"] = ingest_logic.task_label(object_keys[0], more)
-        outcome = ingest_logic.process_objects(object_keys)
-        for summary in outcome["processed"]:
-            print(f"ingested: {summary}")
-        loaded = {
-            "new_rows": outcome["new_rows"],
-            "batches": [s["batch_id"] for s in outcome["processed"] if s.get("new_rows")],
-            "rows_by_batch": {s["batch_id"]: s["new_rows"] for s in outcome["processed"] if s.get("new_rows")},
-        }
-        # Pushed (not returned) before a quarantined file fails this task: announce_observations
-        # still sees the rows of the group's good files (a failed task emits no asset event).
-        context["ti"].xcom_push(key="loaded", value=loaded)
-        if outcome["failed"]:
-            # Bad data: retrying would not help. Each message names file, rule, column, examples.
-            raise AirflowFailException(
-                f"{len(outcome['failed'])} of {len(object_keys)} file(s) quarantined"
-                f" ({len(outcome['processed'])} processed):\n\n" + "\n\n".join(outcome["failed"])
-            )
-        if not outcome["new_rows"]:
-            # No new observations: no asset event, downstream DAGs are not woken up for nothing.
-            raise AirflowSkipException(f"nothing new to load from {object_keys}")
-
-    @task(outlets=[OBSERVATIONS], trigger_rule="all_done")
-    def announce_observations() -> dict:
-        """One `observations` asset event for every loaded batch not announced yet: this run's
-        (failed ingest_files tasks included) and any an attempt or run that died after its load left."""
-        from mlops.ingest import pipeline as ingest_logic
-
-        context = get_current_context()
-        pushed = [p for p in context["ti"].xcom_pull(task_ids=["ingest_files"], key="loaded") if p]
-        added = {b: n for p in pushed for b, n in (p.get("rows_by_batch") or {}).items()}
-        pending = ingest_logic.unannounced_batches()  # the durable truth: batches.announced_at IS NULL
-        holding_nothing = [b for b, n in pending.items() if not n]
-        if holding_nothing:  # every row of theirs was stored already: nothing to announce
-            ingest_logic.mark_announced(holding_nothing)
-        # This run's loads count the rows they added; a leftover batch counts the rows it holds.
-        rows = {b: added.get(b, n) for b, n in pending.items() if n}
-        if not rows:
-            # No new observations: no asset event, downstream DAGs are not woken up for nothing.
-            raise AirflowSkipException("no new observations in this run")
-        announced = {"new_rows": sum(rows.values()), "batches": list(rows)}
-        context["outlet_events"][OBSERVATIONS].extra = announced
-        print(f"observations updated: {announced}")
-        return announced
-
-    @task
-    def mark_announced(announced: dict) -> None:
-        """Record the announced batches. A separate task because Airflow registers the event only
-        when announce_observations succeeds: marking there could mark a batch whose event never
-        came; marking here can at worst announce a batch twice (scoring is idempotent)."""
-        from mlops.ingest import pipeline as ingest_logic
-
-        ingest_logic.mark_announced(announced["batches"])
-
-    @task(trigger_rule="one_failed", on_failure_callback=None)  # AirflowFailException: never retried
-    def fail_if_a_file_failed() -> None:
-        """Runs only when an upstream task failed: the run then ends failed, not green."""
-        raise AirflowFailException(
-            "an upstream task failed: a quarantined file fails its ingest_files task (its log names the file,"
-            " the rules and example values); a replay of a missing object fails list_objects"
-        )
-
+    """Wiring only: each task above holds its step."""
+    wait_for_landing = _landing_sensor()
     routed = route()
     keys = list_objects()
     routed >> [wait_for_landing, keys]

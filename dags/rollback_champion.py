@@ -39,13 +39,13 @@ from mlops.dag_defaults import dag_default_args
 def rollback_champion():
     @task
     def rollback() -> dict:
+        from mlops.training import promotion
         from mlops.training.pipeline import trigger_info
-        from mlops.training.promotion import rollback as run
 
         ctx = get_current_context()
         params = dict(ctx["params"])
         target = params.get("target_version")
-        decision = run(None if target in (None, "") else str(target), trigger_info(params, ctx["dag_run"]))
+        decision = promotion.rollback(None if target in (None, "") else str(target), trigger_info(params, ctx["dag_run"]))
         print(decision["reason"])
         return {k: decision[k] for k in ("outcome", "reason", "champion_before", "champion_after")}
 

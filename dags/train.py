@@ -68,7 +68,7 @@ def _train_candidates(window):
         from mlops.training.container import PipelineContainerOperator
 
         return PipelineContainerOperator(
-            function="mlops.training.pipeline:train_from_snapshot", job_input={"window": window}, **options
+            function="mlops.training.pipeline:train_from_snapshot", job_input={"snapshot": window}, **options
         ).output
 
     @task(**options)
@@ -87,6 +87,94 @@ def _context() -> tuple[dict, dict]:
     ctx = get_current_context()
     params = dict(ctx["params"])
     return resolve_settings(params), trigger_info(params, ctx["dag_run"])
+
+
+# What the promote task returns (XCom) of the completed decision.
+PROMOTE_RESULT_KEYS = (
+    "outcome",
+    "promoted",
+    "reason",
+    "candidate_version",
+    "champion_before",
+    "champion_after",
+    "metric",
+    "scores",
+    "test",
+    "baseline_tests",
+    "guard_tests",
+    "holdout_counts",
+    "holdout_metrics",
+    "approval",
+)
+
+
+@task
+def snapshot() -> dict:
+    from mlops.training.pipeline import describe_window, git_commit, load_window, resolve_window
+
+    settings, trigger = _context()
+    print(
+        f"trigger: {trigger['triggered_by']}; reason: {trigger['reason']}; "
+        f"drifted features: {trigger['drifted_features'] or '-'}; report: {trigger['report_uri'] or '-'}"
+    )
+    print(f"settings: {settings}")
+    window = resolve_window(settings["training_window_days"])
+    described = describe_window(load_window(window), get_config().dataset)
+    print(
+        f"window {window['window_start']}..{window['window_end']}: {described['rows']} rows, "
+        f"{described['labelled_rows']} labelled, digest {described['data_digest']}"
+    )
+    # The settings and the trigger travel with the snapshot: train_candidates may run in a
+    # container (model.training_runtime), where there is no Airflow context to read them from.
+    return {**window, **described, "settings": settings, "trigger": {**trigger, "git_commit": git_commit()}}
+
+
+@task
+def register(window: dict, trained: dict) -> dict:
+    from mlops.training import pipeline as training
+
+    _, trigger = _context()
+    return training.register(trained, window, trigger)
+
+
+@task
+def decide(window: dict, trained: dict, registered: dict) -> dict:
+    from mlops.training.promotion import propose
+
+    settings, trigger = _context()
+    decision = propose(window, window, trained, registered, settings, trigger)
+    print(f"gate: {decision['outcome']}: {decision['reason']}")
+    return decision
+
+
+@task.branch
+def route(decision: dict) -> str:
+    """The approval task only for a decision that waits for a person (promotion.approval)."""
+    waits = not decision.get("final") and decision.get("approval", {}).get("required")
+    return "approval" if waits else "promote"
+
+
+def _approval() -> HITLOperator:
+    """A person's answer for a decision that waits for one (Airflow's human-in-the-loop operator)."""
+    return HITLOperator(
+        task_id="approval",
+        subject="Promote {{ ti.xcom_pull(task_ids='decide')['model_name'] }} "
+        "v{{ ti.xcom_pull(task_ids='decide')['candidate_version'] }} to champion?",
+        body="{{ ti.xcom_pull(task_ids='decide')['approval']['body'] }}",
+        options=[APPROVE, KEEP],
+        defaults=[KEEP],
+        response_timeout=timedelta(hours=_cfg.promotion.approval_timeout_hours),
+    )
+
+
+@task(trigger_rule="none_failed_min_one_success")
+def promote(decision: dict) -> dict:
+    from mlops.training.promotion import complete
+
+    answer = get_current_context()["ti"].xcom_pull(task_ids="approval")
+    decision = complete(decision, answer)
+    print(f"{decision['outcome']}: {decision['reason']}")
+    return {k: decision.get(k) for k in PROMOTE_RESULT_KEYS}
 
 
 @dag(
@@ -125,83 +213,8 @@ def _context() -> tuple[dict, dict]:
     },
 )
 def train():
-    @task
-    def snapshot() -> dict:
-        from mlops.training.pipeline import describe_window, git_commit, load_window, resolve_window
-
-        settings, trigger = _context()
-        print(
-            f"trigger: {trigger['triggered_by']}; reason: {trigger['reason']}; "
-            f"drifted features: {trigger['drifted_features'] or '-'}; report: {trigger['report_uri'] or '-'}"
-        )
-        print(f"settings: {settings}")
-        window = resolve_window(settings["training_window_days"])
-        described = describe_window(load_window(window), get_config().dataset)
-        print(
-            f"window {window['window_start']}..{window['window_end']}: {described['rows']} rows, "
-            f"{described['labelled_rows']} labelled, digest {described['data_digest']}"
-        )
-        # The settings and the trigger travel with the snapshot: train_candidates may run in a
-        # container (model.training_runtime), where there is no Airflow context to read them from.
-        return {**window, **described, "settings": settings, "trigger": {**trigger, "git_commit": git_commit()}}
-
-    @task
-    def register(window: dict, trained: dict) -> dict:
-        from mlops.training.pipeline import register as run
-
-        _, trigger = _context()
-        return run(trained, window, window, trigger)
-
-    @task
-    def decide(window: dict, trained: dict, registered: dict) -> dict:
-        from mlops.training.promotion import propose
-
-        settings, trigger = _context()
-        decision = propose(window, window, trained, registered, settings, trigger)
-        print(f"gate: {decision['outcome']}: {decision['reason']}")
-        return decision
-
-    @task.branch
-    def route(decision: dict) -> str:
-        """The approval task only for a decision that waits for a person (promotion.approval)."""
-        waits = not decision.get("final") and decision.get("approval", {}).get("required")
-        return "approval" if waits else "promote"
-
-    approval = HITLOperator(
-        task_id="approval",
-        subject="Promote {{ ti.xcom_pull(task_ids='decide')['model_name'] }} "
-        "v{{ ti.xcom_pull(task_ids='decide')['candidate_version'] }} to champion?",
-        body="{{ ti.xcom_pull(task_ids='decide')['approval']['body'] }}",
-        options=[APPROVE, KEEP],
-        defaults=[KEEP],
-        response_timeout=timedelta(hours=_cfg.promotion.approval_timeout_hours),
-    )
-
-    @task(trigger_rule="none_failed_min_one_success")
-    def promote(decision: dict) -> dict:
-        from mlops.training.promotion import complete
-
-        answer = get_current_context()["ti"].xcom_pull(task_ids="approval")
-        decision = complete(decision, answer)
-        print(f"{decision['outcome']}: {decision['reason']}")
-        keys = (
-            "outcome",
-            "promoted",
-            "reason",
-            "candidate_version",
-            "champion_before",
-            "champion_after",
-            "metric",
-            "scores",
-            "test",
-            "baseline_tests",
-            "guard_tests",
-            "holdout_counts",
-            "holdout_metrics",
-            "approval",
-        )
-        return {k: decision.get(k) for k in keys}
-
+    """Wiring only: each task above holds its step."""
+    approval = _approval()
     window = snapshot()
     trained = _train_candidates(window)
     registered = register(window, trained)

@@ -798,8 +798,11 @@ def log_model(mlflow, model, input_example):
 # ---------------------------------------------------------------- registry
 
 
-def register(train_result: dict, snapshot: dict, window: dict, trigger: dict) -> dict:
-    """Register the chosen model (idempotent per training run), tag it, alias it `challenger`."""
+def register(train_result: dict, snapshot: dict, trigger: dict) -> dict:
+    """Register the chosen model (idempotent per training run), tag it, alias it `challenger`.
+
+    `snapshot`: the window the model was trained on (window_start, window_end, batch_ids, data_digest).
+    """
     from mlops.io.connections import configure_mlflow
     from mlops.monitoring.performance import HOLDOUT_METRICS_TAG
     from mlops.training.metrics import METRICS
@@ -821,8 +824,8 @@ def register(train_result: dict, snapshot: dict, window: dict, trigger: dict) ->
     # The lineage goes to the version's description and the train run's artifact.
     tags = {
         "family": chosen["family"],
-        "window_start": window["window_start"],
-        "window_end": window["window_end"],
+        "window_start": snapshot["window_start"],
+        "window_end": snapshot["window_end"],
         HOLDOUT_METRICS_TAG: json.dumps({m: chosen["holdout"][m] for m in METRICS}),
     }
     for key, value in tags.items():
@@ -840,22 +843,26 @@ def register(train_result: dict, snapshot: dict, window: dict, trigger: dict) ->
     }
     client.log_dict(train_result["parent_run_id"], lineage, REGISTRATION_ARTIFACT)
     client.update_model_version(
-        name,
-        version.version,
-        description=(
-            f"{chosen['family']} trained by {trigger['dag_id']} run {trigger['run_id']} ({trigger['triggered_by']}, "
-            f"reason: {trigger['reason']}) on observations {window['window_start']}..{window['window_end']} "
-            f"({train_result['n_training']} training rows, {train_result['n_holdout']} holdout rows; "
-            f"{len(snapshot['batch_ids'])} batches, data digest {snapshot['data_digest']}). "
-            f"Holdout {cfg.promotion.metric}: {chosen['holdout'].get(cfg.promotion.metric.removeprefix('neg_'))}. "
-            f"Lineage: artifact `{REGISTRATION_ARTIFACT}` of MLflow run {train_result['parent_run_id']}."
-        ),
+        name, version.version, description=_version_description(train_result, snapshot, trigger, cfg)
     )
     from mlops.io.registry import CHALLENGER
 
     client.set_registered_model_alias(name, CHALLENGER, version.version)
     log.info("registered %s version %s, alias challenger", name, version.version)
     return {"model_name": name, "version": str(version.version), "run_id": chosen["run_id"]}
+
+
+def _version_description(train_result: dict, snapshot: dict, trigger: dict, cfg: PipelineConfig) -> str:
+    """A registered version's description: family, trigger, window, data and where the lineage is."""
+    chosen = train_result["chosen"]
+    return (
+        f"{chosen['family']} trained by {trigger['dag_id']} run {trigger['run_id']} ({trigger['triggered_by']}, "
+        f"reason: {trigger['reason']}) on observations {snapshot['window_start']}..{snapshot['window_end']} "
+        f"({train_result['n_training']} training rows, {train_result['n_holdout']} holdout rows; "
+        f"{len(snapshot['batch_ids'])} batches, data digest {snapshot['data_digest']}). "
+        f"Holdout {cfg.promotion.metric}: {chosen['holdout'].get(cfg.promotion.metric.removeprefix('neg_'))}. "
+        f"Lineage: artifact `{REGISTRATION_ARTIFACT}` of MLflow run {train_result['parent_run_id']}."
+    )
 
 
 # MLflow's UI opens an experiment in its GenAI view unless this tag says it trains models.
