@@ -76,7 +76,8 @@ def make_file(path: Path, rows: int, seed: int = 7) -> None:
             written += n
 
 
-def main() -> int:
+def arguments() -> argparse.Namespace:
+    """The command line (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5, help="side-by-side repetitions (medians are reported)")
@@ -87,7 +88,11 @@ def main() -> int:
     )
     parser.add_argument("--memory", help="comma-separated row counts: peak RSS of process_object per size")
     parser.add_argument("--peak-only", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = arguments()
     if args.memory:
         return memory_table([int(n) for n in args.memory.split(",")])
 
@@ -115,45 +120,8 @@ def main() -> int:
     if args.peak_only:
         return peak_only(settings, data, args.rows)
 
-    # Warm-up on a small file: imports and the GX context are a per-process constant.
-    ingest.validate_file(ROOT / "tests" / "data" / "bad" / "few_bad_rows.csv", state / "warm.parquet", "warm")
-
-    # Side by side, interleaved, --repeat times; medians, so that one garbage collection or a
-    # busy neighbour landing in one side's timing does not decide the ratio.
-    runs = []
-    for repetition in range(args.repeat):
-        t0 = time.perf_counter()
-        whole = pd.read_csv(data)
-        csv_parse = time.perf_counter() - t0
-        del whole
-        timings: dict = {}
-        t0 = time.perf_counter()
-        result = ingest.validate_file(data, state / "staged.parquet", "bench", timings)
-        runs.append({"csv_parse": csv_parse, **timings, "validate_file": time.perf_counter() - t0})
-        print(
-            f"repetition {repetition + 1}: read_csv {csv_parse:.3f}s, validation {timings['validate']:.3f}s"
-            f" (ratio {timings['validate'] / csv_parse:.2f})",
-            flush=True,
-        )
-    median = {name: statistics.median(run[name] for run in runs) for name in runs[0]}
-    csv_parse, validate_total = median["csv_parse"], median["validate_file"]
-    timings = {phase: median[phase] for phase in ("parse", "validate", "stage", "shape")}
-
-    try:
-        print("starting SeaweedFS ...", flush=True)
-        stack_module.start_object_store(settings)
-        client = ingest._client()
-        key = f"{storage.landing_prefix}bench/batch.csv"
-        t0 = time.perf_counter()
-        client.upload_file(str(data), storage.bucket, key)
-        upload = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        summary = ingest.process_object(key)
-        end_to_end = time.perf_counter() - t0
-    finally:
-        stack_module.stop_process(settings, "seaweedfs")
-        shutil.rmtree(state, ignore_errors=True)
-
+    result, csv_parse, validate_total, timings = side_by_side(ingest, data, state, args.repeat)
+    upload, end_to_end, summary = end_to_end_run(ingest, settings, state, data, storage)
     figures = {
         "rows": args.rows,
         "file_mb": round(size_mb, 1),
@@ -179,6 +147,56 @@ def main() -> int:
         f"\n  (S3 download + checksum, verified raw copy, validation, one-transaction SQLite load, reports)"
     )
     return 0
+
+
+def side_by_side(ingest, data: Path, state: Path, repeat: int):
+    """validate_file against pandas.read_csv, interleaved `repeat` times: (last result, median
+    read_csv seconds, median validate_file seconds, median seconds per validate_file phase)."""
+    # Warm-up on a small file: imports and the GX context are a per-process constant.
+    ingest.validate_file(ROOT / "tests" / "data" / "bad" / "few_bad_rows.csv", state / "warm.parquet", "warm")
+
+    # Side by side, interleaved, --repeat times; medians, so that one garbage collection or a
+    # busy neighbour landing in one side's timing does not decide the ratio.
+    runs = []
+    for repetition in range(repeat):
+        t0 = time.perf_counter()
+        whole = pd.read_csv(data)
+        csv_parse = time.perf_counter() - t0
+        del whole
+        timings: dict = {}
+        t0 = time.perf_counter()
+        result = ingest.validate_file(data, state / "staged.parquet", "bench", timings)
+        runs.append({"csv_parse": csv_parse, **timings, "validate_file": time.perf_counter() - t0})
+        print(
+            f"repetition {repetition + 1}: read_csv {csv_parse:.3f}s, validation {timings['validate']:.3f}s"
+            f" (ratio {timings['validate'] / csv_parse:.2f})",
+            flush=True,
+        )
+    median = {name: statistics.median(run[name] for run in runs) for name in runs[0]}
+    csv_parse, validate_total = median["csv_parse"], median["validate_file"]
+    timings = {phase: median[phase] for phase in ("parse", "validate", "stage", "shape")}
+
+    return result, csv_parse, validate_total, timings
+
+
+def end_to_end_run(ingest, settings, state: Path, data: Path, storage):
+    """Upload to landing/ and process_object it on a fresh SeaweedFS: (upload s, process s, summary)."""
+    try:
+        print("starting SeaweedFS ...", flush=True)
+        stack_module.start_object_store(settings)
+        client = ingest._client()
+        key = f"{storage.landing_prefix}bench/batch.csv"
+        t0 = time.perf_counter()
+        client.upload_file(str(data), storage.bucket, key)
+        upload = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        summary = ingest.process_object(key)
+        end_to_end = time.perf_counter() - t0
+    finally:
+        stack_module.stop_process(settings, "seaweedfs")
+        shutil.rmtree(state, ignore_errors=True)
+
+    return upload, end_to_end, summary
 
 
 def peak_only(settings, data: Path, rows: int) -> int:

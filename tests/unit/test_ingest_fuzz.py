@@ -82,8 +82,8 @@ file_level = st.fixed_dictionaries(
 )
 
 
-def _build(mutations: list[tuple], options: dict) -> bytes:
-    header, rows = list(HEADER), [list(r) for r in ROWS]
+def _apply_mutations(rows: list[list[str]], mutations: list[tuple]) -> set[int]:
+    """Apply the mutations to `rows` in place; the row indices a blank line follows."""
     blank_after: set[int] = set()
     for op, i, *args in mutations:
         row = rows[i]
@@ -109,6 +109,12 @@ def _build(mutations: list[tuple], options: dict) -> bytes:
             rows.append(list(row))
         elif op == "blank_line":
             blank_after.add(i)
+    return blank_after
+
+
+def _build(mutations: list[tuple], options: dict) -> bytes:
+    header, rows = list(HEADER), [list(r) for r in ROWS]
+    blank_after = _apply_mutations(rows, mutations)
     if options["swap_header"]:
         a, b = options["swap_header"]
         header[a], header[b] = header[b], header[a]
