@@ -23,10 +23,11 @@ from collections.abc import Callable, Iterator
 
 from mlops.config import PipelineConfig, get_config
 from mlops.io import warehouse
+from mlops.io.registry import CHALLENGER, CHAMPION
 
 log = logging.getLogger(__name__)
 
-ALIASES = ("champion", "challenger")
+ALIASES = (CHAMPION, CHALLENGER)
 # The files a report link may open: what ingest and drift_check write next to each other.
 REPORT_FILES = {
     "report.html": "text/html; charset=utf-8",

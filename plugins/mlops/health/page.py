@@ -13,6 +13,8 @@ import html
 import io
 import urllib.parse
 
+from mlops.io.registry import CHALLENGER, CHAMPION
+
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:16px;color:#1f2933;font-size:14px}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:24px 0 8px;border-bottom:1px solid #d9e2ec;padding-bottom:4px}
@@ -166,7 +168,7 @@ def _model_card(card: dict | None, alias: str, mlflow_url: str) -> str:
 
 def models_section(models: dict) -> str:
     mlflow_url = models.get("mlflow_url", "")
-    cards = "".join(_model_card(models.get(alias), alias, mlflow_url) for alias in ("champion", "challenger"))
+    cards = "".join(_model_card(models.get(alias), alias, mlflow_url) for alias in (CHAMPION, CHALLENGER))
     return f'<h2>Models ({_e(models.get("model_name", ""))})</h2><div class="cards">{cards}</div>'
 
 

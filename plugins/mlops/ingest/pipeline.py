@@ -36,7 +36,6 @@ import tempfile
 import time
 import unicodedata
 import zlib
-from datetime import UTC, datetime
 from pathlib import Path
 
 from mlops.config import get_config
@@ -350,9 +349,9 @@ def delete_if_unchanged(key: str, etag: str) -> bool:
 
 
 def _now() -> str:
-    from mlops.io.warehouse import TIMESTAMP_FORMAT
+    from mlops.io.warehouse import now_text
 
-    return datetime.now(UTC).strftime(TIMESTAMP_FORMAT)
+    return now_text()
 
 
 def get_batch(batch_id: str) -> dict | None:

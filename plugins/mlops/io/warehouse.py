@@ -18,6 +18,13 @@ SQL_TYPES = {"datetime": "TEXT", "float": "DOUBLE PRECISION", "int": "BIGINT", "
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
+def now_text() -> str:
+    """The current UTC time as warehouse text (TIMESTAMP_FORMAT), e.g. '2026-01-31 12:00:00'."""
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).strftime(TIMESTAMP_FORMAT)
+
+
 def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 

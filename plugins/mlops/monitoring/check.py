@@ -83,7 +83,7 @@ def window_bounds(window_days: int, window_end: str | None = None) -> tuple[str,
     if window_end:
         end = pd.Timestamp(window_end)
     else:
-        latest = warehouse.read_sql("drift/latest_observation.sql")["latest"].iloc[0]
+        latest = warehouse.read_sql("latest_observation.sql")["latest"].iloc[0]
         if latest is None or pd.isna(latest):
             return None
         end = pd.Timestamp(latest)

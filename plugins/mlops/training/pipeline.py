@@ -27,6 +27,7 @@ import time
 from typing import Any
 
 from mlops.config import MODEL_FAMILIES, PROJECT_ROOT, DatasetConfig, PipelineConfig, get_config
+from mlops.io.warehouse import TIMESTAMP_FORMAT
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,7 @@ def prepare(raw, dataset: DatasetConfig):
     from mlops.labels import add_label
 
     frame = raw.copy()
-    frame[dataset.time_column] = pd.to_datetime(frame[dataset.time_column], format="%Y-%m-%d %H:%M:%S")
+    frame[dataset.time_column] = pd.to_datetime(frame[dataset.time_column], format=TIMESTAMP_FORMAT)
     for name, spec in dataset.columns.items():
         if name != dataset.time_column and spec.type in ("float", "int") and name in frame:
             frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
@@ -565,7 +566,7 @@ def train_candidates(snapshot: dict) -> dict:
             "dataset_digests": digests,
             "n_training": len(run.training),
             "n_holdout": len(run.holdout),
-            "training_end": run.training[run.cfg.dataset.time_column].max().strftime("%Y-%m-%d %H:%M:%S"),
+            "training_end": run.training[run.cfg.dataset.time_column].max().strftime(TIMESTAMP_FORMAT),
         }
         mlflow.set_tags({"chosen_family": best["family"], "chosen_run_id": best["run_id"]})
         mlflow.log_dict(result, TRAIN_RESULT_FILE)

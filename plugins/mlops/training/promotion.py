@@ -31,7 +31,6 @@ any step and retrying ends like an uninterrupted run. Rollback follows the same 
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import os
@@ -310,7 +309,9 @@ def predict_positive(model, frame):
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    from mlops.io.warehouse import now_text
+
+    return now_text()
 
 
 def recorded_decision(decision_id: str) -> dict | None:
