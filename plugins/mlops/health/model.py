@@ -147,12 +147,12 @@ def open_report(key: str) -> tuple[Iterator[bytes], str, int | None]:
     """
     from botocore.exceptions import ClientError
 
-    from mlops.io.connections import object_store_hook
+    from mlops.io import objectstore
 
     config = get_config()
     key = report_key(key, config)
     try:
-        obj = object_store_hook().get_conn().get_object(Bucket=config.storage.bucket, Key=key)
+        obj = objectstore.client().get_object(Bucket=config.storage.bucket, Key=key)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
             raise FileNotFoundError(f"s3://{config.storage.bucket}/{key} does not exist") from exc

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import contextvars
 import dataclasses
 import gzip
 import hashlib
@@ -39,6 +38,7 @@ import zlib
 from pathlib import Path
 
 from mlops.config import get_config
+from mlops.io.connections import shared_connections
 
 log = logging.getLogger(__name__)
 
@@ -85,46 +85,23 @@ def batch_id_of_content(key: str, content: bytes) -> str:
 
 
 def _uri(key: str) -> str:
-    return f"s3://{get_config().storage.bucket}/{key}"
+    from mlops.io import objectstore
+
+    return objectstore.uri(key)
 
 
 # ---------------------------------------------------------------- object store
 
 
-# Within one process_object() call the S3 client and the warehouse engine are made once:
-# building them (connection lookup, boto3 client, SQLAlchemy engine) costs more than a small file.
-_SHARED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("ingest_shared", default=None)
-
-
-@contextlib.contextmanager
-def shared_connections():
-    token = _SHARED.set({})
-    try:
-        yield
-    finally:
-        cache = _SHARED.get() or {}
-        if "engine" in cache:
-            cache["engine"].dispose()
-        _SHARED.reset(token)
-
-
-def _shared(name: str, make):
-    cache = _SHARED.get()
-    if cache is None:
-        return make()
-    if name not in cache:
-        cache[name] = make()
-    return cache[name]
-
-
 def _client():
-    from mlops.io.connections import s3_client
+    from mlops.io import objectstore
 
-    return _shared("s3", s3_client)
+    return objectstore.client()
 
 
 def _engine():
     from mlops.io import warehouse
+    from mlops.io.connections import shared
 
     def make():
         import sqlalchemy as sa
@@ -141,7 +118,7 @@ def _engine():
                     raise
         return engine
 
-    return _shared("engine", make)
+    return shared("engine", make)
 
 
 def _read(name: str, params: dict):
@@ -296,20 +273,21 @@ def put_verified(local: Download, key: str) -> None:
 
 
 def put_json(key: str, payload: dict) -> None:
-    _client().put_object(
-        Bucket=get_config().storage.bucket,
-        Key=key,
-        Body=json.dumps(payload, indent=2, default=str).encode(),
-        ContentType="application/json",
-    )
+    from mlops.io import objectstore
+
+    objectstore.put_json(key, payload)
 
 
 def put_text(key: str, text: str, content_type: str) -> None:
-    _client().put_object(Bucket=get_config().storage.bucket, Key=key, Body=text.encode(), ContentType=content_type)
+    from mlops.io import objectstore
+
+    objectstore.put_text(key, text, content_type)
 
 
 def delete_object(key: str) -> None:
-    _client().delete_object(Bucket=get_config().storage.bucket, Key=key)
+    from mlops.io import objectstore
+
+    objectstore.delete(key)
 
 
 def delete_if_unchanged(key: str, etag: str) -> bool:

@@ -6,7 +6,39 @@ in tests the connections are defined by AIRFLOW_CONN_<ID> environment variables.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 from mlops.config import get_config
+
+# Within a shared_connections() block (one process_object() call) the S3 client and the
+# warehouse engine are made once: building them (connection lookup, boto3 client, SQLAlchemy
+# engine) costs more than a small file.
+_SHARED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("shared_connections", default=None)
+
+
+@contextlib.contextmanager
+def shared_connections():
+    """A block in which shared(name, make) makes each client once; disposes the engine after."""
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        cache = _SHARED.get() or {}
+        if "engine" in cache:
+            cache["engine"].dispose()
+        _SHARED.reset(token)
+
+
+def shared(name: str, make):
+    """make() once per shared_connections() block (its result cached under `name`); outside
+    a block, make() every call."""
+    cache = _SHARED.get()
+    if cache is None:
+        return make()
+    if name not in cache:
+        cache[name] = make()
+    return cache[name]
 
 
 def object_store_hook():

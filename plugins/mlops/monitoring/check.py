@@ -147,19 +147,15 @@ def challenger_version(config: PipelineConfig, champion: dict, start: str, end: 
 
 
 def put_object(config: PipelineConfig, key: str, body: str, content_type: str) -> str:
-    from mlops.io.connections import s3_client
+    from mlops.io import objectstore
 
-    s3_client().put_object(Bucket=config.storage.bucket, Key=key, Body=body.encode(), ContentType=content_type)
-    return s3_uri(config, key)
+    return objectstore.put_text(key, body, content_type)
 
 
 def get_object_text(config: PipelineConfig, uri: str) -> str:
-    from mlops.io.connections import s3_client
+    from mlops.io import objectstore
 
-    prefix = f"s3://{config.storage.bucket}/"
-    if not uri.startswith(prefix):
-        raise ValueError(f"{uri} is not in the pipeline's bucket {config.storage.bucket}")
-    return s3_client().get_object(Bucket=config.storage.bucket, Key=uri[len(prefix) :])["Body"].read().decode()
+    return objectstore.get_text(uri)
 
 
 def save_result(config: PipelineConfig, result: dict) -> str:
