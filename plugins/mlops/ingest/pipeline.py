@@ -1549,20 +1549,22 @@ def _summary(batch: dict) -> dict:
     return {k: batch.get(k) for k in ("batch_id", "status", "rows_kept", "report_uri")}
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 __all__ = [
     "BadBatch",
     "batch_id_for",
     "batch_id_of_content",
     "batches_for_key",
     "landing_keys",
+    "mark_announced",
+    "not_ingestible",
+    "object_exists",
     "process_object",
+    "process_objects",
     "safe_name",
+    "sensor_pattern",
+    "shared_connections",
+    "spread",
+    "task_label",
+    "unannounced_batches",
     "validate_file",
 ]
