@@ -1,3 +1,3 @@
-"""Shared I/O: Airflow connections, the warehouse (SQL, bulk insert, time format), the MLflow registry.
+"""Shared I/O below every stage: connections, warehouse (SQL, time format), objectstore (S3), registry (aliases).
 
-May import mlops.config only; every stage package imports this one."""
+May import mlops.config and each other only; every stage package imports this one."""
