@@ -436,7 +436,7 @@ def load_batch(staged: Path, batch_values: dict) -> Loaded:
             for arrow_batch in staged_file.iter_batches(batch_size=50_000, columns=columns):
                 frame = arrow_batch.to_pandas()
                 _settle_conflicts(conn, frame, batch_id, loaded_at, conflicts)
-                _insert_many(cursor, insert, _rows_for_insert(frame, columns, batch_id, loaded_at))
+                warehouse.insert_many(cursor, insert, _rows_for_insert(frame, columns, batch_id, loaded_at))
                 del frame, arrow_batch
                 pool.release_unused()  # mimalloc (pyarrow's default) otherwise keeps freed chunks
         finally:
@@ -581,14 +581,6 @@ def mark_announced(batch_ids: list[str]) -> None:
     with _engine().begin() as conn:
         for batch_id in batch_ids:
             conn.execute(statement, {"batch_id": batch_id, "announced_at": _now()})
-
-
-def _insert_many(cursor, sql: str, rows: list[tuple]) -> None:
-    """executemany on the DB-API cursor: sqlite3 takes the file's `?` placeholders, the
-    PostgreSQL drivers (psycopg 3 pipelines executemany) take %s."""
-    if not type(cursor).__module__.startswith("sqlite3"):
-        sql = sql.replace("?", "%s")
-    cursor.executemany(sql, rows)
 
 
 def _rows_for_insert(frame, columns: list[str], batch_id: str, loaded_at: str) -> list[tuple]:

@@ -52,6 +52,14 @@ def split_statements(sql: str) -> list[str]:
     return [stmt.strip() for stmt in "\n".join(lines).split(";") if stmt.strip()]
 
 
+def insert_many(cursor, sql: str, rows: list[tuple]) -> None:
+    """executemany on a DB-API cursor, for SQL written with `?` placeholders: sqlite3 takes
+    them as they are, the PostgreSQL drivers (psycopg 3 pipelines executemany) take %s."""
+    if not type(cursor).__module__.startswith("sqlite3"):
+        sql = sql.replace("?", "%s")
+    cursor.executemany(sql, rows)
+
+
 def engine():
     from mlops.io.connections import warehouse_engine
 
