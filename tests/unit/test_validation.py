@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from mlops.config import get_config
+from mlops.ingest import chunks, validation
 from mlops.ingest import pipeline as ingest
-from mlops.ingest import validation
 
 BAD = Path(__file__).resolve().parents[1] / "data" / "bad"
 MANIFEST = json.loads((BAD / "manifest.json").read_text())
@@ -98,7 +98,7 @@ def test_streaming_across_chunks_finds_duplicates(tmp_path, monkeypatch, caplog)
         path = tmp_path / "dups.csv"
         frame.to_csv(path, index=False)
         staged = tmp_path / "s.parquet"
-        with caplog.at_level(logging.INFO, logger="mlops.ingest.pipeline"):
+        with caplog.at_level(logging.INFO, logger="mlops.ingest.chunks"):
             result = ingest.validate_file(path, staged, "landing/dups.csv")
         assert "chunks overlap in time; validating again" in caplog.text  # the second chunk repeats the first's hours
         assert result["rows_in"] == 1350
@@ -138,11 +138,11 @@ def test_file_in_time_order_needs_no_hash_of_every_row(tmp_path, monkeypatch, ca
         )
         path = tmp_path / "ordered.csv"
         frame.to_csv(path, index=False)
-        with caplog.at_level(logging.INFO, logger="mlops.ingest.pipeline"):
+        with caplog.at_level(logging.INFO, logger="mlops.ingest.chunks"):
             one_pass = ingest.validate_file(path, tmp_path / "one.parquet", "landing/ordered.csv")
         assert "chunks overlap in time" not in caplog.text
         timings = {"parse": 0.0, "validate": 0.0, "stage": 0.0}
-        every_row = ingest._validate_pass(path, tmp_path / "every.parquet", "landing/ordered.csv", timings, True)
+        every_row = chunks._validate_pass(path, tmp_path / "every.parquet", "landing/ordered.csv", timings, True)
         assert one_pass["rows_in"] == 3003 and one_pass["rows_duplicate"] == 1
         assert one_pass["dropped_by_rule"]["expect_column_values_to_be_unique(Timestamp) conflicting values"] == 4
         assert {k: v for k, v in one_pass.items() if k != "gx_note"} == {
@@ -204,10 +204,10 @@ def test_strings_are_verbatim_and_only_configured_markers_are_missing(tmp_path):
 
 def test_field_count_violations_name_row_line_and_counts(tmp_path):
     result = ingest.validate_file(BAD / "short_row.csv", tmp_path / "s.parquet", "landing/short_row.csv")
-    fault = result["row_faults"][ingest.FIELD_COUNT_RULE]
+    fault = result["row_faults"][chunks.FIELD_COUNT_RULE]
     assert fault["count"] == 1
     assert fault["examples"] == [{"row": 7, "line": 8, "expected": 10, "found": 9}]
-    assert ingest.FIELD_COUNT_RULE in validation.describe_failures(result)
+    assert chunks.FIELD_COUNT_RULE in validation.describe_failures(result)
 
 
 @pytest.fixture()
@@ -268,8 +268,8 @@ def test_naive_local_times_use_the_zone_and_ambiguous_or_missing_hours_are_row_f
     path = _file_with_times(tmp_path / "local.csv", spring + autumn)
     result = ingest.validate_file(path, tmp_path / "s.parquet", "landing/local.csv")
     assert result["status"] == "passed", result["reason"]
-    assert result["dropped_by_rule"] == {ingest.ZONE_RULE: 2}
-    assert result["row_faults"][ingest.ZONE_RULE]["examples"] == ["2021-03-28 03:00:00", "2021-10-31 03:00:00"]
+    assert result["dropped_by_rule"] == {chunks.ZONE_RULE: 2}
+    assert result["row_faults"][chunks.ZONE_RULE]["examples"] == ["2021-03-28 03:00:00", "2021-10-31 03:00:00"]
     staged = _staged_times(tmp_path / "s.parquet")
     assert staged[:3] == ["2021-03-27 22:00:00", "2021-03-27 23:00:00", "2021-03-28 00:00:00"]
     assert staged[3] == "2021-03-28 01:00:00"  # 04:00 EEST, right after the skipped hour
@@ -279,8 +279,8 @@ def test_naive_local_times_use_the_zone_and_ambiguous_or_missing_hours_are_row_f
 
 def test_implausible_years_are_dropped_by_their_own_rules(tmp_path):
     result = ingest.validate_file(BAD / "mistyped_years.csv", tmp_path / "s.parquet", "landing/m.csv")
-    assert result["row_faults"][ingest.FUTURE_RULE]["examples"][0].startswith("2401-")
-    assert result["row_faults"][ingest.EARLY_RULE]["examples"][0].startswith("1850-")
+    assert result["row_faults"][chunks.FUTURE_RULE]["examples"][0].startswith("2401-")
+    assert result["row_faults"][chunks.EARLY_RULE]["examples"][0].startswith("1850-")
     assert max(_staged_times(tmp_path / "s.parquet")) < "2100"
 
 

@@ -1,3 +1,3 @@
-"""Ingest stage: sensors, the CSV pipeline (shape, validation suite and reports, batches, quarantine).
+"""Ingest stage: landing sensor, one object end to end (pipeline), chunk validator, suite, CSV shape.
 
 May import mlops top-level modules, mlops.io and mlops.health.model (report links)."""
