@@ -134,15 +134,33 @@ def _test_run(bag, dag_id: str, conf: dict | None = None, **kwargs):
         dag.deadline = deadline
 
 
-@pytest.fixture(scope="session")
-def dagbag():
-    """The project's DAGs, parsed once. `dagbag.run(dag_id, conf)` is run_dag for module fixtures."""
+def _parse_dags():
+    """The project's DAGs parsed now (with the configuration of this moment); `bag.run(dag_id,
+    conf)` runs one of them with dag.test()."""
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(ROOT / "dags"))
     bag.default_params = {dag_id: copy.deepcopy(dag.params.dump()) for dag_id, dag in bag.dags.items()}
     bag.run = functools.partial(_test_run, bag)
     return bag
+
+
+@pytest.fixture(scope="session")
+def dagbag():
+    """The project's DAGs, parsed once. `dagbag.run(dag_id, conf)` is run_dag for module fixtures."""
+    return _parse_dags()
+
+
+@pytest.fixture()
+def dags_without_retries(monkeypatch, airflow_db):
+    """The project's DAGs parsed again with tasks.retries = 0 (read when the DAGs are parsed), so
+    a failure is final at once instead of after the retries' back-off (30 s, then 60 s)."""
+    from mlops.config import get_config
+
+    monkeypatch.setenv("MLOPS__TASKS__RETRIES", "0")
+    get_config.cache_clear()
+    yield _parse_dags()
+    get_config.cache_clear()
 
 
 @pytest.fixture()

@@ -8,9 +8,6 @@ the failure is final and the DAG defaults' failure callback must fire.
 import json
 
 import pytest
-from conftest import ROOT
-
-from mlops.config import get_config
 
 # The warehouse is read and written through the same SQLAlchemy code on both dialects here:
 # PostgreSQL, the default, is enough (the SQLite warehouse is covered where its dialect matters).
@@ -46,18 +43,6 @@ def broken_services(monkeypatch, airflow_db):
     )
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-
-
-@pytest.fixture()
-def dags_without_retries(monkeypatch, dagbag):
-    """The project's DAGs parsed again with tasks.retries = 0 (so a failure is final at once)."""
-    from airflow.dag_processing.dagbag import DagBag
-
-    monkeypatch.setenv("MLOPS__TASKS__RETRIES", "0")
-    get_config.cache_clear()
-    bag = DagBag(dag_folder=str(ROOT / "dags"))
-    yield bag
-    get_config.cache_clear()
 
 
 @pytest.mark.parametrize(("dag_id", "conf", "task_id"), RUNS, ids=[r[0] for r in RUNS])
