@@ -8,6 +8,7 @@ the failure is final and the DAG defaults' failure callback must fire.
 import json
 
 import pytest
+from helpers import task_states
 
 # The warehouse is read and written through the same SQLAlchemy code on both dialects here:
 # PostgreSQL, the default, is enough (the SQLite warehouse is covered where its dialect matters).
@@ -52,7 +53,7 @@ def test_a_failed_task_of_every_dag_alerts_with_dag_task_run_and_log_url(
     dag = dags_without_retries.dags[dag_id]
     assert dag.get_task(task_id).retries == 0
     dag_run = dag.test(run_conf=conf)
-    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    states = task_states(dag_run)
     assert states[task_id] == "failed", states
     alerts = [a for a in webhook if f"{dag_id}.{task_id}" in a["subject"]]
     assert alerts, f"no alert for {dag_id}.{task_id}; received: {[a['subject'] for a in webhook]}"

@@ -5,6 +5,7 @@ import pytest
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from helpers import task_states
 
 pytestmark = pytest.mark.integration
 
@@ -12,7 +13,7 @@ pytestmark = pytest.mark.integration
 def test_health_check_dag_succeeds(run_dag):
     dag_run = run_dag("health_check")
     assert dag_run.state == "success"
-    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    states = task_states(dag_run)
     assert states == dict.fromkeys(["object_store", "mlflow_server", "warehouse", "report"], "success")
 
 
@@ -23,7 +24,7 @@ def test_health_check_fails_when_mlflow_is_unreachable(dags_without_retries, mon
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     assert dags_without_retries.dags["health_check"].get_task("mlflow_server").retries == 0
     dag_run = dags_without_retries.run("health_check")
-    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    states = task_states(dag_run)
     assert states["mlflow_server"] == "failed"
     assert states["object_store"] == "success"
 
