@@ -47,12 +47,15 @@ def connections(env: dict[str, str]) -> dict[str, dict]:
 
 
 def write_password_file(env: dict[str, str]) -> None:
+    """The simple auth manager's passwords file: the admin user of
+    AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS with MLOPS_AIRFLOW_PASSWORD."""
     user = env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin").split(":")[0]
     path = Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
     write_passwords_file(path, user, env["MLOPS_AIRFLOW_PASSWORD"])
 
 
 def import_connections(env: dict[str, str]) -> None:
+    """`airflow connections import --overwrite` of connections(env)."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump(connections(env), handle)
     try:
@@ -62,6 +65,7 @@ def import_connections(env: dict[str, str]) -> None:
 
 
 def create_buckets(env: dict[str, str]) -> None:
+    """The pipeline's and MLflow's buckets in the object store, when missing."""
     import boto3
 
     storage = load_config().storage
@@ -77,6 +81,7 @@ def create_buckets(env: dict[str, str]) -> None:
 
 
 def main() -> int:
+    """Password file, connections, buckets; exit code 0."""
     env = dict(os.environ)
     write_password_file(env)
     import_connections(env)

@@ -28,7 +28,7 @@ def start_airflow(settings: Settings) -> subprocess.Popen:
     )
     proc = _spawn(settings, "airflow", [str(BIN / "airflow"), "standalone"], env)
     wait_http(f"{settings.airflow_url}/api/v2/monitor/health", proc, 300, "Airflow", _log_file(settings, "airflow"))
-    _wait_airflow_healthy(settings, proc)
+    _wait_airflow_healthy(settings, proc, "airflow")
     return proc
 
 
@@ -42,14 +42,16 @@ def airflow_health(settings: Settings) -> dict:
         return json.load(resp)
 
 
-def _wait_airflow_healthy(settings: Settings, proc: subprocess.Popen, timeout: float = 180) -> None:
+def _wait_airflow_healthy(settings: Settings, proc: subprocess.Popen, log_name: str, timeout: float = 180) -> None:
+    """Poll /monitor/health until every part of HEALTH_PARTS is healthy; fail early if `proc` exited."""
+
     def healthy() -> bool:
         status = airflow_health(settings)
         if all((status.get(p) or {}).get("status") == "healthy" for p in HEALTH_PARTS):
             return True
         raise ValueError(f"not all healthy: {status}")  # the last status ends up in the timeout's message
 
-    log = _log_file(settings, "airflow")
+    log = _log_file(settings, log_name)
     poll_until(healthy, timeout, "Airflow components", proc=proc, log=log, retry_on=(OSError, ValueError))
 
 
@@ -57,6 +59,7 @@ AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 
 
 def worker_names(settings: Settings) -> list[str]:
+    """The Celery workers' names: w1 .. wN (settings.celery_workers)."""
     return [f"w{i}" for i in range(1, settings.celery_workers + 1)]
 
 
@@ -80,7 +83,7 @@ def start_airflow_components(settings: Settings) -> subprocess.Popen:
     wait_http(
         f"{settings.airflow_url}/api/v2/monitor/health", api, 300, "Airflow", _log_file(settings, "airflow-api-server")
     )
-    _wait_airflow_healthy(settings, api)
+    _wait_airflow_healthy(settings, api, "airflow-api-server")
     for name in worker_names(settings):
         wait_worker(settings, name)
     return api

@@ -19,6 +19,8 @@ from stack.topology import ConfigMismatch, down, status, up, use_stack_config
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The CLI: up, down, status (exit 1 when a service is down), env (settings without secrets, as
+    JSON); exit code 2 when `up` refuses another configuration."""
     parser = argparse.ArgumentParser(description=stack.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["up", "down", "status", "env"])
     parser.add_argument("--topology", choices=TOPOLOGIES, default=os.environ.get("MLOPS_TOPOLOGY", "standalone"))

@@ -10,6 +10,7 @@ from stack.settings import HOST
 
 
 def port_is_free(port: int) -> bool:
+    """Whether a TCP port on loopback can be bound now."""
     with socket.socket() as sock:
         try:
             sock.bind((HOST, port))

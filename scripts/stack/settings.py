@@ -179,6 +179,7 @@ class Settings:
 
     @property
     def airflow_metadata_url(self) -> str:
+        """Airflow's metadata DB: the `airflow` database of PostgreSQL, or a SQLite file in AIRFLOW_HOME."""
         if self.database == "postgres":
             return self.pg_url(PG_DATABASES["airflow"])
         return f"sqlite:///{self.airflow_home / 'airflow.db'}"
@@ -261,6 +262,7 @@ class Settings:
 
     @property
     def mlflow_backend_store(self) -> str:
+        """MLflow's backend store: the `mlflow` database of PostgreSQL, or a SQLite file in the state folder."""
         if self.database == "postgres":
             return self.pg_url(PG_DATABASES["mlflow"], "postgresql")
         return f"sqlite:///{self.state_dir / 'mlflow' / 'mlflow.db'}"

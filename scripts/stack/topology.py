@@ -92,6 +92,8 @@ def _shell_quote(value: str) -> str:
 
 
 def up(settings: Settings) -> None:
+    """Start each service of the topology that is not running, restart one that runs but does not
+    answer (probe), then write the env file and print the logins."""
     steps = [
         ("seaweedfs", start_object_store, lambda: f"S3 endpoint {settings.s3_endpoint}"),
         ("mlflow", start_mlflow, lambda: f"MLflow UI   {settings.mlflow_url}"),
@@ -141,6 +143,7 @@ def up(settings: Settings) -> None:
 
 
 def down(settings: Settings) -> None:
+    """Stop the services of the topology in reverse start order, by their pid files."""
     for name in reversed(services(settings)):
         stopped = stop_process(settings, name)
         print(f"[stack] {name}: {'stopped' if stopped else 'not running'}", flush=True)
