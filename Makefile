@@ -2,7 +2,7 @@
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-STACK := $(PY) scripts/stack.py
+STACK := $(PY) scripts/stack
 
 .PHONY: help venv dev-venv demo up down status reset test chromium lint bench clean prod-up prod-down prod-status prod-demo suite
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/ingest.py [--rows 1000000]
 
-The script starts its own SeaweedFS (scripts/stack.py's start_object_store) on free loopback
+The script starts its own SeaweedFS (scripts/stack's start_object_store) on free loopback
 ports with a temporary state folder and a SQLite warehouse file in it; a running stack is
 never touched, and everything started is stopped at the end.
 

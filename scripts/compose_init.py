@@ -18,48 +18,44 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the stack package, next to this file
 
-from mlops.config import load_config  # noqa: E402
+from stack import ensure_buckets, load_config, write_passwords_file  # noqa: E402
+from stack.connections import aws_connection, http_connection, pipeline_connections, postgres_connection  # noqa: E402
 
 
 def connections(env: dict[str, str]) -> dict[str, dict]:
-    conns = load_config().connections
-    mlflow = env["MLOPS_MLFLOW_URL"]
-    scheme, _, rest = mlflow.partition("://")
+    """The pipeline's connections (stack.connections) from the compose environment (MLOPS_*)."""
+    scheme, _, rest = env["MLOPS_MLFLOW_URL"].partition("://")
     host, _, port = rest.rstrip("/").partition(":")
-    return {
-        conns.object_store: {
-            "conn_type": "aws",
-            "login": env["MLOPS_S3_ACCESS_KEY"],
-            "password": env["MLOPS_S3_SECRET_KEY"],
-            # No endpoint_url means AWS S3 itself (credentials may then come from an IAM role).
-            "extra": json.dumps(
-                {"region_name": env.get("MLOPS_S3_REGION", "us-east-1")}
-                | ({"endpoint_url": env["MLOPS_S3_ENDPOINT"]} if env.get("MLOPS_S3_ENDPOINT") else {})
-            ),
-        },
-        conns.mlflow: {"conn_type": "http", "host": host, "port": int(port) if port else None, "schema": scheme},
-        conns.warehouse: {
-            "conn_type": "postgres",
-            "host": env["MLOPS_WAREHOUSE_HOST"],
-            "port": int(env.get("MLOPS_WAREHOUSE_PORT", "5432")),
-            "login": env["MLOPS_WAREHOUSE_USER"],
-            "password": env["MLOPS_WAREHOUSE_PASSWORD"],
-            "schema": env.get("MLOPS_WAREHOUSE_DB", "warehouse"),
-        },
-    }
+    return pipeline_connections(
+        aws_connection(
+            env["MLOPS_S3_ACCESS_KEY"],
+            env["MLOPS_S3_SECRET_KEY"],
+            env.get("MLOPS_S3_ENDPOINT") or None,
+            env.get("MLOPS_S3_REGION", "us-east-1"),
+        ),
+        http_connection(host, int(port) if port else None, scheme),
+        postgres_connection(
+            env["MLOPS_WAREHOUSE_HOST"],
+            int(env.get("MLOPS_WAREHOUSE_PORT", "5432")),
+            env["MLOPS_WAREHOUSE_USER"],
+            env["MLOPS_WAREHOUSE_PASSWORD"],
+            env.get("MLOPS_WAREHOUSE_DB", "warehouse"),
+        ),
+    )
 
 
 def write_password_file(env: dict[str, str]) -> None:
-    path = Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
+    """The simple auth manager's passwords file: the admin user of
+    AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS with MLOPS_AIRFLOW_PASSWORD."""
     user = env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin").split(":")[0]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({user: env["MLOPS_AIRFLOW_PASSWORD"]}))
-    path.chmod(0o600)
+    path = Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
+    write_passwords_file(path, user, env["MLOPS_AIRFLOW_PASSWORD"])
 
 
 def import_connections(env: dict[str, str]) -> None:
+    """`airflow connections import --overwrite` of connections(env)."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump(connections(env), handle)
     try:
@@ -69,6 +65,7 @@ def import_connections(env: dict[str, str]) -> None:
 
 
 def create_buckets(env: dict[str, str]) -> None:
+    """The pipeline's and MLflow's buckets in the object store, when missing."""
     import boto3
 
     storage = load_config().storage
@@ -79,14 +76,12 @@ def create_buckets(env: dict[str, str]) -> None:
         aws_secret_access_key=env["MLOPS_S3_SECRET_KEY"],
         region_name=env.get("MLOPS_S3_REGION", "us-east-1"),
     )
-    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
-    for bucket in (storage.bucket, storage.mlflow_bucket):
-        if bucket not in existing:
-            s3.create_bucket(Bucket=bucket)
-            print(f"created bucket {bucket}")
+    for bucket in ensure_buckets(s3, [storage.bucket, storage.mlflow_bucket]):
+        print(f"created bucket {bucket}")
 
 
 def main() -> int:
+    """Password file, connections, buckets; exit code 0."""
     env = dict(os.environ)
     write_password_file(env)
     import_connections(env)

@@ -1,9 +1,10 @@
 """Shared fixtures: real services on free loopback ports, and an Airflow in a temporary home.
 
 Airflow reads its configuration when first imported, so the environment (AIRFLOW_HOME,
-the SQLite metadata DB, the AIRFLOW_CONN_* connections) is set here, at import time,
-before any test module imports airflow. The services themselves start only when a test
-asks for the `stack` fixture, and stop at the end of the session even when tests fail.
+the SQLite metadata DB, the AIRFLOW_CONN_* connections) is set in pytest_configure, before
+any test module imports airflow. The configuration cache (get_config) is cleared around
+every test (autouse fixture), so a test that changes MLOPS__* variables leaves nothing
+behind. The services themselves start only when a test asks for the `stack` fixture, and stop at the end of the session even when tests fail.
 
 The warehouse: MLOPS_TEST_WAREHOUSE=sqlite,postgres (default, as CI), sqlite or postgres.
 `stack` is parametrized with it, so every test that uses it (or `run_dag`) runs once per
@@ -26,26 +27,39 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from helpers import set_config
 
 import stack as stack_module
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-_STATE_DIR = Path(tempfile.mkdtemp(prefix="mlops-test-"))
-for _name in [n for n in os.environ if n.startswith("MLOPS__")]:
-    del os.environ[_name]  # tests run on the shipped configuration
-TEST_SETTINGS = stack_module.Settings.from_env(_STATE_DIR)
-TEST_SETTINGS.database = "sqlite"
-TEST_SETTINGS.warehouse = "sqlite"
-TEST_SETTINGS.s3_port = stack_module.free_port()
-TEST_SETTINGS.mlflow_port = stack_module.free_port()
-TEST_SETTINGS.airflow_port = stack_module.free_port()
-TEST_SETTINGS.weed_base_port = stack_module.free_weed_base()
-TEST_SETTINGS.pg_port = stack_module.free_port()
-TEST_SETTINGS.redis_port = stack_module.free_port()
-os.environ.update(TEST_SETTINGS.airflow_env())
-os.environ.update(TEST_SETTINGS.mlflow_client_env())  # MLflow basic auth, for tests that use its client
+_STATE_DIR = Path(tempfile.gettempdir())  # replaced by pytest_configure
+TEST_SETTINGS: stack_module.Settings  # set by pytest_configure
+
+
+def pytest_configure(config):
+    """The session's environment, before any test module is imported (Airflow reads its
+    configuration when first imported): a temporary state folder and AIRFLOW_HOME with a SQLite
+    metadata DB, free loopback ports, the AIRFLOW_CONN_* connections, MLflow's client login, and
+    no MLOPS__ overrides (tests run on the shipped configuration)."""
+    global _STATE_DIR, TEST_SETTINGS
+    _STATE_DIR = Path(tempfile.mkdtemp(prefix="mlops-test-"))
+    for name in [n for n in os.environ if n.startswith("MLOPS__")]:
+        del os.environ[name]
+    settings = stack_module.Settings.from_env(_STATE_DIR)
+    settings.database = "sqlite"
+    settings.warehouse = "sqlite"
+    settings.s3_port = stack_module.free_port()
+    settings.mlflow_port = stack_module.free_port()
+    settings.airflow_port = stack_module.free_port()
+    settings.weed_base_port = stack_module.free_weed_base()
+    settings.pg_port = stack_module.free_port()
+    settings.redis_port = stack_module.free_port()
+    os.environ.update(settings.airflow_env())
+    os.environ.update(settings.mlflow_client_env())  # MLflow basic auth, for tests that use its client
+    TEST_SETTINGS = settings
+
 
 TEST_WAREHOUSES = [w.strip() for w in os.environ.get("MLOPS_TEST_WAREHOUSE", "sqlite,postgres").split(",") if w.strip()]
 
@@ -65,6 +79,17 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_STATE_DIR, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def fresh_config():
+    """Every test starts and ends with an empty configuration cache (mlops.config.get_config),
+    so it reads the environment of its own monkeypatches and leaves no configuration behind."""
+    from mlops.config import get_config
+
+    get_config.cache_clear()
+    yield
+    get_config.cache_clear()
 
 
 @pytest.fixture(scope="session")
@@ -134,15 +159,29 @@ def _test_run(bag, dag_id: str, conf: dict | None = None, **kwargs):
         dag.deadline = deadline
 
 
-@pytest.fixture(scope="session")
-def dagbag():
-    """The project's DAGs, parsed once. `dagbag.run(dag_id, conf)` is run_dag for module fixtures."""
+def _parse_dags():
+    """The project's DAGs parsed now (with the configuration of this moment); `bag.run(dag_id,
+    conf)` runs one of them with dag.test()."""
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(ROOT / "dags"))
     bag.default_params = {dag_id: copy.deepcopy(dag.params.dump()) for dag_id, dag in bag.dags.items()}
     bag.run = functools.partial(_test_run, bag)
     return bag
+
+
+@pytest.fixture(scope="session")
+def dagbag():
+    """The project's DAGs, parsed once. `dagbag.run(dag_id, conf)` is run_dag for module fixtures."""
+    return _parse_dags()
+
+
+@pytest.fixture()
+def dags_without_retries(monkeypatch, airflow_db):
+    """The project's DAGs parsed again with tasks.retries = 0 (read when the DAGs are parsed), so
+    a failure is final at once instead of after the retries' back-off (30 s, then 60 s)."""
+    set_config(monkeypatch, MLOPS__TASKS__RETRIES="0")
+    return _parse_dags()
 
 
 @pytest.fixture()
@@ -159,8 +198,6 @@ def webhook(monkeypatch):
     import json
     import threading
 
-    from mlops.config import get_config
-
     received: list[dict] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -174,10 +211,7 @@ def webhook(monkeypatch):
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("MLOPS__ALERTS__CHANNEL", "webhook")
-    monkeypatch.setenv("MLOPS__ALERTS__WEBHOOK_URL", f"http://127.0.0.1:{server.server_address[1]}/alerts")
-    get_config.cache_clear()
+    url = f"http://127.0.0.1:{server.server_address[1]}/alerts"
+    set_config(monkeypatch, MLOPS__ALERTS__CHANNEL="webhook", MLOPS__ALERTS__WEBHOOK_URL=url)
     yield received
     server.shutdown()
-    monkeypatch.undo()
-    get_config.cache_clear()

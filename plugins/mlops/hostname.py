@@ -1,7 +1,7 @@
 """The hostname Airflow records on each task instance ([core] hostname_callable).
 
 Several Celery workers on one machine share its hostname; each worker started by
-scripts/stack.py sets MLOPS_WORKER_NAME, so its task instances read `w1@host`, `w2@host`
+scripts/stack sets MLOPS_WORKER_NAME, so its task instances read `w1@host`, `w2@host`
 and the UI (and the tests) can tell which worker ran what. Without the variable (one
 worker per machine or container) this is the machine's fully qualified name.
 """

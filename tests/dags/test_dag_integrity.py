@@ -6,6 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from helpers import set_config
 
 from mlops.config import get_config
 
@@ -133,15 +134,9 @@ def test_drift_check_alerts_when_it_has_not_run_for_a_day(dagbag):
 def test_the_deadlines_follow_the_configuration(monkeypatch):
     from mlops import dag_defaults
 
-    monkeypatch.setenv("MLOPS__FRESHNESS__MAX_MINUTES", "7")
-    monkeypatch.setenv("MLOPS__FRESHNESS__DRIFT_CHECK_MAX_HOURS", "30")
-    get_config.cache_clear()
-    try:
-        assert dag_defaults.scoring_deadline().interval == timedelta(minutes=7)
-        assert dag_defaults.drift_check_deadline().interval == timedelta(hours=30)
-    finally:
-        monkeypatch.undo()
-        get_config.cache_clear()
+    set_config(monkeypatch, MLOPS__FRESHNESS__MAX_MINUTES="7", MLOPS__FRESHNESS__DRIFT_CHECK_MAX_HOURS="30")
+    assert dag_defaults.scoring_deadline().interval == timedelta(minutes=7)
+    assert dag_defaults.drift_check_deadline().interval == timedelta(hours=30)
 
 
 def test_the_other_dags_carry_no_deadline(dagbag):

@@ -1,6 +1,6 @@
 """The production topology on one machine: PostgreSQL, Redis, Airflow with two Celery workers.
 
-Starts it exactly as `make prod-up` does (`stack.py --topology celery up`) on free loopback
+Starts it exactly as `make prod-up` does (`scripts/stack --topology celery up`) on free loopback
 ports in a temporary state folder, runs DAGs through the REST API and checks that
 
 * task instances ran on both workers (each worker names itself in the hostname);
@@ -32,7 +32,7 @@ from stack import free_weed_base as _free_weed_base
 
 pytestmark = [pytest.mark.integration, pytest.mark.distributed]
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = str(ROOT / "scripts" / "stack.py")
+SCRIPT = str(ROOT / "scripts" / "stack")
 
 
 @pytest.fixture(scope="module")

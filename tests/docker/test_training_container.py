@@ -15,9 +15,9 @@ import json
 import uuid
 
 import pytest
+from helpers import set_config
 
 from example_warehouse import WAREHOUSE_CONN_ENV, load_observations, own_warehouse
-from mlops.config import get_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -35,9 +35,7 @@ def _train(monkeypatch, env: dict[str, str]) -> tuple:
 
     from mlops.config import PROJECT_ROOT
 
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    get_config.cache_clear()
+    set_config(monkeypatch, **env)
     dag = DagBag(dag_folder=str(PROJECT_ROOT / "dags" / "train.py")).dags["train"]
     dag_run = dag.test(run_conf=CONF)
     tis = {ti.task_id: ti for ti in dag_run.get_task_instances()}
@@ -59,8 +57,7 @@ def _scores(trained: dict) -> dict:
 
 def test_training_in_a_container_matches_training_in_process(stack, project_image, tmp_path_factory, monkeypatch):
     connection = own_warehouse(stack, tmp_path_factory, f"container_train_{stack.warehouse}")
-    monkeypatch.setenv(WAREHOUSE_CONN_ENV, json.dumps(connection))
-    get_config.cache_clear()
+    set_config(monkeypatch, **{WAREHOUSE_CONN_ENV: json.dumps(connection)})
     assert load_observations() > 19000
 
     suffix = uuid.uuid4().hex[:6]

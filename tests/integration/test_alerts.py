@@ -8,9 +8,7 @@ the failure is final and the DAG defaults' failure callback must fire.
 import json
 
 import pytest
-from conftest import ROOT
-
-from mlops.config import get_config
+from helpers import task_states
 
 # The warehouse is read and written through the same SQLAlchemy code on both dialects here:
 # PostgreSQL, the default, is enough (the SQLite warehouse is covered where its dialect matters).
@@ -48,18 +46,6 @@ def broken_services(monkeypatch, airflow_db):
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
 
 
-@pytest.fixture()
-def dags_without_retries(monkeypatch, dagbag):
-    """The project's DAGs parsed again with tasks.retries = 0 (so a failure is final at once)."""
-    from airflow.dag_processing.dagbag import DagBag
-
-    monkeypatch.setenv("MLOPS__TASKS__RETRIES", "0")
-    get_config.cache_clear()
-    bag = DagBag(dag_folder=str(ROOT / "dags"))
-    yield bag
-    get_config.cache_clear()
-
-
 @pytest.mark.parametrize(("dag_id", "conf", "task_id"), RUNS, ids=[r[0] for r in RUNS])
 def test_a_failed_task_of_every_dag_alerts_with_dag_task_run_and_log_url(
     dag_id, conf, task_id, dags_without_retries, broken_services, webhook
@@ -67,7 +53,7 @@ def test_a_failed_task_of_every_dag_alerts_with_dag_task_run_and_log_url(
     dag = dags_without_retries.dags[dag_id]
     assert dag.get_task(task_id).retries == 0
     dag_run = dag.test(run_conf=conf)
-    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    states = task_states(dag_run)
     assert states[task_id] == "failed", states
     alerts = [a for a in webhook if f"{dag_id}.{task_id}" in a["subject"]]
     assert alerts, f"no alert for {dag_id}.{task_id}; received: {[a['subject'] for a in webhook]}"

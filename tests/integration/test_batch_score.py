@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
+from helpers import config_env, set_config, task_states
 
 from mlops import labels
 from mlops.config import PROJECT_ROOT, get_config
@@ -178,16 +179,10 @@ def _object_keys(prefix: str) -> list[str]:
     return [o["Key"] for o in listing.get("Contents", [])]
 
 
-def _task_states(dag_run) -> dict[str, str]:
-    return {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
-
-
 @pytest.fixture(scope="module")
 def scoring_setup(stack):
     """Two loaded batches and a registered champion under this module's own model name."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLOPS__MODEL__REGISTERED_NAME", MODEL_NAME)
-        get_config.cache_clear()
+    with config_env(MLOPS__MODEL__REGISTERED_NAME=MODEL_NAME):
         warehouse.ensure_schema()
         _delete_test_rows()
         turku = _turku()
@@ -202,13 +197,12 @@ def scoring_setup(stack):
 
             configure_mlflow().MlflowClient().delete_registered_model(MODEL_NAME)
             _delete_test_rows()
-    get_config.cache_clear()
 
 
 def test_champion_scores_the_loaded_batches(scoring_setup, run_dag):
     # No params: what an update of the observations asset does.
     dag_run = run_dag("batch_score")
-    assert dag_run.state == "success", _task_states(dag_run)
+    assert dag_run.state == "success", task_states(dag_run)
     version = scoring_setup["champion"]
     model, _ = scoring.load_model(MODEL_NAME, version)
     dataset = get_config().dataset
@@ -248,7 +242,7 @@ def test_rerun_replaces_rows_and_never_duplicates(scoring_setup, run_dag):
     before = _predictions(batch_id)
     keys_before = _object_keys(get_config().storage.predictions_prefix)
     dag_run = run_dag("batch_score", {"batch_id": batch_id})
-    assert dag_run.state == "success", _task_states(dag_run)
+    assert dag_run.state == "success", task_states(dag_run)
     after = _predictions(batch_id)
     assert len(after) == len(before) == len(_observations(batch_id))
     pd.testing.assert_frame_equal(before.drop(columns="scored_at"), after.drop(columns="scored_at"))
@@ -267,7 +261,7 @@ def test_challenger_is_scored_in_the_shadow_and_stored_apart(scoring_setup, run_
     champion_before = _predictions(batch_id, "champion")
     # Backfill by time range: the batch overlapping it is scored with both versions.
     dag_run = run_dag("batch_score", {"start": start, "end": end})
-    assert dag_run.state == "success", _task_states(dag_run)
+    assert dag_run.state == "success", task_states(dag_run)
     champion_after = _predictions(batch_id, "champion")
     shadow = _predictions(batch_id, "challenger")
     # The served predictions are still the champion's, unchanged.
@@ -325,13 +319,11 @@ def test_model_expecting_a_column_the_warehouse_lacks_fails_by_name(scoring_setu
 
 
 def test_without_a_champion_the_run_is_skipped(scoring_setup, run_dag, monkeypatch):
-    monkeypatch.setenv("MLOPS__MODEL__REGISTERED_NAME", "no_such_model_yet")
-    get_config.cache_clear()
+    set_config(monkeypatch, MLOPS__MODEL__REGISTERED_NAME="no_such_model_yet")
     try:
         assert scoring.resolve_models() is None
         dag_run = run_dag("batch_score")
         assert dag_run.state == "success"
-        assert _task_states(dag_run)["resolve_models"] == "skipped"
+        assert task_states(dag_run)["resolve_models"] == "skipped"
     finally:
-        monkeypatch.setenv("MLOPS__MODEL__REGISTERED_NAME", MODEL_NAME)
-        get_config.cache_clear()
+        set_config(monkeypatch, MLOPS__MODEL__REGISTERED_NAME=MODEL_NAME)

@@ -18,8 +18,7 @@ import pytest
 import sqlalchemy as sa
 import structlog
 from conftest import ROOT
-
-from mlops.config import get_config
+from helpers import set_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.warehouses("postgres")]
 
@@ -65,8 +64,7 @@ def test_a_batch_not_scored_in_time_alerts_on_the_webhook(airflow_db, webhook, m
     from airflow.sdk.execution_time.callback_supervisor import execute_callback
     from airflow.utils.session import create_session
 
-    monkeypatch.setenv("MLOPS__FRESHNESS__MAX_MINUTES", "0.005")  # 0.3 s
-    get_config.cache_clear()
+    set_config(monkeypatch, MLOPS__FRESHNESS__MAX_MINUTES="0.005")  # 0.3 s
     _delete_probe_run()
     try:
         with create_session() as session:

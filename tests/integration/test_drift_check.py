@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from helpers import config_env, s3_client, task_states, xcom
 
 from mlops.config import get_config
 from mlops.io import warehouse
@@ -169,21 +170,6 @@ def check(run_dag, **params):
     return run_dag("drift_check", conf=params)
 
 
-def states(dag_run) -> dict[str, str]:
-    return {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
-
-
-def triggered(dag_run, key: str):
-    """An XCom of trigger_run_id: the run id it triggered (trigger_run_id) or its link's URL."""
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    query = XComModel.get_many(run_id=dag_run.run_id, key=key, dag_ids="drift_check", task_ids="trigger_train")
-    with create_session() as session:
-        row = session.scalars(query).first()
-        return None if row is None else XComModel.deserialize_value(row)
-
-
 def drift_run_row(dag_run) -> dict:
     from mlops.monitoring.check import drift_run_id
 
@@ -206,23 +192,14 @@ def drift_run_row(dag_run) -> dict:
 
 
 def s3_text(stack, uri: str) -> str:
-    import boto3
-
     bucket, key = uri.removeprefix("s3://").split("/", 1)
-    client = boto3.client(
-        "s3",
-        endpoint_url=stack.s3_endpoint,
-        aws_access_key_id=stack.access_key,
-        aws_secret_access_key=stack.secret_key,
-        region_name="us-east-1",
-    )
-    return client.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+    return s3_client(stack).get_object(Bucket=bucket, Key=key)["Body"].read().decode()
 
 
 def test_data_like_the_training_data_triggers_nothing(run_dag, stack, observations, no_train_runs):
     dag_run = check(run_dag, window_end=CALM_END)
     assert dag_run.state == "success"
-    assert states(dag_run) == {
+    assert task_states(dag_run) == {
         "champion": "success",
         "measure": "success",
         "report": "success",
@@ -252,7 +229,7 @@ def test_data_like_the_training_data_triggers_nothing(run_dag, stack, observatio
 
 def test_shift_triggers_train_once_and_ten_alerts_in_a_row_give_one_run(run_dag, stack, observations, no_train_runs):
     first = check(run_dag)  # the window ends at the latest observation: February
-    assert states(first)["trigger_train"] == "success", states(first)
+    assert task_states(first)["trigger_train"] == "success", task_states(first)
     row = drift_run_row(first)
     assert row["window_end"] == observations[TIME].max().strftime(warehouse.TIMESTAMP_FORMAT)
     drifted = json.loads(row["drifted_features"])
@@ -263,8 +240,8 @@ def test_shift_triggers_train_once_and_ten_alerts_in_a_row_give_one_run(run_dag,
     assert len(runs) == 1
     assert runs[0].run_id == f"drift__{row['drift_run_id']}" and runs[0].state == "queued"
     # The UI's link: TriggerDagRunOperator's "Triggered DAG" link (its XCom) opens that train run.
-    assert triggered(first, "trigger_run_id") == runs[0].run_id
-    assert triggered(first, "_link_TriggerDagRunLink").endswith(f"/dags/{TRAIN}/runs/{runs[0].run_id}")
+    assert xcom(first, "trigger_train", "trigger_run_id") == runs[0].run_id
+    assert xcom(first, "trigger_train", "_link_TriggerDagRunLink").endswith(f"/dags/{TRAIN}/runs/{runs[0].run_id}")
     conf = runs[0].conf
     assert set(conf) == {"reason", "drifted_features", "report_uri"}
     assert conf["drifted_features"] == drifted and conf["report_uri"] == row["report_uri"]
@@ -273,7 +250,7 @@ def test_shift_triggers_train_once_and_ten_alerts_in_a_row_give_one_run(run_dag,
 
     for _ in range(9):
         again = check(run_dag)
-        assert states(again)["trigger_train"] == "skipped"
+        assert task_states(again)["trigger_train"] == "skipped"
         decision = drift_run_row(again)
         assert decision["rule_fired"] == 1 and decision["retrain_decision"] == "skip"
         assert "queued or running" in decision["retrain_detail"]
@@ -285,14 +262,14 @@ def test_cooldown_after_the_last_train_run_is_respected(run_dag, observations, n
     (run,) = train_runs()
     _finish(run.run_id, hours_ago=1)
     cooled = check(run_dag)
-    assert states(cooled)["trigger_train"] == "skipped"
+    assert task_states(cooled)["trigger_train"] == "skipped"
     row = drift_run_row(cooled)
     assert row["retrain_decision"] == "skip" and "cooldown" in row["retrain_detail"], row["retrain_detail"]
     assert len(train_runs()) == 1
 
     _finish(run.run_id, hours_ago=CONFIG.drift.cooldown_hours + 1)
     later = check(run_dag)
-    assert states(later)["trigger_train"] == "success"
+    assert task_states(later)["trigger_train"] == "success"
     assert len(train_runs()) == 2
 
 
@@ -320,18 +297,13 @@ def test_params_override_thresholds_for_a_manual_run(run_dag, observations, no_t
     dag_run = check(run_dag, psi_threshold=50.0, performance_drop=1.0)
     row = drift_run_row(dag_run)
     assert row["rule_fired"] == 0 and row["n_drifted"] == 0
-    assert states(dag_run)["trigger_train"] == "skipped"
+    assert task_states(dag_run)["trigger_train"] == "skipped"
     assert train_runs() == []
 
 
 def test_without_a_champion_the_run_is_skipped(run_dag, monkeypatch, stack, no_train_runs):
-    monkeypatch.setenv("MLOPS__MODEL__REGISTERED_NAME", "no_such_model")
-    get_config.cache_clear()
-    try:
+    with config_env(MLOPS__MODEL__REGISTERED_NAME="no_such_model"):
         dag_run = check(run_dag)
-    finally:
-        monkeypatch.delenv("MLOPS__MODEL__REGISTERED_NAME")
-        get_config.cache_clear()
-    assert states(dag_run)["champion"] == "skipped"
-    assert states(dag_run)["trigger_train"] == "skipped"
+    assert task_states(dag_run)["champion"] == "skipped"
+    assert task_states(dag_run)["trigger_train"] == "skipped"
     assert train_runs() == []

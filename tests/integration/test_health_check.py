@@ -5,6 +5,7 @@ import pytest
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from helpers import task_states
 
 pytestmark = pytest.mark.integration
 
@@ -12,16 +13,18 @@ pytestmark = pytest.mark.integration
 def test_health_check_dag_succeeds(run_dag):
     dag_run = run_dag("health_check")
     assert dag_run.state == "success"
-    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    states = task_states(dag_run)
     assert states == dict.fromkeys(["object_store", "mlflow_server", "warehouse", "report"], "success")
 
 
-def test_health_check_fails_when_mlflow_is_unreachable(run_dag, monkeypatch, stack):
+def test_health_check_fails_when_mlflow_is_unreachable(dags_without_retries, monkeypatch, stack):
     # Point the mlflow connection at a closed port: the DAG must fail, not report healthy.
+    # Without task retries the failure is final at once (retries would only wait 90 s longer).
     monkeypatch.setenv("AIRFLOW_CONN_MLFLOW", '{"conn_type": "http", "host": "127.0.0.1", "port": 9, "schema": "http"}')
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    dag_run = run_dag("health_check")
-    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    assert dags_without_retries.dags["health_check"].get_task("mlflow_server").retries == 0
+    dag_run = dags_without_retries.run("health_check")
+    states = task_states(dag_run)
     assert states["mlflow_server"] == "failed"
     assert states["object_store"] == "success"
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
+from helpers import config_env, s3_client
 
 import stack as stack_module
 from example_warehouse import WAREHOUSE_CONN_ENV, own_warehouse
@@ -55,18 +56,6 @@ BAD_KEY = f"{STORAGE.landing_prefix}missing column.csv"
 # A year of history, then the next month; a small search keeps each train run short.
 HISTORY, NEXT_MONTH = ("2015-03-01", "2016-03-01"), ("2016-03-01", "2016-04-01")
 TRAIN_CONF = {"training_window_days": 365, "model_families": ["logistic_regression"], "search_iterations": 2}
-
-
-def _s3(stack):
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=stack.s3_endpoint,
-        aws_access_key_id=stack.access_key,
-        aws_secret_access_key=stack.secret_key,
-        region_name="us-east-1",
-    )
 
 
 def _empty_landing(s3) -> None:
@@ -104,7 +93,7 @@ def _fill_pipeline(stack, dagbag) -> dict:
     """The real pipeline on the example data: ingest (a batch loaded, one quarantined), train
     (first champion), the next month ingested, train again (a decision with its CI),
     batch_score, drift_check (a drift run and its report)."""
-    s3 = _s3(stack)
+    s3 = s3_client(stack)
     _empty_landing(s3)
     batches = {"good": _land(s3, HISTORY), "bad": _land(s3, HISTORY, drop_column="Humidity")}
     _run(dagbag, "ingest", expect="failed")  # the bad file is quarantined and fails its task
@@ -121,14 +110,8 @@ def _fill_pipeline(stack, dagbag) -> dict:
 def health_server(stack, dagbag, tmp_path_factory):
     """Data in the services, then a real `airflow api-server` with the plugin; yields what the tests need."""
     connection = own_warehouse(stack, tmp_path_factory, "health_view")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(WAREHOUSE_CONN_ENV, json.dumps(connection))
-        mp.setenv("MLOPS__MODEL__REGISTERED_NAME", MODEL)
-        get_config.cache_clear()
-        try:
-            filled = _fill_pipeline(stack, dagbag)
-        finally:
-            get_config.cache_clear()
+    with config_env(**{WAREHOUSE_CONN_ENV: json.dumps(connection)}, MLOPS__MODEL__REGISTERED_NAME=MODEL):
+        filled = _fill_pipeline(stack, dagbag)
         env = {**os.environ, "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16)}
     password = secrets.token_urlsafe(12)
     Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]).write_text(

@@ -10,15 +10,14 @@ import gzip
 import json
 from pathlib import Path
 
-import boto3
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from helpers import config_env, query, s3_client, set_config, task_states
 
 import stack as stack_module
 from mlops.config import get_config
 from mlops.ingest import pipeline as ingest
-from mlops.io import warehouse
 
 pytestmark = pytest.mark.integration
 
@@ -31,14 +30,7 @@ STORAGE = get_config().storage
 
 @pytest.fixture()
 def s3(stack):
-    client = boto3.client(
-        "s3",
-        endpoint_url=stack.s3_endpoint,
-        aws_access_key_id=stack.access_key,
-        aws_secret_access_key=stack.secret_key,
-        region_name="us-east-1",
-    )
-    return client
+    return s3_client(stack)
 
 
 @pytest.fixture()
@@ -70,18 +62,6 @@ def _keys(s3, prefix: str) -> list[str]:
     return out
 
 
-def _query(sql: str, **params) -> list[tuple]:
-    with warehouse.engine().connect() as conn:
-        return [tuple(r) for r in conn.execute(sa.text(sql), params)]
-
-
-def _states(dag_run) -> dict[str, str]:
-    return {
-        (ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"): ti.state
-        for ti in dag_run.get_task_instances()
-    }
-
-
 def _observation_events(dag_run) -> list[dict]:
     """The extras of the `observations` asset events this ingest run emitted (Airflow's metadata DB)."""
     from airflow.models.asset import AssetEvent, AssetModel
@@ -104,7 +84,7 @@ def test_good_file_loads_once_and_a_rerun_is_recognised(run_dag, fresh):
     _put(fresh, key, body)
 
     dag_run = run_dag("ingest")
-    assert dag_run.state == "success", _states(dag_run)
+    assert dag_run.state == "success", task_states(dag_run, by_map_index=True)
     batch_id = ingest.batch_id_of_content(key, body)
     (batch,) = ingest.batches_for_key(key)
     assert batch["batch_id"] == batch_id and batch["status"] == "loaded"
@@ -113,7 +93,7 @@ def test_good_file_loads_once_and_a_rerun_is_recognised(run_dag, fresh):
     assert _keys(fresh, f"{STORAGE.raw_prefix}{batch_id}/") == [f"{STORAGE.raw_prefix}{batch_id}/2016-03.csv"]
     stored = fresh.get_object(Bucket=STORAGE.bucket, Key=f"{STORAGE.raw_prefix}{batch_id}/2016-03.csv")["Body"].read()
     assert stored == body
-    rows = _query('SELECT "Timestamp", batch_id FROM observations')
+    rows = query('SELECT "Timestamp", batch_id FROM observations')
     assert sorted(r[0] for r in rows) == sorted(month["Timestamp"].unique())
     assert {r[1] for r in rows} == {batch_id}
     assert _observation_events(dag_run) == [{"new_rows": len(rows), "batches": [batch_id]}]
@@ -121,12 +101,12 @@ def test_good_file_loads_once_and_a_rerun_is_recognised(run_dag, fresh):
     # The same file again: recognised, nothing loaded twice, landing emptied, no new asset event.
     _put(fresh, key, body)
     dag_run = run_dag("ingest")
-    assert dag_run.state == "success", _states(dag_run)
-    assert _states(dag_run)["ingest_files[0]"] == "skipped"
-    assert _states(dag_run)["announce_observations"] == "skipped"
+    assert dag_run.state == "success", task_states(dag_run, by_map_index=True)
+    assert task_states(dag_run, by_map_index=True)["ingest_files[0]"] == "skipped"
+    assert task_states(dag_run, by_map_index=True)["announce_observations"] == "skipped"
     assert _observation_events(dag_run) == []
     assert len(ingest.batches_for_key(key)) == 1
-    assert _query("SELECT COUNT(*) FROM observations")[0][0] == month["Timestamp"].nunique()
+    assert query("SELECT COUNT(*) FROM observations")[0][0] == month["Timestamp"].nunique()
     assert _keys(fresh, STORAGE.landing_prefix) == []
 
 
@@ -139,13 +119,15 @@ def test_a_replay_that_inserts_nothing_announces_nothing(run_dag, fresh):
     _put(fresh, key, body)
     assert run_dag("ingest").state == "success"
     batch_id = ingest.batch_id_of_content(key, body)
-    stored = _query("SELECT COUNT(*) FROM observations")[0][0]
+    stored = query("SELECT COUNT(*) FROM observations")[0][0]
 
     dag_run = run_dag("ingest", conf={"object_key": f"{STORAGE.raw_prefix}{batch_id}/2016-04.csv"})
-    assert dag_run.state == "success", _states(dag_run)
+    assert dag_run.state == "success", task_states(dag_run, by_map_index=True)
     assert _observation_events(dag_run) == []
-    assert _states(dag_run)["announce_observations"] == "skipped", _states(dag_run)
-    assert _query("SELECT COUNT(*) FROM observations")[0][0] == stored
+    assert task_states(dag_run, by_map_index=True)["announce_observations"] == "skipped", task_states(
+        dag_run, by_map_index=True
+    )
+    assert query("SELECT COUNT(*) FROM observations")[0][0] == stored
 
 
 def test_a_batch_loaded_by_an_attempt_that_died_is_announced_by_the_next_run(run_dag, fresh):
@@ -160,18 +142,18 @@ def test_a_batch_loaded_by_an_attempt_that_died_is_announced_by_the_next_run(run
     _put(fresh, keys["2016-06"], bodies["2016-06"])
     orphan = ingest.process_object(keys["2016-06"])  # the dead attempt: loaded, landing removed
     assert orphan["status"] == "loaded" and orphan["new_rows"] > 0
-    assert _query("SELECT announced_at FROM batches WHERE batch_id = :b", b=orphan["batch_id"]) == [(None,)]
+    assert query("SELECT announced_at FROM batches WHERE batch_id = :b", b=orphan["batch_id"]) == [(None,)]
 
     _put(fresh, keys["2016-07"], bodies["2016-07"])
     dag_run = run_dag("ingest")
-    assert dag_run.state == "success", _states(dag_run)
+    assert dag_run.state == "success", task_states(dag_run, by_map_index=True)
     later = ingest.batch_id_of_content(keys["2016-07"], bodies["2016-07"])
-    stored = dict(_query("SELECT batch_id, COUNT(*) FROM observations GROUP BY batch_id"))
+    stored = dict(query("SELECT batch_id, COUNT(*) FROM observations GROUP BY batch_id"))
     assert _observation_events(dag_run) == [
         {"new_rows": stored[orphan["batch_id"]] + stored[later], "batches": [orphan["batch_id"], later]}
     ]
     assert stored[orphan["batch_id"]] == orphan["new_rows"]
-    assert _query("SELECT COUNT(*) FROM batches WHERE announced_at IS NULL") == [(0,)]
+    assert query("SELECT COUNT(*) FROM batches WHERE announced_at IS NULL") == [(0,)]
     plan = scoring.plan_batches({"model_name": "m", "champion": "1"})
     assert {p["batch_id"] for p in plan} == {orphan["batch_id"], later}
 
@@ -203,25 +185,20 @@ def test_a_timestamp_stored_with_other_values_is_a_listed_conflict_kept_or_repla
     assert report["conflicts"]["count"] == 3 and report["conflicts"]["on_conflict"] == "keep_first"
     assert [e["time"] for e in report["conflicts"]["examples"]] == times
     assert report["conflicts"]["examples"][0]["new"]["Temperature_C"] == 29.5
-    kept = _query(
+    kept = query(
         'SELECT batch_id FROM observations WHERE "Timestamp" IN (:t0, :t1, :t2)', t0=times[0], t1=times[1], t2=times[2]
     )
     assert kept == [(a["batch_id"],)] * 3
     recorded = 'SELECT "Timestamp", stored_batch_id, action FROM observation_conflicts WHERE batch_id = :b ORDER BY 1'
-    assert _query(recorded, b=b["batch_id"]) == [(t, a["batch_id"], "kept_first") for t in times]
+    assert query(recorded, b=b["batch_id"]) == [(t, a["batch_id"], "kept_first") for t in times]
 
-    monkeypatch.setenv("MLOPS__INGEST__ON_CONFLICT", "replace")
-    get_config.cache_clear()
-    try:
+    with config_env(MLOPS__INGEST__ON_CONFLICT="replace"):
         third = later.copy()
         third.loc[15, "Temperature_C"] = "-40.0"
         c = load("c", third)
-    finally:
-        monkeypatch.delenv("MLOPS__INGEST__ON_CONFLICT")
-        get_config.cache_clear()
     # Its 3 rows differ from A's (the stored ones); its 5 later hours equal B's: no conflict there.
     assert (c["new_rows"], c["conflicts"]) == (3, 3)
-    now = _query(
+    now = query(
         'SELECT "Temperature_C", "Pressure_millibars", batch_id FROM observations WHERE "Timestamp" IN (:t0, :t1, :t2) ORDER BY 1',
         t0=times[0],
         t1=times[1],
@@ -235,8 +212,8 @@ def test_a_timestamp_stored_with_other_values_is_a_listed_conflict_kept_or_repla
         ],
         key=str,
     )
-    assert _query(recorded, b=c["batch_id"]) == [(t, a["batch_id"], "replaced") for t in times]
-    (old,) = _query(
+    assert query(recorded, b=c["batch_id"]) == [(t, a["batch_id"], "replaced") for t in times]
+    (old,) = query(
         'SELECT stored_values FROM observation_conflicts WHERE batch_id = :b AND stored_batch_id = :a AND "Timestamp" = :t',
         b=c["batch_id"],
         a=a["batch_id"],
@@ -269,16 +246,16 @@ def test_turku_month_by_month_loads_every_valid_hour_once(run_dag, fresh):
     expected = set(raw.loc[parsed.notna(), "Timestamp"])
 
     dag_run = run_dag("ingest")
-    states = _states(dag_run)
+    states = task_states(dag_run, by_map_index=True)
     assert dag_run.state == "success", {k: v for k, v in states.items() if v != "success"}
-    stored = _query('SELECT "Timestamp", COUNT(*) FROM observations GROUP BY "Timestamp"')
+    stored = query('SELECT "Timestamp", COUNT(*) FROM observations GROUP BY "Timestamp"')
     assert {t for t, _ in stored} == expected
     assert max(n for _, n in stored) == 1
-    statuses = _query("SELECT status, COUNT(*), SUM(rows_kept) FROM batches GROUP BY status")
+    statuses = query("SELECT status, COUNT(*), SUM(rows_kept) FROM batches GROUP BY status")
     assert statuses == [("loaded", len(files), len(expected))]
     # Pressure 0 is a broken sensor: the rows are kept with the value nulled.
     zero_hours = set(raw.loc[raw["Pressure_millibars"].astype(float) == 0, "Timestamp"])
-    nulls = _query('SELECT "Timestamp" FROM observations WHERE "Pressure_millibars" IS NULL')
+    nulls = query('SELECT "Timestamp" FROM observations WHERE "Pressure_millibars" IS NULL')
     assert {t for (t,) in nulls} == zero_hours
     assert _keys(fresh, STORAGE.landing_prefix) == []
 
@@ -327,7 +304,7 @@ def test_bad_corpus_weird_keys_and_a_large_file_in_one_run(run_dag, fresh, tmp_p
 
     dag_run = run_dag("ingest")
     assert dag_run.state == "failed"  # quarantined batches fail their task (and raise an alert)
-    states = _states(dag_run)
+    states = task_states(dag_run, by_map_index=True)
     assert states["fail_if_a_file_failed"] == "failed" and states["announce_observations"] == "success", states
 
     for name, expected in MANIFEST.items():
@@ -345,10 +322,10 @@ def test_bad_corpus_weird_keys_and_a_large_file_in_one_run(run_dag, fresh, tmp_p
             for word in expected["reason_contains"]:
                 assert word in batch["reason"] + json.dumps(result), (name, word, batch["reason"])
             assert batch["report_uri"] == f"s3://{STORAGE.bucket}/{folder}report.html"
-            assert _query("SELECT COUNT(*) FROM observations WHERE batch_id = :b", b=batch["batch_id"]) == [(0,)]
+            assert query("SELECT COUNT(*) FROM observations WHERE batch_id = :b", b=batch["batch_id"]) == [(0,)]
         else:
             assert batch["rows_dropped"] == expected["rows_dropped"], (name, batch)
-            assert _query("SELECT COUNT(*) FROM observations WHERE batch_id = :b", b=batch["batch_id"])[0][0] > 0, name
+            assert query("SELECT COUNT(*) FROM observations WHERE batch_id = :b", b=batch["batch_id"])[0][0] > 0, name
 
     for key in [*odd_keys, f"{STORAGE.landing_prefix}good.csv"]:
         (batch,) = ingest.batches_for_key(key)
@@ -360,15 +337,15 @@ def test_bad_corpus_weird_keys_and_a_large_file_in_one_run(run_dag, fresh, tmp_p
     assert batch["status"] == "loaded" and batch["rows_kept"] == 300_000, batch
     assert _keys(fresh, STORAGE.landing_prefix) == [keys["empty.csv"]]  # the zero-length placeholder stays
     # No partial rows: only loaded batches own observations.
-    owners = _query("SELECT DISTINCT b.status FROM observations o JOIN batches b ON o.batch_id = b.batch_id")
+    owners = query("SELECT DISTINCT b.status FROM observations o JOIN batches b ON o.batch_id = b.batch_id")
     assert owners == [("loaded",)]
     # The good files' rows are announced even though every task held a bad file and failed.
     assert all(state == "failed" for task, state in states.items() if task.startswith("ingest_files")), states
     (event,) = _observation_events(dag_run)
     assert sorted(event["batches"]) == sorted(
-        r[0] for r in _query("SELECT batch_id FROM batches WHERE status = 'loaded'")
+        r[0] for r in query("SELECT batch_id FROM batches WHERE status = 'loaded'")
     )
-    assert event["new_rows"] == _query("SELECT COUNT(*) FROM observations")[0][0]
+    assert event["new_rows"] == query("SELECT COUNT(*) FROM observations")[0][0]
     assert big_size > 20_000_000
 
 
@@ -429,7 +406,7 @@ def test_sensor_defers_until_a_file_lands_then_alert_and_replay(run_dag, fresh, 
         dag_run = run_dag("ingest")
     finally:
         dropper.cancel()
-    states = _states(dag_run)
+    states = task_states(dag_run, by_map_index=True)
     assert states["wait_for_landing"] == "success" and states["ingest_files[0]"] == "failed", states
     (batch,) = ingest.batches_for_key(key)
     assert batch["status"] == "quarantined" and "Humidity" in batch["reason"]
@@ -438,22 +415,21 @@ def test_sensor_defers_until_a_file_lands_then_alert_and_replay(run_dag, fresh, 
     assert states["fail_if_a_file_failed"] == "failed" and dag_run.state == "failed", states
     assert not [a for a in webhook if "fail_if_a_file_failed" in a["subject"]]  # one alert per failure, not two
 
-    monkeypatch.setenv("MLOPS__VALIDATION__MAX_BAD_ROW_FRACTION", "0.5")
-    get_config.cache_clear()
+    set_config(monkeypatch, MLOPS__VALIDATION__MAX_BAD_ROW_FRACTION="0.5")
     quarantined = f"{STORAGE.quarantine_prefix}{batch['batch_id']}/{name}"
     dag_run = run_dag("ingest", conf={"object_key": quarantined})
-    states = _states(dag_run)
+    states = task_states(dag_run, by_map_index=True)
     assert dag_run.state == "success", states
     assert states["wait_for_landing"] == "skipped"
     (batch,) = ingest.batches_for_key(key)
     assert batch["status"] == "loaded" and batch["rows_dropped"] == 25, batch
-    assert _query("SELECT COUNT(*) FROM observations WHERE batch_id = :b", b=batch["batch_id"]) == [(75,)]
+    assert query("SELECT COUNT(*) FROM observations WHERE batch_id = :b", b=batch["batch_id"]) == [(75,)]
 
 
 def test_replay_of_a_missing_object_fails_the_run(run_dag, fresh):
     """A failed list_objects leaves ingest_files upstream_failed; the run must still end failed."""
     dag_run = run_dag("ingest", conf={"object_key": f"{STORAGE.landing_prefix}never-landed.csv"})
-    states = _states(dag_run)
+    states = task_states(dag_run, by_map_index=True)
     assert dag_run.state == "failed", states
     assert states["list_objects"] == "failed" and states["fail_if_a_file_failed"] == "failed", states
     assert states["announce_observations"] == "skipped", states
@@ -500,11 +476,11 @@ def test_same_content_under_two_keys_at_once_is_loaded_once(fresh, monkeypatch):
         str(outcomes[k].get("status")) if isinstance(outcomes[k], dict) else repr(outcomes[k]) for k in keys
     )
     assert statuses == ["duplicate", "loaded"], outcomes
-    rows = _query("SELECT status, COUNT(*) FROM batches GROUP BY status ORDER BY status")
+    rows = query("SELECT status, COUNT(*) FROM batches GROUP BY status ORDER BY status")
     assert rows == [("duplicate", 1), ("loaded", 1)]
-    (loaded,) = _query("SELECT batch_id FROM batches WHERE status = 'loaded'")
-    assert _query("SELECT COUNT(DISTINCT batch_id) FROM observations") == [(1,)]
-    assert _query("SELECT batch_id FROM observations LIMIT 1") == [loaded]
+    (loaded,) = query("SELECT batch_id FROM batches WHERE status = 'loaded'")
+    assert query("SELECT COUNT(DISTINCT batch_id) FROM observations") == [(1,)]
+    assert query("SELECT batch_id FROM observations LIMIT 1") == [loaded]
     assert _keys(fresh, STORAGE.landing_prefix) == []
 
 

@@ -6,15 +6,12 @@ whole fuzz stays well under two minutes. Only PostgreSQL's server is started, no
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from unit import test_ingest_fuzz as fuzz
 
 import stack as stack_module
-from mlops.config import get_config
 from mlops.ingest import pipeline as ingest
 
 pytestmark = [pytest.mark.integration, pytest.mark.warehouses("postgres")]
@@ -24,20 +21,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.warehouses("postgres")]
 def postgres_warehouse(postgres_server):
     """A fresh PostgreSQL database as the warehouse, and the fuzz's lenient row policy."""
     settings = postgres_server  # the session's TEST_SETTINGS (a `from conftest import` may find tests/docker's)
-    name = f"AIRFLOW_CONN_{get_config().connections.warehouse.upper()}"
-    before = os.environ.get(name)
     stack_module.create_pg_database(settings, "ingest_fuzz", fresh=True)
     connection = dataclasses.replace(settings, warehouse="postgres").warehouse_connection()
-    os.environ[name] = json.dumps({**connection, "schema": "ingest_fuzz"})
-    os.environ["MLOPS__VALIDATION__MAX_BAD_ROW_FRACTION"] = "0.5"
-    get_config.cache_clear()
-    yield
-    os.environ.pop("MLOPS__VALIDATION__MAX_BAD_ROW_FRACTION")
-    get_config.cache_clear()
-    if before is None:
-        os.environ.pop(name, None)
-    else:
-        os.environ[name] = before
+    with fuzz.fuzz_warehouse({**connection, "schema": "ingest_fuzz"}):
+        yield
 
 
 @settings(

@@ -15,6 +15,7 @@ import uuid
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
+from helpers import set_config
 
 import stack as stack_module
 from mlops.config import get_config
@@ -40,10 +41,8 @@ def model_name(stack, monkeypatch):
     monkeypatch.setattr(registry, "ATTEMPTS", 2)
     monkeypatch.setattr(registry, "MAX_WAIT_SECONDS", 0)
     name = f"registry_{uuid.uuid4().hex[:6]}"
-    monkeypatch.setenv("MLOPS__MODEL__REGISTERED_NAME", name)
-    get_config.cache_clear()
-    yield name
-    get_config.cache_clear()
+    set_config(monkeypatch, MLOPS__MODEL__REGISTERED_NAME=name)
+    return name
 
 
 def _register_version(name: str, alias: str | None) -> str:

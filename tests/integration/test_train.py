@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from helpers import config_env, set_config, task_states, xcom
 
 from example_warehouse import WAREHOUSE_CONN_ENV, load_observations, own_warehouse
 from mlops.config import get_config
@@ -44,45 +45,32 @@ def turku_warehouse(stack, tmp_path_factory):
     """A warehouse of this module's own, on the parametrized backend: other tests' rows cannot
     move the newest observation (the end of the training window)."""
     connection = own_warehouse(stack, tmp_path_factory, "train_tests")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(WAREHOUSE_CONN_ENV, json.dumps(connection))
-        get_config.cache_clear()
+    with config_env(**{WAREHOUSE_CONN_ENV: json.dumps(connection)}):
         assert load_observations() > 19000
         yield connection
-    get_config.cache_clear()
 
 
 def use_model_name(monkeypatch, prefix: str) -> str:
     name = f"{prefix}_{uuid.uuid4().hex[:6]}"
-    monkeypatch.setenv("MLOPS__MODEL__REGISTERED_NAME", name)
-    get_config.cache_clear()
+    set_config(monkeypatch, MLOPS__MODEL__REGISTERED_NAME=name)
     return name
-
-
-@pytest.fixture()
-def fresh_config():
-    get_config.cache_clear()
-    yield
-    get_config.cache_clear()
 
 
 @pytest.fixture(scope="module")
 def champion_model(turku_warehouse, stack, dagbag):
     """A model name whose first train run made version 1 champion."""
-    with pytest.MonkeyPatch.context() as mp:
+    with config_env() as mp:
         name = use_model_name(mp, "rain_test")
         dag_run = dagbag.run(
             "train",
             {**CONF, "reason": "integration test", "drifted_features": ["Humidity"], "report_uri": "s3://r/1.html"},
         )
         yield {"name": name, "dag_run": dag_run}
-    get_config.cache_clear()
 
 
 @pytest.fixture()
-def on_champion_model(champion_model, monkeypatch, fresh_config):
-    monkeypatch.setenv("MLOPS__MODEL__REGISTERED_NAME", champion_model["name"])
-    get_config.cache_clear()
+def on_champion_model(champion_model, monkeypatch):
+    set_config(monkeypatch, MLOPS__MODEL__REGISTERED_NAME=champion_model["name"])
     return champion_model["name"]
 
 
@@ -93,15 +81,6 @@ def client():
 
     mlflow.set_tracking_uri(mlflow_tracking_uri())
     return mlflow.MlflowClient()
-
-
-def task_states(dag_run) -> dict:
-    return {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
-
-
-def xcom(dag_run, task_id: str):
-    (ti,) = [ti for ti in dag_run.get_task_instances() if ti.task_id == task_id]
-    return ti.xcom_pull(task_ids=task_id)
 
 
 def decisions(name: str) -> pd.DataFrame:
@@ -247,8 +226,7 @@ def test_retraining_same_data_and_seed_reproduces_metrics_and_is_not_promoted(
 def test_deliberately_worse_model_is_not_promoted(champion_model, on_champion_model, run_dag, monkeypatch):
     name = champion_model["name"]
     champion_before = alias(name, "champion")
-    monkeypatch.setenv("MLOPS__DATASET__FEATURES", WORSE_FEATURES)
-    get_config.cache_clear()
+    set_config(monkeypatch, MLOPS__DATASET__FEATURES=WORSE_FEATURES)
     dag_run = run_dag("train", QUICK_CONF)
     assert dag_run.state == "success", task_states(dag_run)
     decision = xcom(dag_run, "promote")
@@ -268,8 +246,7 @@ def test_force_promote_then_rollback_restores_previous_champion(
 ):
     name = champion_model["name"]
     champion_before = alias(name, "champion")
-    monkeypatch.setenv("MLOPS__DATASET__FEATURES", WORSE_FEATURES)
-    get_config.cache_clear()
+    set_config(monkeypatch, MLOPS__DATASET__FEATURES=WORSE_FEATURES)
     forced = run_dag("train", {**QUICK_CONF, "force_promote": True})
     decision = xcom(forced, "promote")
     assert decision["outcome"] == "forced" and "force_promote=True overrode the gate" in decision["reason"]
@@ -285,11 +262,9 @@ def test_force_promote_then_rollback_restores_previous_champion(
     assert tags["decision.action"] == "rollback"
 
 
-def test_model_that_loses_to_persistence_is_not_promoted(turku_warehouse, run_dag, monkeypatch, fresh_config):
+def test_model_that_loses_to_persistence_is_not_promoted(turku_warehouse, run_dag, monkeypatch):
     name = use_model_name(monkeypatch, "useless")
-    monkeypatch.setenv("MLOPS__DATASET__FEATURES", USELESS_FEATURES)
-    monkeypatch.setenv("MLOPS__DATASET__CALENDAR_FEATURES", "[]")
-    get_config.cache_clear()
+    set_config(monkeypatch, MLOPS__DATASET__FEATURES=USELESS_FEATURES, MLOPS__DATASET__CALENDAR_FEATURES="[]")
     dag_run = run_dag("train", QUICK_CONF)
     assert dag_run.state == "success", task_states(dag_run)
     decision = xcom(dag_run, "promote")
@@ -301,7 +276,7 @@ def test_model_that_loses_to_persistence_is_not_promoted(turku_warehouse, run_da
     assert not math.isnan(decisions(name)["persistence_score"].iloc[0])
 
 
-def test_empty_warehouse_skips_the_run(stack, run_dag, monkeypatch, fresh_config, tmp_path_factory):
+def test_empty_warehouse_skips_the_run(stack, run_dag, monkeypatch, tmp_path_factory):
     monkeypatch.setenv(WAREHOUSE_CONN_ENV, json.dumps(own_warehouse(stack, tmp_path_factory, "train_empty")))
     dag_run = run_dag("train", QUICK_CONF)
     assert dag_run.state == "success"
@@ -313,7 +288,7 @@ def test_empty_warehouse_skips_the_run(stack, run_dag, monkeypatch, fresh_config
     not os.environ.get("MLOPS_TRAIN_FULL_DATA"),
     reason="set MLOPS_TRAIN_FULL_DATA=1 to train on all the data with the shipped configuration (a measurement)",
 )
-def test_full_data_with_the_shipped_configuration(turku_warehouse, run_dag, monkeypatch, fresh_config):
+def test_full_data_with_the_shipped_configuration(turku_warehouse, run_dag, monkeypatch):
     """The closing-note figures: wall time of the DAG and the champion against the baselines."""
     use_model_name(monkeypatch, "rain_full")
     conf = {"reason": "full-data measurement", "force_promote": False}
@@ -484,9 +459,7 @@ DRY_UNTIL = "2016-04-20 00:00:00"
 @pytest.fixture(scope="module")
 def dry_spring_warehouse(stack, tmp_path_factory):
     connection = own_warehouse(stack, tmp_path_factory, "train_dry_spring")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(WAREHOUSE_CONN_ENV, json.dumps(connection))
-        get_config.cache_clear()
+    with config_env(**{WAREHOUSE_CONN_ENV: json.dumps(connection)}):
         load_observations()
         dataset = get_config().dataset
         engine = warehouse.engine()
@@ -496,10 +469,9 @@ def dry_spring_warehouse(stack, tmp_path_factory):
                 table.update().where(table.c[dataset.time_column] < DRY_UNTIL).values({dataset.label.source_column: 0})
             )
         yield connection
-    get_config.cache_clear()
 
 
-def test_a_failing_family_is_recorded_and_skipped(dry_spring_warehouse, run_dag, monkeypatch, fresh_config):
+def test_a_failing_family_is_recorded_and_skipped(dry_spring_warehouse, run_dag, monkeypatch):
     monkeypatch.setenv(WAREHOUSE_CONN_ENV, json.dumps(dry_spring_warehouse))
     name = use_model_name(monkeypatch, "dry_spring")
     dag_run = run_dag("train", {**CONF, "force_promote": True})
@@ -514,9 +486,7 @@ def test_a_failing_family_is_recorded_and_skipped(dry_spring_warehouse, run_dag,
     assert failed.info.status == "FAILED" and "no configuration could be scored" in failed.data.tags["error"]
 
 
-def test_when_every_family_fails_the_task_fails_with_all_reasons(
-    dry_spring_warehouse, run_dag, monkeypatch, fresh_config
-):
+def test_when_every_family_fails_the_task_fails_with_all_reasons(dry_spring_warehouse, run_dag, monkeypatch):
     monkeypatch.setenv(WAREHOUSE_CONN_ENV, json.dumps(dry_spring_warehouse))
     name = use_model_name(monkeypatch, "dry_spring_all")
     dag_run = run_dag("train", {**CONF, "model_families": ["logistic_regression", "random_forest"]})
@@ -530,7 +500,7 @@ def test_when_every_family_fails_the_task_fails_with_all_reasons(
     assert set(errors) == {"logistic_regression", "random_forest"}
 
 
-def test_a_retry_ends_the_runs_a_dead_attempt_left_running(stack, monkeypatch, fresh_config):
+def test_a_retry_ends_the_runs_a_dead_attempt_left_running(stack, monkeypatch):
     """A killed worker cannot end its MLflow runs; the retry of the same Airflow run does."""
     import mlflow
 
@@ -606,7 +576,7 @@ def _answer_when_asked(api, task_id: str, option: str, answered: dict, done, tim
 
 @pytest.mark.warehouses("postgres")  # the approval path does not depend on the warehouse's dialect
 def test_a_decision_that_needs_approval_waits_and_is_promoted_after_an_approving_answer(
-    turku_warehouse, api_server, run_dag, monkeypatch, fresh_config
+    turku_warehouse, api_server, run_dag, monkeypatch
 ):
     """promotion.approval=always: the first champion (clearly better than both baselines) waits in
     the `approval` task until a person approves through the REST API, then becomes champion with
@@ -655,9 +625,7 @@ def many_batches_warehouse(stack, tmp_path_factory):
     """The example data spread over 10,000 batches (a year of 9 files a day is 3,285): the
     batch ids are rewritten in one bulk UPDATE per id range, the rows stay the example's."""
     connection = own_warehouse(stack, tmp_path_factory, "train_many_batches")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(WAREHOUSE_CONN_ENV, json.dumps(connection))
-        get_config.cache_clear()
+    with config_env(**{WAREHOUSE_CONN_ENV: json.dumps(connection)}):
         load_observations()
         time_column = get_config().dataset.time_column
         engine = warehouse.engine()
@@ -668,13 +636,10 @@ def many_batches_warehouse(stack, tmp_path_factory):
             update = table.update().where(table.c[time_column] == sa.bindparam("t")).values(batch_id=sa.bindparam("b"))
             conn.execute(update, ids)
         yield connection
-    get_config.cache_clear()
 
 
 @pytest.mark.warehouses("postgres")  # the bounded source does not depend on the warehouse's dialect
-def test_a_window_of_10000_batches_trains_with_a_bounded_dataset_source(
-    many_batches_warehouse, run_dag, monkeypatch, fresh_config
-):
+def test_a_window_of_10000_batches_trains_with_a_bounded_dataset_source(many_batches_warehouse, run_dag, monkeypatch):
     name = use_model_name(monkeypatch, "rain_many")
     # every row (the example has a few scattered years-old rows), hence every batch
     dag_run = run_dag("train", {**QUICK_CONF, "training_window_days": 36500, "search_iterations": 1})

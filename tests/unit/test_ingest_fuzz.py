@@ -17,15 +17,16 @@ A failing example found here becomes a file of the bad-input corpus.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
-import os
 from pathlib import Path
 
 import csv_oracle
 import pytest
 import sqlalchemy as sa
+from helpers import config_env
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -135,23 +136,21 @@ def _build(mutations: list[tuple], options: dict) -> bytes:
     return data
 
 
+@contextlib.contextmanager
+def fuzz_warehouse(connection: dict):
+    """For a block: `connection` (an Airflow connection dict) as the warehouse, and a lenient
+    row policy, so that files with several bad rows are loaded and checked too."""
+    name = f"AIRFLOW_CONN_{get_config().connections.warehouse.upper()}"
+    with config_env(**{name: json.dumps(connection), "MLOPS__VALIDATION__MAX_BAD_ROW_FRACTION": "0.5"}):
+        yield
+
+
 @pytest.fixture(scope="module")
 def sqlite_warehouse(tmp_path_factory):
     """A SQLite warehouse file of this module's own (the real load path, no services)."""
-    name = f"AIRFLOW_CONN_{get_config().connections.warehouse.upper()}"
-    before = os.environ.get(name)
     path = tmp_path_factory.mktemp("fuzz") / "warehouse.db"
-    os.environ[name] = json.dumps({"conn_type": "sqlite", "host": str(path)})
-    # A lenient row policy, so that files with several bad rows are loaded and checked too.
-    os.environ["MLOPS__VALIDATION__MAX_BAD_ROW_FRACTION"] = "0.5"
-    get_config.cache_clear()
-    yield path
-    os.environ.pop("MLOPS__VALIDATION__MAX_BAD_ROW_FRACTION")
-    get_config.cache_clear()
-    if before is None:
-        os.environ.pop(name, None)
-    else:
-        os.environ[name] = before
+    with fuzz_warehouse({"conn_type": "sqlite", "host": str(path)}):
+        yield path
 
 
 def check_invariants(data: bytes, workdir: Path, batch_id: str) -> dict:

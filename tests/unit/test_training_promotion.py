@@ -206,24 +206,26 @@ def test_which_decisions_are_close_calls():
     assert close_calls({**CLEAR, "champion": _test(-0.05, -0.08, -0.02)}, {}, 0.0) == []
 
 
-def test_who_waits_for_a_person_under_each_mode():
+@pytest.mark.parametrize(
+    ("mode", "outcome", "is_close", "expected"),
+    [
+        ("never", "promoted", True, False),
+        ("never", "rejected", True, False),
+        ("borderline", "promoted", False, False),
+        ("borderline", "rejected", False, False),
+        ("borderline", "rejected", True, True),
+        ("borderline", "promoted", True, True),
+        ("borderline", "insufficient_evidence", True, False),
+        ("borderline", "forced", True, False),
+        ("always", "promoted", False, True),
+        ("always", "first_champion", False, True),
+        ("always", "rejected", False, False),
+        ("always", "rejected", True, True),
+    ],
+)
+def test_who_waits_for_a_person_under_each_mode(mode, outcome, is_close, expected):
     close = ["vs champion: straddles"]
-    table = {
-        ("never", "promoted", True): False,
-        ("never", "rejected", True): False,
-        ("borderline", "promoted", False): False,
-        ("borderline", "rejected", False): False,
-        ("borderline", "rejected", True): True,
-        ("borderline", "promoted", True): True,
-        ("borderline", "insufficient_evidence", True): False,
-        ("borderline", "forced", True): False,
-        ("always", "promoted", False): True,
-        ("always", "first_champion", False): True,
-        ("always", "rejected", False): False,
-        ("always", "rejected", True): True,
-    }
-    for (mode, outcome, is_close), expected in table.items():
-        assert needs_approval(mode, outcome, close if is_close else []) is expected, (mode, outcome, is_close)
+    assert needs_approval(mode, outcome, close if is_close else []) is expected
 
 
 def _waiting_decision():

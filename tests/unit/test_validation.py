@@ -5,6 +5,7 @@ import logging
 from pathlib import Path
 
 import pytest
+from helpers import set_config
 
 from mlops.config import get_config
 from mlops.ingest import chunks, validation
@@ -88,27 +89,23 @@ def test_streaming_across_chunks_finds_duplicates(tmp_path, monkeypatch, caplog)
     a timestamp repeated with other values drops every copy."""
     import pandas as pd
 
-    monkeypatch.setenv("MLOPS__VALIDATION__CHUNK_ROWS", "1000")
-    get_config.cache_clear()
-    try:
-        base = pd.read_csv(TURKU).drop_duplicates("Timestamp").head(1200)
-        changed = base.iloc[100:150].copy()
-        changed["Temperature_C"] += 5
-        frame = pd.concat([base, base.iloc[:100], changed])  # copies land in the second chunk
-        path = tmp_path / "dups.csv"
-        frame.to_csv(path, index=False)
-        staged = tmp_path / "s.parquet"
-        with caplog.at_level(logging.INFO, logger="mlops.ingest.chunks"):
-            result = ingest.validate_file(path, staged, "landing/dups.csv")
-        assert "chunks overlap in time; validating again" in caplog.text  # the second chunk repeats the first's hours
-        assert result["rows_in"] == 1350
-        assert result["rows_duplicate"] == 100
-        assert result["dropped_by_rule"] == {"expect_column_values_to_be_unique(Timestamp) conflicting values": 100}
-        kept = pd.read_parquet(staged)
-        assert len(kept) == 1150 and kept["Timestamp"].is_unique
-        assert not set(changed["Timestamp"]) & set(kept["Timestamp"])
-    finally:
-        get_config.cache_clear()
+    set_config(monkeypatch, MLOPS__VALIDATION__CHUNK_ROWS="1000")
+    base = pd.read_csv(TURKU).drop_duplicates("Timestamp").head(1200)
+    changed = base.iloc[100:150].copy()
+    changed["Temperature_C"] += 5
+    frame = pd.concat([base, base.iloc[:100], changed])  # copies land in the second chunk
+    path = tmp_path / "dups.csv"
+    frame.to_csv(path, index=False)
+    staged = tmp_path / "s.parquet"
+    with caplog.at_level(logging.INFO, logger="mlops.ingest.chunks"):
+        result = ingest.validate_file(path, staged, "landing/dups.csv")
+    assert "chunks overlap in time; validating again" in caplog.text  # the second chunk repeats the first's hours
+    assert result["rows_in"] == 1350
+    assert result["rows_duplicate"] == 100
+    assert result["dropped_by_rule"] == {"expect_column_values_to_be_unique(Timestamp) conflicting values": 100}
+    kept = pd.read_parquet(staged)
+    assert len(kept) == 1150 and kept["Timestamp"].is_unique
+    assert not set(changed["Timestamp"]) & set(kept["Timestamp"])
 
 
 def test_file_in_time_order_needs_no_hash_of_every_row(tmp_path, monkeypatch, caplog):
@@ -116,42 +113,38 @@ def test_file_in_time_order_needs_no_hash_of_every_row(tmp_path, monkeypatch, ca
     pass, with the same result as the pass that keeps every row's hash."""
     import pandas as pd
 
-    monkeypatch.setenv("MLOPS__VALIDATION__CHUNK_ROWS", "1000")
-    get_config.cache_clear()
-    try:
-        base = pd.read_csv(TURKU).drop_duplicates("Timestamp").head(3000)
-        base["Timestamp"] = pd.to_datetime(base["Timestamp"])
-        base = base.sort_values("Timestamp", ascending=False)  # reverse time order overlaps nothing either
-        base["Timestamp"] = base["Timestamp"].dt.strftime("%Y-%m-%d %H:%M:%S")
-        changed = base.iloc[[10, 1500]].assign(Temperature_C=lambda f: f.Temperature_C + 5)
-        # An exact copy and a conflicting copy next to their originals, in the first and second chunk.
-        frame = pd.concat(
-            [
-                base.iloc[:5],
-                base.iloc[[3]],
-                base.iloc[5:11],
-                changed.iloc[[0]],
-                base.iloc[11:1501],
-                changed.iloc[[1]],
-                base.iloc[1501:],
-            ]
-        )
-        path = tmp_path / "ordered.csv"
-        frame.to_csv(path, index=False)
-        with caplog.at_level(logging.INFO, logger="mlops.ingest.chunks"):
-            one_pass = ingest.validate_file(path, tmp_path / "one.parquet", "landing/ordered.csv")
-        assert "chunks overlap in time" not in caplog.text
-        timings = {"parse": 0.0, "validate": 0.0, "stage": 0.0}
-        every_row = chunks._validate_pass(path, tmp_path / "every.parquet", "landing/ordered.csv", timings, True)
-        assert one_pass["rows_in"] == 3003 and one_pass["rows_duplicate"] == 1
-        assert one_pass["dropped_by_rule"]["expect_column_values_to_be_unique(Timestamp) conflicting values"] == 4
-        assert {k: v for k, v in one_pass.items() if k != "gx_note"} == {
-            k: v for k, v in every_row.items() if k != "gx_note"
-        }
-        one, every = pd.read_parquet(tmp_path / "one.parquet"), pd.read_parquet(tmp_path / "every.parquet")
-        assert len(one) == 2998 and one.equals(every)
-    finally:
-        get_config.cache_clear()
+    set_config(monkeypatch, MLOPS__VALIDATION__CHUNK_ROWS="1000")
+    base = pd.read_csv(TURKU).drop_duplicates("Timestamp").head(3000)
+    base["Timestamp"] = pd.to_datetime(base["Timestamp"])
+    base = base.sort_values("Timestamp", ascending=False)  # reverse time order overlaps nothing either
+    base["Timestamp"] = base["Timestamp"].dt.strftime("%Y-%m-%d %H:%M:%S")
+    changed = base.iloc[[10, 1500]].assign(Temperature_C=lambda f: f.Temperature_C + 5)
+    # An exact copy and a conflicting copy next to their originals, in the first and second chunk.
+    frame = pd.concat(
+        [
+            base.iloc[:5],
+            base.iloc[[3]],
+            base.iloc[5:11],
+            changed.iloc[[0]],
+            base.iloc[11:1501],
+            changed.iloc[[1]],
+            base.iloc[1501:],
+        ]
+    )
+    path = tmp_path / "ordered.csv"
+    frame.to_csv(path, index=False)
+    with caplog.at_level(logging.INFO, logger="mlops.ingest.chunks"):
+        one_pass = ingest.validate_file(path, tmp_path / "one.parquet", "landing/ordered.csv")
+    assert "chunks overlap in time" not in caplog.text
+    timings = {"parse": 0.0, "validate": 0.0, "stage": 0.0}
+    every_row = chunks._validate_pass(path, tmp_path / "every.parquet", "landing/ordered.csv", timings, True)
+    assert one_pass["rows_in"] == 3003 and one_pass["rows_duplicate"] == 1
+    assert one_pass["dropped_by_rule"]["expect_column_values_to_be_unique(Timestamp) conflicting values"] == 4
+    assert {k: v for k, v in one_pass.items() if k != "gx_note"} == {
+        k: v for k, v in every_row.items() if k != "gx_note"
+    }
+    one, every = pd.read_parquet(tmp_path / "one.parquet"), pd.read_parquet(tmp_path / "every.parquet")
+    assert len(one) == 2998 and one.equals(every)
 
 
 @pytest.mark.parametrize(
@@ -215,13 +208,9 @@ def configure(monkeypatch):
     """Override configuration keys (MLOPS__ environment) for one test."""
 
     def apply(**keys):
-        for name, value in keys.items():
-            monkeypatch.setenv(f"MLOPS__{name.upper()}", value)
-        get_config.cache_clear()
+        set_config(monkeypatch, **{f"MLOPS__{name.upper()}": value for name, value in keys.items()})
 
-    yield apply
-    monkeypatch.undo()
-    get_config.cache_clear()
+    return apply
 
 
 def _file_with_times(path: Path, times: list[str]) -> Path:
