@@ -201,6 +201,9 @@ class DriftConfig(_Strict):
     seasonal_adjustment: bool = True
     min_stratum_rows: int = Field(default=100, ge=1)
     season_neighbours: bool = True
+    # Single-feature rule (mlops.drift.severe_features): a drifted numeric feature whose KS
+    # distance reaches this fires on its own; null = only the share rule.
+    severe_ks: float | None = Field(default=None, gt=0, le=1)
 
 
 class SchedulesConfig(_Strict):
