@@ -205,3 +205,72 @@ def rebin(counts: dict[str, int], grid: dict, inner_edges: list[float]) -> tuple
     straddles = ((edges[None, :] >= lo[:, None]) & (edges[None, :] < hi[:, None])).any(axis=1)
     bound = float(n[straddles].max() / total) if straddles.any() else 0.0
     return out, bound
+
+
+# --- stored in the warehouse (table batch_profiles, include/sql/schema/050_batch_profiles.sql) ---
+
+
+def read_batch_rows(batch_id: str, dataset: DatasetConfig) -> pd.DataFrame:
+    """The observations a batch holds now, with the configured types (time column datetime64)."""
+    from mlops import warehouse
+
+    frame = warehouse.read_sql("batch_profiles/batch_rows.sql", {"batch_id": batch_id})
+    frame[dataset.time_column] = pd.to_datetime(frame[dataset.time_column], format=warehouse.TIMESTAMP_FORMAT)
+    for name, spec in dataset.columns.items():
+        if spec.type in ("float", "int"):
+            frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
+    return frame
+
+
+def store_profile(batch_id: str, dataset: DatasetConfig) -> dict:
+    """Profile a batch from its stored rows and upsert it; returns {batch_id, days, rows}.
+
+    Idempotent: the profile is a function of the rows the batch holds, and the row is replaced
+    by key, so a retry after a crash stores the same profile.
+    """
+    import datetime as dt
+    import json
+
+    import sqlalchemy as sa
+
+    from mlops import warehouse
+
+    # Counted before the rows are read: a replace in between leaves the profile marked stale.
+    replaced = int(warehouse.read_sql("batch_profiles/replaced_rows.sql", {"batch_id": batch_id})["replaced"].iloc[0])
+    profile = batch_profile(read_batch_rows(batch_id, dataset), dataset)
+    days = sorted(profile["days"])
+    params = {
+        "batch_id": batch_id,
+        "first_day": days[0] if days else "",
+        "last_day": days[-1] if days else "",
+        "n_rows": sum(d["rows"] for d in profile["days"].values()),
+        "replaced_rows": replaced,
+        "profile": json.dumps(profile, separators=(",", ":")),
+        "created_at": dt.datetime.now(dt.UTC).strftime(warehouse.TIMESTAMP_FORMAT),
+    }
+    with warehouse.engine().begin() as conn:
+        conn.execute(sa.text(warehouse.render_sql("batch_profiles/upsert.sql")), params)
+    return {"batch_id": batch_id, "days": len(days), "rows": params["n_rows"]}
+
+
+def profile_pending(dataset: DatasetConfig) -> list[dict]:
+    """Profile every loaded batch without a profile or with a stale one (to_profile.sql).
+
+    A crash between two batches leaves the rest pending: the next call (a retry, the next
+    ingest run, or drift_check) profiles them.
+    """
+    from mlops import warehouse
+
+    pending = warehouse.read_sql("batch_profiles/to_profile.sql")["batch_id"].tolist()
+    return [store_profile(batch_id, dataset) for batch_id in pending]
+
+
+def window_profile(start_day: str, end_day: str) -> tuple[dict, int]:
+    """(merged profile of the days [start_day, end_day] of every stored batch profile, batches merged)."""
+    import json
+
+    from mlops import warehouse
+
+    rows = warehouse.read_sql("batch_profiles/window.sql", {"start_day": start_day, "end_day": end_day})
+    profiles = [json.loads(text) for text in rows["profile"]]
+    return merge(profiles, start_day, end_day), len(profiles)

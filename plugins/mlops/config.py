@@ -204,6 +204,8 @@ class DriftConfig(_Strict):
     # Single-feature rule (mlops.drift.severe_features): a drifted numeric feature whose KS
     # distance reaches this fires on its own; null = only the share rule.
     severe_ks: float | None = Field(default=None, gt=0, le=1)
+    # Features' counts from the batch profiles stored at ingest (mlops.batch_profile), not rows.
+    from_profiles: bool = False
 
 
 class SchedulesConfig(_Strict):

@@ -554,12 +554,13 @@ def feature_drift(
 
 
 def feature_drift_from_profile(
-    dataset: DatasetConfig, profile: dict, merged: dict, thresholds: Thresholds
+    dataset: DatasetConfig, profile: dict, merged: dict, thresholds: Thresholds, rows: pd.DataFrame | None = None
 ) -> tuple[list[dict], Season]:
     """feature_drift from a merged batch profile of the window (mlops.batch_profile), no rows read.
 
-    Every result also has ks_error_bound: how far its KS statistic can be from the one on rows.
-    Raises ValueError naming a feature the batch profiles cannot hold (profile_gaps).
+    Every result also has ks_error_bound: how far its KS statistic can be from the one on rows,
+    and source: "batch profiles" or "rows". A feature the batch profiles cannot hold (no fixed
+    grid: profile_gaps) is measured on its column in rows; ValueError naming it when rows lack it.
     """
     from mlops.batch_profile import rebin, window_totals
 
@@ -573,21 +574,25 @@ def feature_drift_from_profile(
         if reference is None:
             raise ValueError(f"reference profile has no feature {name!r}; the champion was trained on other features")
         if grid is None:
-            raise ValueError(f"feature {name!r} has no fixed grid (no range or allowed values): read its rows")
+            if rows is None or name not in rows:
+                raise ValueError(f"feature {name!r} has no fixed grid (no range or allowed values): read its rows")
+            judge = categorical_feature_drift if reference["type"] == "categorical" else numeric_feature_drift
+            results.append({**judge(name, reference, rows[name], thresholds, season), "source": "rows"})
+            continue
         feature = totals["features"].get(name, {"missing": 0, "sum": 0.0, "counts": {}})
         present = sum(feature["counts"].values())
         if reference["type"] == "categorical":
             result = categorical_drift_from_counts(
                 name, reference, totals["rows"], feature["counts"], thresholds, season
             )
-            results.append({**result, "ks_error_bound": 0.0})
+            results.append({**result, "ks_error_bound": 0.0, "source": "batch profiles"})
             continue
         counts, bound = rebin(feature["counts"], grid, reference.get("bin_edges") or [])
         mean = feature["sum"] / present if present else None
         result = numeric_drift_from_counts(
             name, reference, totals["rows"], present, mean, counts if present else None, thresholds, season
         )
-        results.append({**result, "ks_error_bound": bound})
+        results.append({**result, "ks_error_bound": bound, "source": "batch profiles"})
     return results, season
 
 
@@ -746,22 +751,29 @@ def compute_drift(
     champion_predictions: pd.DataFrame | None = None,
     challenger_predictions: pd.DataFrame | None = None,
     holdout: dict[str, float] | None = None,
+    merged: dict | None = None,
 ) -> dict:
     """Everything drift_check measures, as one JSON-able dict (see the module docstring).
 
-    current: observations of the window (configured columns). *_predictions: time column
-    (datetime64), probability, predicted_label.
+    current: observations of the window (configured columns; with merged, the time column,
+    the label's source column and the features without a fixed grid suffice). merged: the
+    window's merged batch profile (mlops.batch_profile.window_profile): the features' counts
+    come from it instead of current's rows. *_predictions: time column (datetime64),
+    probability, predicted_label.
     """
     from mlops.labels import add_label
 
-    season = window_season(
-        profile,
-        current.get(dataset.time_column),
-        thresholds.season_key,
-        thresholds.min_stratum_rows,
-        thresholds.season_neighbours,
-    )
-    features = feature_drift(dataset, profile, current, thresholds, season)
+    if merged is None:
+        season = window_season(
+            profile,
+            current.get(dataset.time_column),
+            thresholds.season_key,
+            thresholds.min_stratum_rows,
+            thresholds.season_neighbours,
+        )
+        features = [{**f, "source": "rows"} for f in feature_drift(dataset, profile, current, thresholds, season)]
+    else:
+        features, season = feature_drift_from_profile(dataset, profile, merged, thresholds, current)
     labeled = add_label(current, dataset)
     labeled[dataset.time_column] = pd.to_datetime(labeled[dataset.time_column])
     champion = champion_predictions if champion_predictions is not None else pd.DataFrame()

@@ -134,3 +134,23 @@ def test_a_profile_window_takes_whole_days_and_grids_must_agree():
         }
     )
     assert batch_profile.profile_gaps(no_range) == ["Humidity"]
+
+
+def test_a_feature_without_a_grid_is_read_from_rows_and_the_result_says_so():
+    no_range = DATASET.model_copy(
+        update={
+            "columns": {**DATASET.columns, "Humidity": DATASET.columns["Humidity"].model_copy(update={"min": None})}
+        }
+    )
+    profile = build_profile(hourly("2028-01-01", 365 * 24, seed=1), no_range)
+    window = hourly("2030-05-20", 30 * 24, seed=2)
+    merged = batch_profile.batch_profile(window, no_range)
+    thresholds = drift.Thresholds.from_config(CONFIG.drift)
+    with pytest.raises(ValueError, match="'Humidity' has no fixed grid"):
+        drift.feature_drift_from_profile(no_range, profile, merged, thresholds)
+    result = drift.compute_drift(no_range, profile, window, thresholds, merged=merged)
+    sources = {f["feature"]: f["source"] for f in result["features"]}
+    assert sources.pop("Humidity") == "rows" and set(sources.values()) == {"batch profiles"}
+    from_rows = {f["feature"]: f for f in drift.compute_drift(no_range, profile, window, thresholds)["features"]}
+    humidity = [f for f in result["features"] if f["feature"] == "Humidity"][0]
+    assert humidity["psi"] == from_rows["Humidity"]["psi"]
