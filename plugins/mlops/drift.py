@@ -587,7 +587,8 @@ def feature_drift_from_profile(
             )
             results.append({**result, "ks_error_bound": 0.0, "source": "batch profiles"})
             continue
-        counts, bound = rebin(feature["counts"], grid, reference.get("bin_edges") or [])
+        edges = reference.get("bin_edges") or []
+        counts, bound = rebin(feature["counts"], grid, edges, feature.get("min"), feature.get("max"))
         mean = feature["sum"] / present if present else None
         result = numeric_drift_from_counts(
             name, reference, totals["rows"], present, mean, counts if present else None, thresholds, season
