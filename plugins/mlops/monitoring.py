@@ -116,8 +116,10 @@ def window_data(config: PipelineConfig, start: str, end: str) -> tuple:
     (mlops.batch_profile), merged over whole days: the window becomes the days after start's
     day up to end's day, and only the columns the profiles cannot replace are read (time,
     label source, features without a fixed grid). Any batch without a profile is profiled
-    first (profile_pending). Profiles made on another grid (the configured ranges changed):
-    the rows are read, and source says why. source: {kind, batches, start, notes}.
+    first (profile_pending). Profiles made on another grid (the configured ranges changed), or
+    holding another number of rows than the window (rows stored without a profile, a
+    window_end inside a day): the rows are read, and source says why.
+    source: {kind, batches, start, notes}.
     """
     from mlops import batch_profile
 
@@ -141,6 +143,16 @@ def window_data(config: PipelineConfig, start: str, end: str) -> tuple:
     if gaps:
         notes.append(f"no fixed grid (no range or allowed values), read from rows: {', '.join(gaps)}")
     current = load_observations(config, aligned, end, list(dict.fromkeys(names)))
+    profiled_rows = batch_profile.window_totals(merged)["rows"]
+    if profiled_rows != len(current):
+        # Rows stored without a batch profile (not loaded by ingest), or a window_end inside a
+        # day: the profiles do not describe exactly the window's rows.
+        note = (
+            f"the batch profiles hold {profiled_rows} rows of days {start_day} to {end_day}, the window "
+            f"{len(current)}: the window's rows were read"
+        )
+        log.warning(note)
+        return load_observations(config, start, end), None, {"kind": "rows", "start": start, "notes": [note]}
     return current, merged, {"kind": "batch profiles", "batches": batches, "start": aligned, "notes": notes}
 
 

@@ -83,3 +83,26 @@ def test_a_retry_stores_the_same_profile(replace_warehouse):
     before = stored_profiles()
     batch_profile.store_profile("a", dataset)  # a retry after a crash past the commit
     assert stored_profiles() == before and json.loads(before["a"])["days"]
+
+
+def test_drift_check_reads_rows_when_the_profiles_do_not_hold_every_row_of_the_window(replace_warehouse):
+    from mlops import monitoring
+
+    config = get_config()
+    dataset = config.dataset
+    example = pd.read_csv(PROJECT_ROOT / dataset.example_file, dtype=str, keep_default_na=False).iloc[:1500]
+    load(example, replace_warehouse, "a")
+    start, end = monitoring.window_bounds(30)
+    current, merged, source = monitoring.window_data(config, start, end)
+    assert source["kind"] == "batch profiles" and merged is not None
+    assert list(current) == [dataset.time_column, dataset.label.source_column]  # the label's only
+    assert source["notes"][1] == "1 batch(es) had no current profile and were profiled now"
+    # A row stored some other way (no batch, no profile): the profiles no longer describe the window.
+    with warehouse.engine().begin() as conn:
+        conn.execute(
+            sa.text(f'INSERT INTO observations ("{dataset.time_column}", batch_id, loaded_at) VALUES (:t, :b, :t)'),
+            {"t": end[:10] + " 00:30:00", "b": "elsewhere"},
+        )
+    current, merged, source = monitoring.window_data(config, start, end)
+    assert source["kind"] == "rows" and merged is None and set(dataset.features) <= set(current)
+    assert "the window's rows were read" in source["notes"][0]
