@@ -357,7 +357,7 @@ def main() -> int:
     parser.add_argument("--power-reference", type=int, default=8760, help="reference rows in the power table")
     parser.add_argument("--power-current", type=int, default=720, help="current rows in the power table")
     parser.add_argument("--no-evidently", action="store_true", help="skip Evidently (no extra venv)")
-    parser.add_argument("--flat-rows", type=int, default=5_000_000, help="current rows of the second profile check")
+    parser.add_argument("--flat-rows", type=int, default=10_000_000, help="current rows of the second profile check")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")

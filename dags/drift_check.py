@@ -164,6 +164,7 @@ def drift_check():
             )
         for note in result["season"]["notes"]:
             print(f"season: {note}")
+        print(f"feature counts from {result['source']['kind']}: " + "; ".join(result["source"]["notes"]))
         for feature in result["features"]:
             status = "DRIFT" if feature["drifted"] else "ok"
             raw, seasonal = feature["raw"], feature["seasonal"]

@@ -32,7 +32,9 @@ updates the `observations` asset, which schedules the downstream DAGs, if any ta
 rows, also when another file of the run (or of the same task) was quarantined: the event's
 extra lists the new batches. It announces every loaded batch not announced yet (the
 `batches.announced_at` mark), so a batch whose attempt died after its load is announced by the
-retry or the next run; `mark_announced` sets the mark once the event exists. `fail_if_a_file_failed` then fails the run if any `ingest_files`
+retry or the next run; `mark_announced` sets the mark once the event exists. `profile_batches`
+stores each loaded batch's profile (counts per day on fixed grids, table `batch_profiles`),
+which drift_check merges instead of re-reading rows. `fail_if_a_file_failed` then fails the run if any `ingest_files`
 task failed, so a quarantine never looks like a green run.
 
 **Replay**: trigger with the param `object_key` set to a landing key, or to the raw file of an
@@ -158,6 +160,18 @@ def mark_announced(announced: dict) -> None:
     ingest_logic.mark_announced(announced["batches"])
 
 
+@task(trigger_rule="all_done")
+def profile_batches() -> list[dict]:
+    """Store the profile of every loaded batch that has none (this run's, and any an earlier
+    attempt left), and re-profile batches whose rows a later batch replaced: drift_check
+    merges these instead of re-reading rows (mlops.monitoring.batch_profile). Idempotent per batch."""
+    from mlops.monitoring.batch_profile import profile_pending
+
+    stored = profile_pending(cfg.dataset)
+    print(f"{len(stored)} batch profile(s) stored: {stored}")
+    return stored
+
+
 @task(trigger_rule="one_failed", on_failure_callback=None)  # AirflowFailException: never retried
 def fail_if_a_file_failed() -> None:
     """Runs only when an upstream task failed: the run then ends failed, not green."""
@@ -196,7 +210,7 @@ def ingest():
     wait_for_landing >> keys
     ingested = ingest_files.expand(object_keys=keys)
     announced = announce_observations()
-    ingested >> [announced, fail_if_a_file_failed()]
+    ingested >> [announced, profile_batches(), fail_if_a_file_failed()]
     mark_announced(announced)
 
 

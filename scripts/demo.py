@@ -15,9 +15,13 @@ the history (everything before dataset.example_history_until, by default the per
 holding the first third of the rows); then the periods are dropped half a year at a time, each group followed by
 scoring and a drift check. Object keys are <landing_prefix><dataset name>-<period>.csv.
 
-Progress is printed as it happens, a summary and the time of each phase at the end.
-Options: --data FILE, --periods-per-drop N (default: half a year), --max-periods N (stop
-early), --topology celery (drive the production topology of `make prod-up`).
+The second drop carries the data set's demo fault (mlops.monitoring.faults.DEMO_FAULTS; Turku: a
+barometer reporting station pressure, -10 hPa), which drift_check must catch; --fault SPEC,
+--fault-drop N or --fault-from PERIOD choose another, --no-fault none.
+
+Progress is printed as it happens, a summary (what fired, what the gate decided) and the time
+of each phase at the end. Options: --data FILE, --periods-per-drop N (default: half a year),
+--max-periods N (stop early), --topology celery (drive the production topology of `make prod-up`).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 
 from airflow_api import AirflowClient  # noqa: E402
 from mlops.config import get_config  # noqa: E402
-from mlops.monitoring.faults import inject_fault, parse_fault  # noqa: E402
+from mlops.monitoring.faults import demo_fault, inject_fault, parse_fault  # noqa: E402
 from stack import ROOT, ConfigMismatch, Settings, use_stack_config  # noqa: E402
 
 PROJECT_DAGS = {"health_check", "ingest", "train", "batch_score", "drift_check"}
@@ -47,6 +51,17 @@ def period_rule(frequency: str) -> tuple[str, int]:
     import pandas as pd
 
     return ("M", 6) if pd.Timedelta(frequency) < pd.Timedelta("1D") else ("Q", 2)
+
+
+def fault_periods(
+    names: list[str], periods_per_drop: int, drop: int | None = None, from_period: str | None = None
+) -> set[str]:
+    """The periods that get the demo's fault: those of drop number `drop` (1 = the first drop
+    after the history, names[0]), else every period from `from_period` on (all when None)."""
+    periods = [n for n in names if not n.startswith("history")]
+    if drop is not None:
+        return set(periods[(drop - 1) * periods_per_drop : drop * periods_per_drop])
+    return {n for n in periods if n >= (from_period or "")}
 
 
 def cut_into_periods(raw, dataset, history_until: str | None = None) -> list[tuple[str, object]]:
@@ -94,6 +109,7 @@ class Demo:
         data_file: Path | None = None,
         fault: str | None = None,
         fault_from: str | None = None,
+        fault_drop: int | None = None,
     ):
         import boto3
 
@@ -109,9 +125,11 @@ class Demo:
             raise SystemExit(f"data file {self.data_file} does not exist")
         self.periods_per_drop = periods_per_drop or period_rule(dataset.frequency)[1]
         self.max_periods = max_periods
-        # A broken sensor from period fault_from on (mlops.monitoring.faults): what drift_check must catch.
-        self.fault = parse_fault(fault) if fault else None
-        self.fault_from = fault_from
+        # A broken sensor (mlops.monitoring.faults) in the periods of drop number fault_drop (1 = the first
+        # drop after the history), or from period fault_from on: what drift_check must catch.
+        # fault "default": the data set's demo fault (none for some data sets).
+        self.fault = demo_fault(dataset.name) if fault == "default" else parse_fault(fault) if fault else None
+        self.fault_from, self.fault_drop = fault_from, None if fault_from else fault_drop
         self.timings: list[tuple[str, float]] = []  # (phase, seconds), printed at the end
         self.client = AirflowClient(settings.airflow_url, settings.airflow_user, settings.airflow_password)
         self.s3 = boto3.client(
@@ -121,7 +139,7 @@ class Demo:
             aws_secret_access_key=settings.secret_key,
             region_name="us-east-1",
         )
-        self.summary: dict = {"drift_runs": [], "train_runs": []}
+        self.summary: dict = {"drift_runs": [], "train_runs": [], "gate": []}
         self._warehouse = None
 
     # ------------------------------------------------------------------ helpers
@@ -194,11 +212,12 @@ class Demo:
         files = cut_into_periods(raw, dataset, dataset.example_history_until)
         if self.max_periods:
             files = files[: self.max_periods + 1]
+        faulty = fault_periods([name for name, _ in files], self.periods_per_drop, self.fault_drop, self.fault_from)
         out = []
         for name, frame in files:
-            if self.fault and not name.startswith("history") and name >= (self.fault_from or ""):
+            if self.fault and name in faulty:
                 frame = inject_fault(frame, self.fault)
-                say(f"fault injected into {name}: {self.fault}")
+                say(f"fault injected into {name}: {self.fault.describe()}")
             buf = io.StringIO()
             frame.to_csv(buf, index=False)
             out.append((name, buf.getvalue().encode()))
@@ -285,14 +304,18 @@ class Demo:
             say(f"drift_check: rule {'FIRED' if fired else 'quiet'} ({reason}); retrain: {decision} {detail or ''}")
             say(f"  report: {report}")
         else:
-            fired, features, decision = None, "", "no result (no champion yet?)"
-        self.summary["drift_runs"].append((run["dag_run_id"], run["state"], bool(fired), features, decision))
+            fired, features, reason, decision = None, "", "", "no result (no champion yet?)"
+        self.summary["drift_runs"].append((run["dag_run_id"], run["state"], bool(fired), features, decision, reason))
         new_train_runs = [r for r in self.client.dag_runs("train", limit=50) if r["dag_run_id"] not in before]
         for train_run in new_train_runs:
             say(f"drift_check triggered train ({train_run['dag_run_id']}); following it")
             finished = self.wait_run("train", train_run["dag_run_id"])
             reason = (train_run.get("conf") or {}).get("reason", "drift")
             self.summary["train_runs"].append((train_run["dag_run_id"], finished["state"], reason))
+            gate = self.warehouse_query(
+                "SELECT outcome, candidate_version, reason FROM model_decisions ORDER BY decided_at DESC LIMIT 1"
+            )
+            self.summary["gate"].append((run["dag_run_id"], *(gate[0] if gate else ("no decision", None, ""))))
             say(f"champion is now version {self.champion_version()}")
 
     @contextlib.contextmanager
@@ -334,6 +357,12 @@ class Demo:
             if self.champion_version() is not None:  # drift_check compares with a champion
                 with self.phase(f"drift (+ train) {span}"):
                     self.drift_check()
+
+    def fault_note(self) -> str:
+        if self.fault is None:
+            return "none"
+        where = f"drop {self.fault_drop}" if self.fault_drop is not None else f"periods from {self.fault_from}"
+        return f"{self.fault.describe()} in {where}"
 
     def print_timings(self, before: list[tuple[str, float]]) -> None:
         """Where the time went: `before` (install, services up: measured by make) and the phases."""
@@ -388,8 +417,11 @@ class Demo:
                 lines.append(f"  {at} {action} v{candidate}: {outcome}, champion {before} -> {after}. {reason}")
         lines.append("train runs:")
         lines.extend(f"  {run_id}: {state} ({reason})" for run_id, state, reason in self.summary["train_runs"])
-        lines.append("drift_check runs (run, state, rule fired, drifted features, retrain decision):")
+        lines.append(f"injected fault: {self.fault_note()}")
+        lines.append("drift_check runs (run, state, rule fired, drifted features, retrain decision, why):")
         lines.extend(f"  {row}" for row in self.summary["drift_runs"])
+        lines.append("gate decisions on the retrains drift_check triggered (drift run, outcome, candidate, why):")
+        lines.extend(f"  {row}" for row in self.summary["gate"] or [("none",)])
         lines.append("predictions (role, model version, rows):")
         lines.extend(f"  {row}" for row in predictions)
         lines += [
@@ -409,10 +441,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--max-periods", "--max-months", type=int, default=None, help="stop after N periods")
     parser.add_argument(
-        "--fault", default=None, help="inject a sensor fault, e.g. 'Temperature_C:+4' or 'Humidity:*1.2'"
+        "--fault",
+        default="default",
+        help="inject a sensor fault, e.g. 'Temperature_C:+4' or 'Humidity:*1.2'; default: the data set's "
+        "demo fault (mlops.monitoring.faults.DEMO_FAULTS)",
+    )
+    parser.add_argument("--no-fault", dest="fault", action="store_const", const="", help="no fault")
+    parser.add_argument(
+        "--fault-drop", type=int, default=2, help="the drop with the fault (1 = the first after the history)"
     )
     parser.add_argument(
-        "--fault-from", default=None, help="first period with the fault (e.g. 2016-03; default: every drop)"
+        "--fault-from", default=None, help="first period with the fault, every later one too (e.g. 2016-03)"
     )
     parser.add_argument(
         "--timings",
@@ -432,7 +471,9 @@ def main(argv: list[str] | None = None) -> int:
         use_stack_config(settings)  # the data set the stack runs, whatever this shell's MLOPS_CONFIG
     except ConfigMismatch as exc:
         raise SystemExit(f"[demo] {exc}") from None
-    demo = Demo(settings, args.periods_per_drop, args.max_periods, args.data, args.fault, args.fault_from)
+    demo = Demo(
+        settings, args.periods_per_drop, args.max_periods, args.data, args.fault, args.fault_from, args.fault_drop
+    )
     before = [(name, float(secs)) for name, secs in (p.split("=") for p in args.timings.split(",") if p)]
     t0 = time.monotonic()
     with demo.phase("DAGs parsed, health check"):

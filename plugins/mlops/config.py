@@ -201,6 +201,11 @@ class DriftConfig(_Strict):
     seasonal_adjustment: bool = True
     min_stratum_rows: int = Field(default=100, ge=1)
     season_neighbours: bool = True
+    # Single-feature rule (mlops.monitoring.drift.severe_features): a drifted numeric feature whose KS
+    # distance reaches this fires on its own; null = only the share rule.
+    severe_ks: float | None = Field(default=None, gt=0, le=1)
+    # Features' counts from the batch profiles stored at ingest (mlops.monitoring.batch_profile), not rows.
+    from_profiles: bool = False
 
 
 class SchedulesConfig(_Strict):

@@ -97,6 +97,9 @@ def test_good_file_loads_once_and_a_rerun_is_recognised(run_dag, fresh):
     assert sorted(r[0] for r in rows) == sorted(month["Timestamp"].unique())
     assert {r[1] for r in rows} == {batch_id}
     assert _observation_events(dag_run) == [{"new_rows": len(rows), "batches": [batch_id]}]
+    # Its profile for drift_check (profile_batches), over the month it holds.
+    profiled = query(f"SELECT n_rows, first_day, last_day FROM batch_profiles WHERE batch_id = '{batch_id}'")
+    assert [tuple(r) for r in profiled] == [(len(rows), "2016-03-01", "2016-03-31")]
 
     # The same file again: recognised, nothing loaded twice, landing emptied, no new asset event.
     _put(fresh, key, body)

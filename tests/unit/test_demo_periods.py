@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from demo import cut_into_periods, period_rule
+from demo import cut_into_periods, fault_periods, period_rule
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -76,3 +76,10 @@ def test_every_row_lands_in_exactly_one_file_history_first(dates, history_until)
     for name, frame in files[1:]:
         parsed = pd.to_datetime(frame["Date"], format="%Y-%m-%d")
         assert {f"{t.year}-Q{t.quarter}" for t in parsed} == {name}
+
+
+def test_the_default_fault_goes_into_the_second_drop_only():
+    names = [name for name, _ in cut_into_periods(_read(TURKU), TURKU, TURKU.example_history_until)]
+    assert fault_periods(names, 6, drop=2) == {f"2016-{m:02d}" for m in range(1, 7)}
+    assert fault_periods(names, 6, from_period="2016-11") == {"2016-11", "2016-12"}
+    assert fault_periods(names, 6, drop=9) == set()

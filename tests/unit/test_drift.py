@@ -336,6 +336,34 @@ def test_an_offset_in_one_feature_fires_on_that_feature_only():
     assert result["season"]["key"] == "month" and set(result["season"]["window_shares"]) == {"5", "6"}
 
 
+def test_one_broken_sensor_fires_the_rule_on_its_own_and_the_season_alone_does_not():
+    profile = build_profile(SEASONAL_REFERENCE, DATASET)
+    # The binned KS distance is a lower bound of the rows' (the reference's decile edges are
+    # about 2.5 degrees apart around June): +4 sd moves 44% of the rows across one edge.
+    severe = drift.Thresholds.from_config(CONFIG.drift, {"severe_ks": 0.4})
+    clean = drift.compute_drift(DATASET, profile, seasonal_weather(*SUMMER_WINDOW, seed=12), severe)
+    assert not clean["rule"]["fired"] and clean["rule"]["severe_features"] == []
+    faulty = seasonal_weather(*SUMMER_WINDOW, seed=12, offset={"Temperature_C": 4.0})
+    result = drift.compute_drift(DATASET, profile, faulty, severe)
+    # 1 of 7 features is below the share (30%): only the single-feature rule can fire.
+    assert result["rule"]["drifted_features"] == ["Temperature_C"]
+    assert result["rule"]["fired"] and result["rule"]["severe_features"] == ["Temperature_C"]
+    assert "severe shift (KS distance >= 0.4) in Temperature_C" in result["rule"]["reason"]
+    off = drift.Thresholds.from_config(CONFIG.drift, {"severe_ks": "none"})
+    assert not drift.compute_drift(DATASET, profile, faulty, off)["rule"]["fired"]
+
+
+def test_a_severe_feature_must_have_drifted_and_be_numeric():
+    t = drift.Thresholds.from_config(CONFIG.drift, {"severe_ks": 0.5})
+    features = [
+        {"feature": "a", "drifted": True, "test": "ks", "statistic": 0.5},
+        {"feature": "b", "drifted": False, "test": "ks", "statistic": 0.9},  # p-value or PSI too small
+        {"feature": "c", "drifted": True, "test": "chi2", "statistic": 80.0},  # chi-square, not a distance
+        {"feature": "d", "drifted": True, "test": "ks", "statistic": 0.49},
+    ]
+    assert drift.severe_features(features, t) == ["a"]
+
+
 def test_the_season_weighted_reference_is_the_window_mix_of_the_month_distributions():
     # Two months with disjoint values; a window 25% January, 75% July expects the same mix.
     times = pd.to_datetime(["2030-01-10"] * 400 + ["2030-07-10"] * 400)

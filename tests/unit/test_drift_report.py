@@ -67,6 +67,13 @@ def test_report_without_predictions_says_so():
     assert "no drift rule fired" in page
 
 
+def test_report_says_where_the_feature_counts_came_from():
+    result = _result(shift=0.0)
+    result["source"] = {"kind": "batch profiles", "notes": ["no fixed grid, read from rows: Humidity"]}
+    page = drift_report.render(result)
+    assert "Feature counts from batch profiles." in page and "read from rows: Humidity." in page
+
+
 def test_report_shows_the_raw_and_the_season_adjusted_shift_and_the_fallback():
     # The profile covers January and February 2030 only; the window reaches into March,
     # which is compared with its covered neighbour, February.

@@ -134,3 +134,53 @@ def test_a_profile_window_takes_whole_days_and_grids_must_agree():
         }
     )
     assert batch_profile.profile_gaps(no_range) == ["Humidity"]
+
+
+def test_a_feature_without_a_grid_is_read_from_rows_and_the_result_says_so():
+    no_range = DATASET.model_copy(
+        update={
+            "columns": {**DATASET.columns, "Humidity": DATASET.columns["Humidity"].model_copy(update={"min": None})}
+        }
+    )
+    profile = build_profile(hourly("2028-01-01", 365 * 24, seed=1), no_range)
+    window = hourly("2030-05-20", 30 * 24, seed=2)
+    merged = batch_profile.batch_profile(window, no_range)
+    thresholds = drift.Thresholds.from_config(CONFIG.drift)
+    with pytest.raises(ValueError, match="'Humidity' has no fixed grid"):
+        drift.feature_drift_from_profile(no_range, profile, merged, thresholds)
+    result = drift.compute_drift(no_range, profile, window, thresholds, merged=merged)
+    sources = {f["feature"]: f["source"] for f in result["features"]}
+    assert sources.pop("Humidity") == "rows" and set(sources.values()) == {"batch profiles"}
+    from_rows = {f["feature"]: f for f in drift.compute_drift(no_range, profile, window, thresholds)["features"]}
+    humidity = [f for f in result["features"] if f["feature"] == "Humidity"][0]
+    assert humidity["psi"] == from_rows["Humidity"]["psi"]
+
+
+@pytest.mark.parametrize("rows_per_day", [24, 2000])  # exact values / grid cells with their extremes
+def test_discrete_values_at_the_reference_edges_are_rebinned_exactly(rows_per_day):
+    # Visibility in km converted from miles: a few repeated values, which become decile edges.
+    rng = np.random.default_rng(4)
+    discrete = np.array([1.932, 5.4579, 9.982, 10.2557, 16.1])
+    reference = hourly("2028-01-01", 2000, seed=5).assign(Visibility_km=rng.choice(discrete, 2000))
+    edges = build_profile(reference, DATASET)["features"]["Visibility_km"]["bin_edges"]
+    assert set(np.round(edges, 6)) & set(discrete)
+    times = pd.date_range("2030-06-01", periods=10 * rows_per_day, freq=pd.Timedelta(days=1) / rows_per_day)
+    window = hourly("2030-06-01", len(times), seed=6).assign(**{DATASET.time_column: times})
+    # Mostly the discrete values, plus (for the grid case) continuous values just above each.
+    values = rng.choice(discrete, len(times))
+    if rows_per_day > 256:
+        values = np.where(rng.uniform(size=len(times)) < 0.5, values, values + rng.uniform(0.001, 0.01, len(times)))
+    window["Visibility_km"] = values
+    totals = batch_profile.window_totals(batch_profile.batch_profile(window, DATASET))["features"]["Visibility_km"]
+    counts, bound = batch_profile.rebin(
+        totals["counts"],
+        {"kind": "range", "low": 0.0, "high": 100.0, "bins": 4096},
+        edges,
+        totals.get("min"),
+        totals.get("max"),
+    )
+    from_rows = bin_counts(values, edges)
+    # Every difference is within the stated bound (0 when no cell holds values on both sides of an edge).
+    assert np.abs(np.cumsum(counts) - np.cumsum(from_rows)).max() / len(values) <= bound + 1e-12
+    if rows_per_day <= 256:
+        assert bound == 0.0 and counts.tolist() == list(from_rows)

@@ -1,6 +1,8 @@
--- Observations in the window (window_start, window_end], every configured column.
+-- Observations in the window (window_start, window_end], every configured column (or the
+-- columns named in selected, when given).
+{%- set chosen = columns if not selected else columns | selectattr("name", "in", selected) | list %}
 SELECT
-{%- for column in columns %}
+{%- for column in chosen %}
     {{ column.quoted }}{% if not loop.last %},{% endif %}
 {%- endfor %}
 FROM observations

@@ -9,15 +9,18 @@ does not depend on any model, so a new champion needs no re-profiling:
 * numeric features with a set of allowed values (and no range): a count per value (exact);
 * string features: a count per category (exact).
 
-Counts are stored sparse ({cell: count}, a day of hourly data fills at most 24 cells per
-feature), so a month of hourly data profiles to a few thousand numbers whatever its rows.
+Counts are stored sparse ({cell: count}); a day with at most EXACT_VALUES distinct values of
+a feature (any day of hourly data) stores its values' exact counts instead of cells, so a
+month of hourly data profiles to a few thousand numbers whatever its rows, and is exact.
 Profiles add up: merge() of the profiles of any split of rows equals the profile of all of
 them (a property test checks it).
 
-From a merged window, window_counts() re-bins the grid onto the champion's decile edges. A
-grid cell that straddles a reference edge cannot be split: its rows go to the bin of the
-cell's midpoint, and the empirical CDF at that edge can be off by at most that cell's share
-of rows. The largest such share is returned as ks_error_bound: the binned KS statistic from
+From a merged window, rebin() re-bins the grid onto the champion's decile edges. Range cells
+also keep their smallest and largest value, so a cell whose values all lie on one side of an
+edge is re-binned exactly (discrete values, common in sensor data, are often the edges
+themselves). A cell with values on both sides of a reference edge cannot be split: its rows
+go to the bin of the middle of its values, and the empirical CDF at that edge can be off by
+at most that cell's share of rows. The largest such share is returned as ks_error_bound: the binned KS statistic from
 a profile is within ks_error_bound of the one from rows (0 for exact cells), and PSI moves by
 the same order. With 4096 cells a cell of temperature spans 0.03 degrees C.
 A numeric feature with neither range nor allowed values has no fixed grid: the caller reads
@@ -32,7 +35,10 @@ import pandas as pd
 from mlops.config import ColumnSpec, DatasetConfig
 
 GRID_BINS = 4096
-VERSION = 1
+# A day's values of a range feature are counted exactly (key "v<value>") up to this many
+# distinct values, else on the grid's cells.
+EXACT_VALUES = 256
+VERSION = 2  # 2: range cells keep their smallest and largest value
 
 
 def grid_of(spec: ColumnSpec) -> dict | None:
@@ -111,8 +117,27 @@ def _feature_by_day(values: pd.Series, grid: dict, day_codes: np.ndarray, day_la
         stats = {"missing": int(missing[code]), "counts": {str(c): int(n) for c, n in zip(cell, count, strict=True)}}
         if numbers is not None:
             stats["sum"] = float(numbers[mine].sum())
+        if grid["kind"] == "range":
+            values, times = np.unique(numbers[mine], return_counts=True)
+            if len(values) <= EXACT_VALUES:
+                # Few distinct values (a day of hourly data has at most 24): exact counts, no cells.
+                stats["counts"] = {f"v{float(v)!r}": int(n) for v, n in zip(values, times, strict=True)}
+            else:
+                stats["min"], stats["max"] = _cell_extremes(keys[mine], numbers[mine])
         out[day] = stats
     return out
+
+
+def _cell_extremes(keys: np.ndarray, numbers: np.ndarray) -> tuple[dict, dict]:
+    """({cell: smallest value}, {cell: largest value}) of the present values of one day."""
+    if not len(keys):
+        return {}, {}
+    series = pd.Series(numbers).groupby(keys)
+    low, high = series.min(), series.max()
+    return (
+        {str(c): float(v) for c, v in low.items()},
+        {str(c): float(v) for c, v in high.items()},
+    )
 
 
 def merge(profiles: list[dict], start_day: str | None = None, end_day: str | None = None) -> dict:
@@ -153,6 +178,11 @@ def _add_day(into: dict, stats: dict) -> None:
             target["sum"] = target.get("sum", 0.0) + feature["sum"]
         for cell, count in feature["counts"].items():
             target["counts"][cell] = target["counts"].get(cell, 0) + count
+        for key, pick in (("min", min), ("max", max)):
+            if key in feature:
+                extremes = target.setdefault(key, {})
+                for cell, value in feature[key].items():
+                    extremes[cell] = pick(extremes.get(cell, value), value)
 
 
 def window_totals(merged: dict) -> dict:
@@ -165,24 +195,46 @@ def window_totals(merged: dict) -> dict:
         month = str(int(day[5:7]))
         months[month] = months.get(month, 0) + stats["rows"]
         for name, feature in stats["features"].items():
-            target = gathered.setdefault(name, {"missing": 0, "sum": 0.0, "keys": [], "counts": []})
+            target = gathered.setdefault(
+                name, {"missing": 0, "sum": 0.0, "keys": [], "counts": [], "min": [], "max": []}
+            )
             target["missing"] += feature["missing"]
             target["sum"] += feature.get("sum", 0.0)
             target["keys"].extend(feature["counts"].keys())
             target["counts"].extend(feature["counts"].values())
+            for key in ("min", "max"):
+                target[key].extend(feature.get(key, {}).items())
     features = {}
     for name, target in gathered.items():
         # One vectorised group-by per feature instead of a dict update per cell and day.
         summed = pd.Series(target["counts"], index=target["keys"], dtype="int64").groupby(level=0).sum()
         features[name] = {"missing": target["missing"], "sum": target["sum"], "counts": summed.to_dict()}
+        if target["min"]:
+            features[name]["min"] = _extreme(target["min"], "min")
+            features[name]["max"] = _extreme(target["max"], "max")
     return {"rows": rows, "months": months, "features": features}
 
 
-def rebin(counts: dict[str, int], grid: dict, inner_edges: list[float]) -> tuple[np.ndarray, float]:
+def _extreme(pairs: list[tuple[str, float]], how: str) -> dict[str, float]:
+    cells, values = zip(*pairs, strict=True)
+    return pd.Series(values, index=list(cells), dtype=float).groupby(level=0).agg(how).to_dict()
+
+
+def rebin(
+    counts: dict[str, int],
+    grid: dict,
+    inner_edges: list[float],
+    low: dict[str, float] | None = None,
+    high: dict[str, float] | None = None,
+) -> tuple[np.ndarray, float]:
     """(counts per reference bin (-inf, e0], ..., (e_last, inf), ks_error_bound) from grid counts.
 
-    ks_error_bound: the largest share of rows in one cell that straddles an edge (module
-    docstring); 0 when every cell is a single value.
+    low/high: the smallest and largest value seen in each range cell. A cell whose values all
+    lie on one side of every edge goes, exactly, to the bin of its values (discrete data whose
+    values are the reference's edges: the bin of the edge, not of the cell's midpoint); only a
+    cell with values on both sides of an edge is split approximately, by the middle of its values.
+    ks_error_bound: the largest share of rows in one such cell (module docstring); 0 when every
+    cell is exact.
     """
     edges = np.asarray(inner_edges, dtype=float)
     out = np.zeros(len(edges) + 1)
@@ -193,15 +245,95 @@ def rebin(counts: dict[str, int], grid: dict, inner_edges: list[float]) -> tuple
         values = np.array([float(k[1:]) if k.startswith("v") else grid["values"][int(k)] for k in counts])
         np.add.at(out, np.searchsorted(edges, values, side="left"), np.fromiter(counts.values(), float))
         return out, 0.0
+    exact = {k: c for k, c in counts.items() if k.startswith("v")}
+    if exact:
+        values = np.array([float(k[1:]) for k in exact])
+        np.add.at(out, np.searchsorted(edges, values, side="left"), np.fromiter(exact.values(), float))
+        counts = {k: c for k, c in counts.items() if not k.startswith("v")}
+        if not counts:
+            return out, 0.0
     cells = np.array([int(k) for k in counts])
     n = np.fromiter(counts.values(), float)
     width = (grid["high"] - grid["low"]) / grid["bins"]
     left = grid["low"] + (cells - 1) * width
-    # The open cells below low and above high have no midpoint: use their inner boundary.
-    mid = np.where(cells == 0, grid["low"], np.where(cells > grid["bins"], grid["high"], left + width / 2))
-    np.add.at(out, np.searchsorted(edges, mid, side="left"), n)
+    # Without the cells' extremes: the cell's bounds (open cells: their inner boundary).
     lo = np.where(cells == 0, -np.inf, left)
     hi = np.where(cells > grid["bins"], np.inf, left + width)
-    straddles = ((edges[None, :] >= lo[:, None]) & (edges[None, :] < hi[:, None])).any(axis=1)
+    if low and high:
+        lo = np.array([low[k] for k in counts], dtype=float)
+        hi = np.array([high[k] for k in counts], dtype=float)
+    mid = np.where(np.isfinite(lo) & np.isfinite(hi), (lo + hi) / 2, np.where(np.isfinite(lo), lo, hi))
+    np.add.at(out, np.searchsorted(edges, mid, side="left"), n)
+    # Bins are right-closed: a cell is split when its lowest value is <= an edge < its highest.
+    straddles = np.searchsorted(edges, lo, side="left") != np.searchsorted(edges, hi, side="left")
     bound = float(n[straddles].max() / total) if straddles.any() else 0.0
     return out, bound
+
+
+# --- stored in the warehouse (table batch_profiles, include/sql/schema/050_batch_profiles.sql) ---
+
+
+def read_batch_rows(batch_id: str, dataset: DatasetConfig) -> pd.DataFrame:
+    """The observations a batch holds now, with the configured types (time column datetime64)."""
+    from mlops.io import warehouse
+
+    frame = warehouse.read_sql("batch_profiles/batch_rows.sql", {"batch_id": batch_id})
+    frame[dataset.time_column] = pd.to_datetime(frame[dataset.time_column], format=warehouse.TIMESTAMP_FORMAT)
+    for name, spec in dataset.columns.items():
+        if spec.type in ("float", "int"):
+            frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
+    return frame
+
+
+def store_profile(batch_id: str, dataset: DatasetConfig) -> dict:
+    """Profile a batch from its stored rows and upsert it; returns {batch_id, days, rows}.
+
+    Idempotent: the profile is a function of the rows the batch holds, and the row is replaced
+    by key, so a retry after a crash stores the same profile.
+    """
+    import datetime as dt
+    import json
+
+    import sqlalchemy as sa
+
+    from mlops.io import warehouse
+
+    # Counted before the rows are read: a replace in between leaves the profile marked stale.
+    replaced = int(warehouse.read_sql("batch_profiles/replaced_rows.sql", {"batch_id": batch_id})["replaced"].iloc[0])
+    profile = batch_profile(read_batch_rows(batch_id, dataset), dataset)
+    days = sorted(profile["days"])
+    params = {
+        "batch_id": batch_id,
+        "first_day": days[0] if days else "",
+        "last_day": days[-1] if days else "",
+        "n_rows": sum(d["rows"] for d in profile["days"].values()),
+        "replaced_rows": replaced,
+        "profile": json.dumps(profile, separators=(",", ":")),
+        "created_at": dt.datetime.now(dt.UTC).strftime(warehouse.TIMESTAMP_FORMAT),
+    }
+    with warehouse.engine().begin() as conn:
+        conn.execute(sa.text(warehouse.render_sql("batch_profiles/upsert.sql")), params)
+    return {"batch_id": batch_id, "days": len(days), "rows": params["n_rows"]}
+
+
+def profile_pending(dataset: DatasetConfig) -> list[dict]:
+    """Profile every loaded batch without a profile or with a stale one (to_profile.sql).
+
+    A crash between two batches leaves the rest pending: the next call (a retry, the next
+    ingest run, or drift_check) profiles them.
+    """
+    from mlops.io import warehouse
+
+    pending = warehouse.read_sql("batch_profiles/to_profile.sql")["batch_id"].tolist()
+    return [store_profile(batch_id, dataset) for batch_id in pending]
+
+
+def window_profile(start_day: str, end_day: str) -> tuple[dict, int]:
+    """(merged profile of the days [start_day, end_day] of every stored batch profile, batches merged)."""
+    import json
+
+    from mlops.io import warehouse
+
+    rows = warehouse.read_sql("batch_profiles/window.sql", {"start_day": start_day, "end_day": end_day})
+    profiles = [json.loads(text) for text in rows["profile"]]
+    return merge(profiles, start_day, end_day), len(profiles)

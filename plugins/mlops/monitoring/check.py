@@ -91,17 +91,75 @@ def window_bounds(window_days: int, window_end: str | None = None) -> tuple[str,
     return start.strftime(warehouse.TIMESTAMP_FORMAT), end.strftime(warehouse.TIMESTAMP_FORMAT)
 
 
-def load_observations(config: PipelineConfig, start: str, end: str):
-    """The observations of the window with the configured types (time column as datetime64)."""
+def load_observations(config: PipelineConfig, start: str, end: str, names: list[str] | None = None):
+    """The observations of the window with the configured types (time column as datetime64).
+
+    names: the columns to read (default: every configured column).
+    """
     import pandas as pd
 
-    frame = warehouse.read_sql("drift/observations_window.sql", {"window_start": start, "window_end": end})
+    frame = warehouse.read_sql(
+        "drift/observations_window.sql", {"window_start": start, "window_end": end}, selected=names
+    )
     dataset = config.dataset
     frame[dataset.time_column] = pd.to_datetime(frame[dataset.time_column], format=warehouse.TIMESTAMP_FORMAT)
     for name, spec in dataset.columns.items():
-        if spec.type in ("float", "int"):
+        if spec.type in ("float", "int") and name in frame:
             frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
     return frame
+
+
+def window_data(config: PipelineConfig, start: str, end: str) -> tuple:
+    """(observations, merged batch profile or None, source) of the window (start, end].
+
+    With drift.from_profiles the features' counts come from the stored batch profiles
+    (mlops.monitoring.batch_profile), merged over whole days: the window becomes the days after start's
+    day up to end's day, and only the columns the profiles cannot replace are read (time,
+    label source, features without a fixed grid). Any batch without a profile is profiled
+    first (profile_pending). Profiles made on another grid (the configured ranges changed), or
+    holding another number of rows than the window (rows stored without a profile, a
+    window_end inside a day): the rows are read, and source says why.
+    source: {kind, batches, start, notes}.
+    """
+    from mlops.monitoring import batch_profile
+
+    dataset = config.dataset
+    if not config.drift.from_profiles:
+        return load_observations(config, start, end), None, {"kind": "rows", "start": start, "notes": []}
+    profiled = batch_profile.profile_pending(dataset)
+    start_day, end_day = _next_day(start), end[:10]
+    aligned = f"{start[:10]} 23:59:59"  # rows after start's day: the profiles' whole days
+    try:
+        merged, batches = batch_profile.window_profile(start_day, end_day)
+    except ValueError as exc:
+        note = f"batch profiles not used ({exc}): the window's rows were read"
+        log.warning(note)
+        return load_observations(config, start, end), None, {"kind": "rows", "start": start, "notes": [note]}
+    gaps = batch_profile.profile_gaps(dataset)
+    names = [dataset.time_column, dataset.label.source_column, *gaps]
+    notes = [f"features from {batches} batch profiles, days {start_day} to {end_day}"]
+    if profiled:
+        notes.append(f"{len(profiled)} batch(es) had no current profile and were profiled now")
+    if gaps:
+        notes.append(f"no fixed grid (no range or allowed values), read from rows: {', '.join(gaps)}")
+    current = load_observations(config, aligned, end, list(dict.fromkeys(names)))
+    profiled_rows = batch_profile.window_totals(merged)["rows"]
+    if profiled_rows != len(current):
+        # Rows stored without a batch profile (not loaded by ingest), or a window_end inside a
+        # day: the profiles do not describe exactly the window's rows.
+        note = (
+            f"the batch profiles hold {profiled_rows} rows of days {start_day} to {end_day}, the window "
+            f"{len(current)}: the window's rows were read"
+        )
+        log.warning(note)
+        return load_observations(config, start, end), None, {"kind": "rows", "start": start, "notes": [note]}
+    return current, merged, {"kind": "batch profiles", "batches": batches, "start": aligned, "notes": notes}
+
+
+def _next_day(timestamp: str) -> str:
+    import pandas as pd
+
+    return (pd.Timestamp(timestamp[:10]) + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
 
 
 def load_predictions(
@@ -272,7 +330,8 @@ def measure(
     if bounds is None:
         return None
     start, end = bounds
-    current = load_observations(config, start, end)
+    current, merged, source = window_data(config, start, end)
+    start = source["start"]
     if current.empty:
         return None
     profile = load_profile(champion["profile_uri"])
@@ -289,8 +348,10 @@ def measure(
         champion_predictions=champion_predictions,
         challenger_predictions=challenger_predictions,
         holdout=champion["holdout"],
+        merged=merged,
     )
     run_id = drift_run_id(airflow_run_id)
+    result["source"] = source
     result.update(
         drift_run_id=run_id,
         airflow_run_id=airflow_run_id,

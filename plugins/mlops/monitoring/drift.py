@@ -19,15 +19,16 @@ so every statistic here is one that the stored counts determine exactly:
 A feature drifts when its PSI reaches the threshold AND its test's p-value is below the
 threshold (a shift large enough to matter and unlikely to be noise: with a million rows any
 negligible shift is "significant", with a hundred a large PSI can be noise), or when its
-missing rate changes by more than the threshold.
+missing rate changes by more than the threshold. A drifted numeric feature is severe when its
+KS distance reaches severe_ks.
 
 Seasons: every statistic is computed twice, against the whole reference (raw) and against
 the reference of the window's time of year (season_weighted: the reference's per-month counts
 mixed in the window's own proportions of months or quarters); the verdict uses the latter
 while seasonal_adjustment is on.
 
-The data-set rule fires when the share of drifted features reaches drifted_feature_share, or
-when the realized performance of the champion (its predictions scored against the labels that
+The data-set rule fires when the share of drifted features reaches drifted_feature_share, when
+one feature's shift is severe (a single broken sensor), or when the realized performance of the champion (its predictions scored against the labels that
 arrived later) or its estimated performance (mlops.monitoring.performance, from its probabilities) falls
 below its holdout performance by more than performance_drop.
 
@@ -79,6 +80,7 @@ class Thresholds:
     seasonal_adjustment: bool = True
     min_stratum_rows: int = 100
     season_neighbours: bool = True
+    severe_ks: float | None = None
 
     @classmethod
     def from_config(cls, drift: DriftConfig, overrides: dict[str, Any] | None = None) -> Thresholds:
@@ -95,6 +97,7 @@ class Thresholds:
             "seasonal_adjustment": drift.seasonal_adjustment,
             "min_stratum_rows": drift.min_stratum_rows,
             "season_neighbours": drift.season_neighbours,
+            "severe_ks": drift.severe_ks,
         }
         names = {"psi_threshold": "psi", "min_labeled_predictions": "min_labeled"}
         for key, value in (overrides or {}).items():
@@ -115,6 +118,9 @@ def _coerce(field: str, current, value):
                 raise ValueError(f"drift {field}: {value!r} is not true or false")
             return value.lower() == "true"
         return bool(value)
+    if field == "severe_ks":
+        # "none" (or null) switches the single-feature rule off.
+        return None if str(value).lower() in ("none", "null") else float(value)
     if field == "season_key" and value not in ("month", "quarter", "none"):
         raise ValueError(f"drift season_key: {value!r} is not month, quarter or none")
     return type(current)(value)
@@ -548,12 +554,13 @@ def feature_drift(
 
 
 def feature_drift_from_profile(
-    dataset: DatasetConfig, profile: dict, merged: dict, thresholds: Thresholds
+    dataset: DatasetConfig, profile: dict, merged: dict, thresholds: Thresholds, rows: pd.DataFrame | None = None
 ) -> tuple[list[dict], Season]:
     """feature_drift from a merged batch profile of the window (mlops.monitoring.batch_profile), no rows read.
 
-    Every result also has ks_error_bound: how far its KS statistic can be from the one on rows.
-    Raises ValueError naming a feature the batch profiles cannot hold (profile_gaps).
+    Every result also has ks_error_bound: how far its KS statistic can be from the one on rows,
+    and source: "batch profiles" or "rows". A feature the batch profiles cannot hold (no fixed
+    grid: profile_gaps) is measured on its column in rows; ValueError naming it when rows lack it.
     """
     from mlops.monitoring.batch_profile import rebin, window_totals
 
@@ -567,21 +574,26 @@ def feature_drift_from_profile(
         if reference is None:
             raise ValueError(f"reference profile has no feature {name!r}; the champion was trained on other features")
         if grid is None:
-            raise ValueError(f"feature {name!r} has no fixed grid (no range or allowed values): read its rows")
+            if rows is None or name not in rows:
+                raise ValueError(f"feature {name!r} has no fixed grid (no range or allowed values): read its rows")
+            judge = categorical_feature_drift if reference["type"] == "categorical" else numeric_feature_drift
+            results.append({**judge(name, reference, rows[name], thresholds, season), "source": "rows"})
+            continue
         feature = totals["features"].get(name, {"missing": 0, "sum": 0.0, "counts": {}})
         present = sum(feature["counts"].values())
         if reference["type"] == "categorical":
             result = categorical_drift_from_counts(
                 name, reference, totals["rows"], feature["counts"], thresholds, season
             )
-            results.append({**result, "ks_error_bound": 0.0})
+            results.append({**result, "ks_error_bound": 0.0, "source": "batch profiles"})
             continue
-        counts, bound = rebin(feature["counts"], grid, reference.get("bin_edges") or [])
+        edges = reference.get("bin_edges") or []
+        counts, bound = rebin(feature["counts"], grid, edges, feature.get("min"), feature.get("max"))
         mean = feature["sum"] / present if present else None
         result = numeric_drift_from_counts(
             name, reference, totals["rows"], present, mean, counts if present else None, thresholds, season
         )
-        results.append({**result, "ks_error_bound": bound})
+        results.append({**result, "ks_error_bound": bound, "source": "batch profiles"})
     return results, season
 
 
@@ -642,8 +654,32 @@ def score_drift(reference_scores: dict | None, probabilities) -> dict | None:
 # --- the data-set rule ---------------------------------------------------------------------
 
 
+def severe_features(features: list[dict], thresholds: Thresholds) -> list[str]:
+    """Numeric features that drifted with a KS distance of at least thresholds.severe_ks.
+
+    The KS statistic D (on the basis the rule uses, season-adjusted by default) is the largest
+    share of the window's rows that moved across one of the reference's quantiles: an effect
+    size in [0, 1], unlike PSI, which grows without bound and with the number of bins.
+    None when the threshold is off.
+    """
+    if thresholds.severe_ks is None:
+        return []
+    return [
+        f["feature"]
+        for f in features
+        if f["drifted"] and f.get("test") == "ks" and (f.get("statistic") or 0.0) >= thresholds.severe_ks
+    ]
+
+
 def dataset_rule(features: list[dict], drops: list[str], thresholds: Thresholds) -> dict:
+    """Whether the window warrants a retrain, and why (the reasons joined in one sentence).
+
+    Fires when the share of drifted features reaches drifted_feature_share, when a single
+    feature's shift is severe (severe_features: one broken sensor among seven features can
+    never reach the share), or when a performance drop is in drops.
+    """
     drifted = [f["feature"] for f in features if f["drifted"]]
+    severe = severe_features(features, thresholds)
     share = len(drifted) / len(features) if features else 0.0
     reasons = []
     if features and share >= thresholds.drifted_feature_share:
@@ -651,10 +687,13 @@ def dataset_rule(features: list[dict], drops: list[str], thresholds: Thresholds)
             f"{len(drifted)} of {len(features)} features drifted ({share:.0%} >= {thresholds.drifted_feature_share:.0%}): "
             + ", ".join(drifted)
         )
+    if severe:
+        reasons.append(f"severe shift (KS distance >= {thresholds.severe_ks:g}) in {', '.join(severe)}")
     reasons += drops
     return {
         "fired": bool(reasons),
         "drifted_features": drifted,
+        "severe_features": severe,
         "drifted_share": share,
         "performance_dropped": bool(drops),
         "reason": "; ".join(reasons) if reasons else "no rule fired",
@@ -713,22 +752,29 @@ def compute_drift(
     champion_predictions: pd.DataFrame | None = None,
     challenger_predictions: pd.DataFrame | None = None,
     holdout: dict[str, float] | None = None,
+    merged: dict | None = None,
 ) -> dict:
     """Everything drift_check measures, as one JSON-able dict (see the module docstring).
 
-    current: observations of the window (configured columns). *_predictions: time column
-    (datetime64), probability, predicted_label.
+    current: observations of the window (configured columns; with merged, the time column,
+    the label's source column and the features without a fixed grid suffice). merged: the
+    window's merged batch profile (mlops.monitoring.batch_profile.window_profile): the features' counts
+    come from it instead of current's rows. *_predictions: time column (datetime64),
+    probability, predicted_label.
     """
     from mlops.labels import add_label
 
-    season = window_season(
-        profile,
-        current.get(dataset.time_column),
-        thresholds.season_key,
-        thresholds.min_stratum_rows,
-        thresholds.season_neighbours,
-    )
-    features = feature_drift(dataset, profile, current, thresholds, season)
+    if merged is None:
+        season = window_season(
+            profile,
+            current.get(dataset.time_column),
+            thresholds.season_key,
+            thresholds.min_stratum_rows,
+            thresholds.season_neighbours,
+        )
+        features = [{**f, "source": "rows"} for f in feature_drift(dataset, profile, current, thresholds, season)]
+    else:
+        features, season = feature_drift_from_profile(dataset, profile, merged, thresholds, current)
     labeled = add_label(current, dataset)
     labeled[dataset.time_column] = pd.to_datetime(labeled[dataset.time_column])
     champion = champion_predictions if champion_predictions is not None else pd.DataFrame()

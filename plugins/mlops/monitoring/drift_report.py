@@ -156,6 +156,14 @@ def _season_html(season: dict | None) -> str:
     return f"<p>Season key: {html.escape(season['key'])}; window mix {html.escape(shares)}. The rule uses {basis}.</p>{notes}"
 
 
+def _source_html(source: dict | None) -> str:
+    """Where the window's feature counts came from: stored batch profiles or rows, and why."""
+    if not source:
+        return ""
+    notes = "".join(f"<p><b>Note:</b> {html.escape(n)}.</p>" for n in source.get("notes") or [])
+    return f"<p>Feature counts from {html.escape(source['kind'])}.</p>{notes}"
+
+
 def render(result: dict) -> str:
     """The report as one HTML string."""
     import matplotlib
@@ -205,6 +213,7 @@ holdout by &gt; {thresholds["performance_drop"]:g} (over ≥ {performance.get("m
 predictions at this data set's frequency).</p>
 <h2>Features</h2>
 {_season_html(result.get("season"))}
+{_source_html(result.get("source"))}
 <table><tr><th rowspan="2">feature</th><th rowspan="2">type</th><th rowspan="2">rows</th><th rowspan="2">test</th>
 <th colspan="3">raw (whole reference)</th><th colspan="3">not explained by season</th>
 <th rowspan="2">effect</th><th rowspan="2">missing rate</th><th rowspan="2">drifted</th><th rowspan="2">why</th></tr>

@@ -35,6 +35,19 @@ class Fault:
 
 # A temperature sensor that reads 4 degrees too high: within every validation range.
 WARM_SENSOR = Fault(column="Temperature_C", offset=4.0)
+# A barometer that reports station pressure instead of pressure reduced to sea level: about
+# 1.2 hPa less per 10 m of altitude, -10 hPa for a station at about 80 m. Within range.
+STATION_PRESSURE = Fault(column="Pressure_millibars", offset=-10.0)
+
+# The fault `make demo` injects into one drop, per data set (dataset.name). A +4 degree
+# sensor is as realistic but, in 30-day windows of this weather, no larger than a warm or
+# cold month: bench/drift_rates.py measures which faults the rule can tell from the weather.
+DEMO_FAULTS = {"port_of_turku_weather": STATION_PRESSURE}
+
+
+def demo_fault(dataset_name: str) -> Fault | None:
+    """The fault the demo injects by default into a data set, None when it has none."""
+    return DEMO_FAULTS.get(dataset_name)
 
 
 def parse_fault(text: str) -> Fault:

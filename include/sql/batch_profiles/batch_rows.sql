@@ -1,0 +1,7 @@
+-- The observations a batch holds now (after deduplication and any later replace).
+SELECT
+{%- for column in columns %}
+    {{ column.quoted }}{% if not loop.last %},{% endif %}
+{%- endfor %}
+FROM observations
+WHERE batch_id = :batch_id
