@@ -25,6 +25,7 @@ import tempfile
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import quote as url_quote
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 ROLES = (CHAMPION, CHALLENGER)
 PART_FILE = "part-00000.parquet"
+SINGLE_PUT_BYTES = 32 * 1024 * 1024  # staged files below this go up in one PUT
 # Text that sorts before / after every timestamp in TIMESTAMP_FORMAT.
 TIME_MIN, TIME_MAX = "", "9999-12-31 23:59:59"
 # Signature types (mlflow DataType names) and the configuration's column types.
@@ -322,7 +324,24 @@ def score_batch(
     return score_with(batch_id, models["model_name"], scorers, chunk_rows)
 
 
-def score_with(batch_id: str, name: str, scorers: dict, chunk_rows: int | None = None) -> dict:
+class Clients(NamedTuple):
+    """The warehouse engine and the S3 client, made once per group of batches: each costs a
+    connection lookup and a client (or pool) build, more than scoring a small batch."""
+
+    engine: object
+    s3: object
+
+
+def open_clients() -> Clients:
+    """A new warehouse engine and S3 client, from the Airflow connections."""
+    from mlops.connections import s3_client
+
+    return Clients(warehouse.engine(), s3_client())
+
+
+def score_with(
+    batch_id: str, name: str, scorers: dict, chunk_rows: int | None = None, clients: Clients | None = None
+) -> dict:
     """Score the batch with every role's loaded model and replace its stored predictions.
     scorers: {role: (version, model, input spec)}.
 
@@ -336,16 +355,17 @@ def score_with(batch_id: str, name: str, scorers: dict, chunk_rows: int | None =
     chunk_rows = int(chunk_rows or cfg.scoring.chunk_rows)
     scored_at = datetime.now(UTC).replace(microsecond=0)
     constants = {"batch_id": batch_id, "model_name": name, "scored_at": scored_at}
+    clients = clients or open_clients()
     with tempfile.TemporaryDirectory(prefix="batch_score-") as tmp:
         files = {role: Path(tmp) / f"{role}.parquet" for role in scorers}
-        rows_total = _predict_to_files(batch_id, scorers, files, constants, chunk_rows)
-        staged = _stage(files, name, scorers, batch_id)
+        rows_total = _predict_to_files(batch_id, scorers, files, constants, chunk_rows, clients.engine)
+        staged = _stage(files, name, scorers, batch_id, clients.s3)
         crash_point("scoring_staged")
-        _swap_rows_in(files, scorers, constants, chunk_rows)
+        _swap_rows_in(files, scorers, constants, chunk_rows, clients.engine)
     crash_point("scoring_rows_committed")
     outputs = []
     for role, (version, _, _) in scorers.items():
-        final_key = _publish(staged[role], predictions_key(name, version, role, batch_id))
+        final_key = _publish(staged[role], predictions_key(name, version, role, batch_id), clients.s3)
         outputs.append(
             {
                 "role": role,
@@ -360,14 +380,14 @@ def score_with(batch_id: str, name: str, scorers: dict, chunk_rows: int | None =
     return {"batch_id": batch_id, "model_name": name, "rows": rows_total, "scored_at": text, "outputs": outputs}
 
 
-def _read_chunks(batch_id: str, selected: list[str], chunk_rows: int):
+def _read_chunks(batch_id: str, selected: list[str], chunk_rows: int, engine):
     """The batch's observations as DataFrames of at most chunk_rows rows, in time order (keyset
     pagination on the time column), the time column parsed to datetime64. A read-only connection:
     no write lock is held while the models predict."""
     import pandas as pd
 
     time_col = get_config().dataset.time_column
-    with warehouse.engine().connect() as conn:
+    with engine.connect() as conn:
         chunk_sql, chunk_order = _prepare(conn, "scoring/observation_chunk.sql", selected=selected)
         cursor = conn.connection.cursor()
         after = TIME_MIN
@@ -383,7 +403,7 @@ def _read_chunks(batch_id: str, selected: list[str], chunk_rows: int):
             yield frame
 
 
-def _predict_to_files(batch_id: str, scorers: dict, files: dict, constants: dict, chunk_rows: int) -> int:
+def _predict_to_files(batch_id: str, scorers: dict, files: dict, constants: dict, chunk_rows: int, engine) -> int:
     """Predict every chunk with every role's model and append the predictions to the role's local
     Parquet file (the final file's schema). Returns the number of rows scored."""
     import pyarrow as pa
@@ -398,7 +418,7 @@ def _predict_to_files(batch_id: str, scorers: dict, files: dict, constants: dict
     writers = {role: pq.ParquetWriter(files[role], schema) for role in scorers}
     rows_total = 0
     try:
-        for frame in _read_chunks(batch_id, selected, chunk_rows):
+        for frame in _read_chunks(batch_id, selected, chunk_rows, engine):
             times = pa.array(frame[time_col].to_numpy()).cast(schema.field(time_col).type)
             n = len(frame)
             for role, (version, model, spec) in scorers.items():
@@ -420,31 +440,31 @@ def _staging_prefix() -> str:
     return f"{get_config().storage.predictions_prefix}_staging/"
 
 
-def _stage(files: dict, name: str, scorers: dict, batch_id: str) -> dict:
-    """Upload each role's Parquet file to a staging key of its own: {role: staged key}."""
-    from mlops.connections import s3_client
-
+def _stage(files: dict, name: str, scorers: dict, batch_id: str, s3) -> dict:
+    """Upload each role's Parquet file to a staging key of its own: {role: staged key}. Small
+    files in one PUT (upload_file's transfer manager starts threads, costly per small batch)."""
     cfg = get_config()
     attempt = f"{_staging_prefix()}{uuid.uuid4().hex}/"
     staged = {}
     for role, (version, _, _) in scorers.items():
         final_key = predictions_key(name, version, role, batch_id)
         staged[role] = attempt + final_key[len(cfg.storage.predictions_prefix) :]
-        s3_client().upload_file(str(files[role]), cfg.storage.bucket, staged[role])
+        if files[role].stat().st_size < SINGLE_PUT_BYTES:
+            s3.put_object(Bucket=cfg.storage.bucket, Key=staged[role], Body=files[role].read_bytes())
+        else:
+            s3.upload_file(str(files[role]), cfg.storage.bucket, staged[role])
     return staged
 
 
-def _publish(staged_key: str, final_key: str) -> str:
+def _publish(staged_key: str, final_key: str, s3) -> str:
     """Copy a staged object to its final key (the rows are committed by now), then drop the stage."""
-    from mlops.connections import s3_client
-
-    s3, bucket = s3_client(), get_config().storage.bucket
+    bucket = get_config().storage.bucket
     s3.copy_object(Bucket=bucket, Key=final_key, CopySource={"Bucket": bucket, "Key": staged_key})
     s3.delete_object(Bucket=bucket, Key=staged_key)
     return final_key
 
 
-def _swap_rows_in(files: dict, scorers: dict, constants: dict, chunk_rows: int) -> None:
+def _swap_rows_in(files: dict, scorers: dict, constants: dict, chunk_rows: int, engine) -> None:
     """One transaction: delete the batch's rows of each (version, role), insert the predicted rows
     read back from the local Parquet files. No predicting or uploading happens inside it."""
     import pyarrow.compute as pc
@@ -454,7 +474,7 @@ def _swap_rows_in(files: dict, scorers: dict, constants: dict, chunk_rows: int) 
     threshold = float(get_config().model.decision_threshold)
     seconds = _parquet_schema(time_col).field(time_col).type  # Parquet stores them as milliseconds
     scored_at = constants["scored_at"].strftime(warehouse.TIMESTAMP_FORMAT)
-    with warehouse.engine().begin() as conn:
+    with engine.begin() as conn:
         delete_sql, delete_order = _prepare(conn, "scoring/delete_predictions.sql")
         inserter = _PredictionInserter(conn)
         cursor = conn.connection.cursor()
@@ -558,20 +578,18 @@ def batch_sizes() -> dict[str, int]:
     return dict(zip(sizes["batch_id"], sizes["n"].astype(int), strict=True))
 
 
-def _done_since(batch_id: str, name: str, version: str, role: str, since: str) -> bool:
+def _done_since(batch_id: str, name: str, version: str, role: str, since: str, s3) -> bool:
     """True if this batch's predictions by (version, role) were all written at or after `since`
     (warehouse time text) and their Parquet file is in place: an earlier attempt of this run
     finished it."""
     from botocore.exceptions import ClientError
-
-    from mlops.connections import s3_client
 
     params = {"batch_id": batch_id, "model_name": name, "model_version": version, "role": role}
     found = warehouse.read_sql("scoring/scored_since.sql", params).iloc[0]
     if int(found["n"]) == 0 or str(found["first_scored"]) < since:
         return False
     try:
-        s3_client().head_object(Bucket=get_config().storage.bucket, Key=predictions_key(name, version, role, batch_id))
+        s3.head_object(Bucket=get_config().storage.bucket, Key=predictions_key(name, version, role, batch_id))
     except ClientError:
         return False
     return True
@@ -587,16 +605,17 @@ def score_group(group: dict, models: dict, since: str | None = None, chunk_rows:
     name = models["model_name"]
     wanted = sorted({role for batch in group["batches"] for role in batch["roles"]}, key=ROLES.index)
     scorers = load_scorers(models, wanted)
+    clients = open_clients()
     summaries, failures = [], {}
     for batch in group["batches"]:
         batch_id = batch["batch_id"]
         todo = {r: s for r, s in scorers.items() if r in batch["roles"]}
         if since:
-            todo = {r: s for r, s in todo.items() if not _done_since(batch_id, name, s[0], r, since)}
+            todo = {r: s for r, s in todo.items() if not _done_since(batch_id, name, s[0], r, since, clients.s3)}
         if not todo:
             continue
         try:
-            summaries.append(score_with(batch_id, name, todo, chunk_rows))
+            summaries.append(score_with(batch_id, name, todo, chunk_rows, clients))
         except Exception as exc:  # noqa: BLE001 - recorded, the group goes on, the task fails at the end
             log.exception("batch %r failed; the group goes on", batch_id)
             failures[batch_id] = exc
