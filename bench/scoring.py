@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/scoring.py                       # 1M and 10M rows
     .venv/bin/python bench/scoring.py --sizes 1000000 --model logreg
+    .venv/bin/python bench/scoring.py --sizes 100x1000      # 100 batches of 1,000 rows
 
 For each size N it
 1. generates N rows shaped like the example data (Turku rows resampled, minute timestamps)
@@ -19,6 +20,11 @@ For each size N it
    warm-up batch first, as a worker does with its first batch.
 It prints end-to-end rows/s divided by raw rows/s (goal >= 0.6), and the peak RSS of each
 scoring process (goal: about the same at every N: memory does not grow with the batch).
+
+A size BxN (e.g. 100x1000) stores B batches of N rows and times scoring them one after
+another in one process, as one batch_score group task does (the model loaded once): the
+per-batch costs (queries, transaction, staging upload, copy) against predict_proba on all
+B*N rows at once (goal >= 0.3).
 
 The model is trained on the real example data with the pipeline's model contract (a
 scikit-learn Pipeline taking the time column + configured features). The ratio depends on
@@ -117,8 +123,14 @@ def load_model(path: Path):
 # ---------------------------------------------------------------- children
 
 
-def child_generate(rows: int) -> dict:
-    """N rows like the example data into the warehouse's observations table, in chunks."""
+def batch_ids(batches: int) -> list[str]:
+    """The measured batches' ids: one big batch, or BATCH_ID-000 .. for a BxN size."""
+    return [BATCH_ID] if batches == 1 else [f"{BATCH_ID}-{i:03d}" for i in range(batches)]
+
+
+def child_generate(rows: int, batches: int = 1) -> dict:
+    """N rows like the example data into the warehouse's observations table, in chunks
+    (split into `batches` equal batches)."""
     import numpy as np
     import pandas as pd
 
@@ -134,7 +146,11 @@ def child_generate(rows: int) -> dict:
     step = 200_000
     engine = warehouse.engine()
     pieces = [(WARMUP_BATCH_ID, -WARMUP_ROWS, WARMUP_ROWS)]
-    pieces += [(BATCH_ID, offset, min(step, rows - offset)) for offset in range(0, rows, step)]
+    if batches == 1:
+        pieces += [(BATCH_ID, offset, min(step, rows - offset)) for offset in range(0, rows, step)]
+    else:
+        size = rows // batches
+        pieces += [(b, i * size, size) for i, b in enumerate(batch_ids(batches))]
     with engine.begin() as conn:
         for batch_id, offset, n in pieces:
             chunk = source.iloc[rng.integers(0, len(source), n)].reset_index(drop=True)
@@ -158,9 +174,9 @@ def child_raw(rows: int, model_path: Path) -> dict:
     columns = ", ".join(warehouse.quote(name) for name, _ in spec)
     with warehouse.engine().connect() as conn:
         frame = pd.read_sql_query(
-            sa.text(f"SELECT {columns} FROM observations WHERE batch_id = :b"),
+            sa.text(f"SELECT {columns} FROM observations WHERE batch_id <> :warmup"),
             conn,
-            params={"b": BATCH_ID},
+            params={"warmup": WARMUP_BATCH_ID},
         )
     x = scoring.coerce_to_spec(frame, spec, "bench")
     assert len(x) == rows, (len(x), rows)
@@ -170,8 +186,8 @@ def child_raw(rows: int, model_path: Path) -> dict:
     return {"rows": len(probability), "seconds": seconds, "peak_rss_mb": peak_rss_mb()}
 
 
-def child_score(rows: int, model_path: Path) -> dict:
-    """The project's scoring path on the stored batch."""
+def child_score(rows: int, model_path: Path, batches: int = 1) -> dict:
+    """The project's scoring path on the stored batch(es), one after another in this process."""
     import sqlalchemy as sa
 
     from mlops.io import warehouse
@@ -184,14 +200,15 @@ def child_score(rows: int, model_path: Path) -> dict:
     # Measured: the first scoring of the batch. A kept --workdir holds an earlier run's rows,
     # which a rescore would delete first: they are removed here, untimed.
     with warehouse.engine().begin() as conn:
-        conn.execute(sa.text("DELETE FROM predictions WHERE batch_id = :b"), {"b": BATCH_ID})
+        conn.execute(sa.text("DELETE FROM predictions WHERE batch_id <> :w"), {"w": WARMUP_BATCH_ID})
     before = peak_rss_mb()
     t0 = time.perf_counter()
-    summary = scoring.score_with(BATCH_ID, MODEL_NAME, scorers)
+    clients = scoring.open_clients()  # once, as a batch_score group task does
+    scored = sum(scoring.score_with(b, MODEL_NAME, scorers, clients=clients)["rows"] for b in batch_ids(batches))
     seconds = time.perf_counter() - t0
-    assert summary["rows"] == rows, summary
+    assert scored == rows, (scored, rows)
     return {
-        "rows": summary["rows"],
+        "rows": scored,
         "seconds": seconds,
         "rss_before_mb": before,
         "peak_rss_mb": peak_rss_mb(),
@@ -201,7 +218,13 @@ def child_score(rows: int, model_path: Path) -> dict:
 # ---------------------------------------------------------------- driver
 
 
-def run_child(role: str, rows: int, env: dict, model_path: Path) -> dict:
+def parse_size(text: str) -> tuple[int, int]:
+    """(batches, total rows) of "1000000" (one batch) or "100x1000" (100 batches of 1,000 rows)."""
+    batches, _, rows = text.partition("x")
+    return (int(batches), int(batches) * int(rows)) if rows else (1, int(batches))
+
+
+def run_child(role: str, rows: int, env: dict, model_path: Path, batches: int = 1) -> dict:
     argv = [
         sys.executable,
         __file__,
@@ -211,6 +234,8 @@ def run_child(role: str, rows: int, env: dict, model_path: Path) -> dict:
         str(rows),
         "--model-path",
         str(model_path),
+        "--batches",
+        str(batches),
     ]
     out = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
@@ -220,7 +245,9 @@ def run_child(role: str, rows: int, env: dict, model_path: Path) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="1000000,10000000", help="comma-separated row counts")
+    parser.add_argument(
+        "--sizes", default="1000000,10000000,100x1000", help="comma-separated row counts or BATCHESxROWS"
+    )
     parser.add_argument("--model", choices=["hgb", "logreg"], default="hgb")
     parser.add_argument(
         "--workdir",
@@ -237,20 +264,21 @@ def main() -> int:
     parser.add_argument("--child", choices=["generate", "raw", "score"], help=argparse.SUPPRESS)
     parser.add_argument("--rows", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--model-path", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--batches", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child:
         result = {
-            "generate": lambda: child_generate(args.rows),
+            "generate": lambda: child_generate(args.rows, args.batches),
             "raw": lambda: child_raw(args.rows, args.model_path),
-            "score": lambda: child_score(args.rows, args.model_path),
+            "score": lambda: child_score(args.rows, args.model_path, args.batches),
         }[args.child]()
         print(json.dumps(result), flush=True)
         return 0
 
     import stack
 
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [parse_size(s) for s in args.sizes.split(",")]
     workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="bench-scoring-"))).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     settings = stack.Settings.from_env(workdir / "stack")
@@ -274,8 +302,8 @@ def main() -> int:
     stack.start_object_store(settings)
     results = []
     try:
-        for rows in sizes:
-            db = workdir / f"warehouse-{rows}.db"
+        for batches, rows in sizes:
+            db = workdir / f"warehouse-{batches}x{rows}.db"
             env = {
                 **base_env,
                 "AIRFLOW_CONN_WAREHOUSE": json.dumps({"conn_type": "sqlite", "host": str(db)}),
@@ -284,7 +312,7 @@ def main() -> int:
             if not marker.exists():
                 db.unlink(missing_ok=True)
                 t0 = time.perf_counter()
-                run_child("generate", rows, env, model_path)
+                run_child("generate", rows, env, model_path, batches)
                 marker.write_text("ok")
                 print(
                     f"[bench] generated {rows:,} rows in {time.perf_counter() - t0:.0f}s",
@@ -292,12 +320,12 @@ def main() -> int:
                 )
             raw = run_child("raw", rows, env, model_path)
             print(f"[bench] {rows:,} raw predict_proba: {raw['seconds']:.1f}s", flush=True)
-            e2e = run_child("score", rows, env, model_path)
+            e2e = run_child("score", rows, env, model_path, batches)
             print(
                 f"[bench] {rows:,} scoring path: {e2e['seconds']:.1f}s, peak RSS {e2e['peak_rss_mb']:.0f} MB",
                 flush=True,
             )
-            results.append((rows, raw, e2e))
+            results.append((batches, rows, raw, e2e))
     finally:
         stack.stop_process(settings, "seaweedfs")
 
@@ -307,10 +335,11 @@ def main() -> int:
     print(
         f"{'rows':>12} {'raw rows/s':>12} {'e2e rows/s':>12} {'e2e/raw':>8} {'scoring peak RSS':>17} {'(after model load)':>19}"
     )
-    for rows, raw, e2e in results:
+    for batches, rows, raw, e2e in results:
         raw_rate, e2e_rate = rows / raw["seconds"], rows / e2e["seconds"]
+        label = f"{rows:,}" if batches == 1 else f"{batches}x{rows // batches:,}"
         print(
-            f"{rows:>12,} {raw_rate:>12,.0f} {e2e_rate:>12,.0f} {e2e_rate / raw_rate:>8.2f} "
+            f"{label:>12} {raw_rate:>12,.0f} {e2e_rate:>12,.0f} {e2e_rate / raw_rate:>8.2f} "
             f"{e2e['peak_rss_mb']:>14.0f} MB {e2e['rss_before_mb']:>16.0f} MB"
         )
     return 0

@@ -19,8 +19,14 @@ versioned, in the warehouse (`predictions` table) and as Parquet in the object s
 * No champion yet: the run is skipped with a log line, not failed.
 * A `challenger` alias (other than the champion's version) is scored in the shadow with
   `role='challenger'`: stored apart, never served, there for drift_check to compare.
-* Rerunning a batch with the same model replaces its rows (one transaction) and its Parquet
-  file (staged, then copied into place): never duplicates. A new version adds its own set.
+* The run's batches are planned into at most `scoring.parallel_batches` groups by a row budget
+  (`scoring.rows_per_group`); each group is one `score` task that loads each model once and
+  scores its batches in order, each committed on its own. A failing batch does not stop the
+  others; the task fails at the end, and its retry skips the batches already done.
+* Rerunning a batch with the same model replaces its rows (one short transaction, predicting
+  happens before it) and its Parquet file: never duplicates. The file is staged first and
+  copied to its final key only after the rows are committed; the next run removes staging
+  objects of killed attempts. A new version adds its own set.
 * A batch whose columns or types do not match the model's signature fails without retry,
   naming the columns, and nothing of it is written.
 * Each batch is read in chunks of `scoring.chunk_rows` (include/config/pipeline.yaml).
@@ -79,31 +85,42 @@ def batch_score():
         return models
 
     @task
-    def plan(models: dict, params: dict | None = None) -> list[dict]:
-        from mlops.scoring.batch import plan_batches
+    def plan(models: dict, params: dict | None = None, dag_run=None) -> list[dict]:
+        from mlops.config import get_config
+        from mlops.scoring.batch import batch_sizes, plan_batches, plan_groups, remove_staging
 
+        # One run at a time (max_active_runs=1): staging objects older than this run are
+        # leftovers of killed attempts.
+        remove_staging(dag_run.start_date)
         batches = plan_batches(models, params.get("batch_id"), params.get("start"), params.get("end"))
-        print(f"{len(batches)} batch(es) to score: {batches}")
-        return batches
+        scoring = get_config().scoring
+        groups = plan_groups(
+            batches, batch_sizes() if batches else {}, scoring.parallel_batches, scoring.rows_per_group
+        )
+        print(f"{len(batches)} batch(es) to score in {len(groups)} group(s): {groups}")
+        return groups
 
-    # One mapped task per batch; how many run at once is scoring.parallel_batches (a SQLite
-    # warehouse takes one writer at a time; on PostgreSQL the workers share the backfill).
+    # One mapped task per group of batches (scoring.parallel_batches at most, planned by a row
+    # budget): each loads its models once and scores its batches in order, committing each.
+    # How many run at once is scoring.parallel_batches too (a SQLite warehouse takes one
+    # writer at a time; on PostgreSQL the workers share the backfill).
     @task(
         outlets=[PREDICTIONS],
         max_active_tis_per_dagrun=get_config().scoring.parallel_batches,
-        map_index_template="{{ batch_label }}",
+        map_index_template="{{ group_label }}",
     )
-    def score(batch: dict, models: dict, outlet_events=None) -> dict:
+    def score(group: dict, models: dict, outlet_events=None, dag_run=None) -> dict:
         from airflow.sdk import get_current_context
 
-        from mlops.scoring.batch import score_batch
+        from mlops.io import warehouse
+        from mlops.scoring.batch import score_group
 
-        get_current_context()["batch_label"] = batch["batch_id"]  # names the mapped task in the UI
-
-        summary = score_batch(batch["batch_id"], models, batch["roles"])
+        get_current_context()["group_label"] = group["label"]  # names the mapped task in the UI
+        since = dag_run.start_date.astimezone(pendulum.UTC).strftime(warehouse.TIMESTAMP_FORMAT)
+        summary = score_group(group, models, since=since)
         print(f"scored {summary}")
         outlet_events[PREDICTIONS].extra = {
-            "batch_id": summary["batch_id"],
+            "batches": summary["batches"],
             "model_name": models["model_name"],
             "versions": {o["role"]: o["model_version"] for o in summary["outputs"]},
             "rows": summary["rows"],
@@ -111,7 +128,7 @@ def batch_score():
         return summary
 
     models = resolve_models()
-    score.partial(models=models).expand(batch=plan(models))
+    score.partial(models=models).expand(group=plan(models))
 
 
 batch_score()

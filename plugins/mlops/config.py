@@ -167,6 +167,9 @@ class ScoringConfig(_Strict):
     # Mapped score tasks of one batch_score run that may run at once (1 for a SQLite warehouse,
     # which takes one writer at a time; more on PostgreSQL, where workers score in parallel).
     parallel_batches: int = Field(default=1, ge=1)
+    # A run's batches are grouped into at most parallel_batches score tasks, a new group opened per
+    # this many rows: a task pays its start and model loads once per group, not once per batch.
+    rows_per_group: int = Field(default=200_000, ge=1)
 
 
 class PromotionConfig(_Strict):

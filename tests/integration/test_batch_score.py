@@ -296,6 +296,16 @@ def test_signature_mismatch_fails_and_writes_nothing(scoring_setup, run_dag, sta
     assert _object_keys(prefix) == keys_before
     with pytest.raises(scoring.ScoringInputError, match="Temperature_C.*warm"):
         scoring.score_batch(BAD_BATCH, scoring.resolve_models())
+    # In a group, the bad batch is recorded and the others are still scored; the group fails at the end.
+    good = next(iter(BATCHES))
+    before = _predictions(good)
+    with warehouse.engine().begin() as conn:
+        conn.execute(sa.text("DELETE FROM predictions WHERE batch_id = :b"), {"b": good})
+    group = {"label": "g", "batches": [{"batch_id": b, "roles": ["champion"]} for b in (BAD_BATCH, good)]}
+    with pytest.raises(scoring.ScoringInputError, match=f"1 of 2 batch.*{BAD_BATCH}.*Temperature_C"):
+        scoring.score_group(group, scoring.resolve_models())
+    pd.testing.assert_frame_equal(_predictions(good).drop(columns="scored_at"), before.drop(columns="scored_at"))
+    assert _predictions(BAD_BATCH).empty
 
 
 def test_model_expecting_a_column_the_warehouse_lacks_fails_by_name(scoring_setup, run_dag):
@@ -327,3 +337,56 @@ def test_without_a_champion_the_run_is_skipped(scoring_setup, run_dag, monkeypat
         assert task_states(dag_run)["resolve_models"] == "skipped"
     finally:
         set_config(monkeypatch, MLOPS__MODEL__REGISTERED_NAME=MODEL_NAME)
+
+
+def _score_in_subprocess(batch_id: str, crash_at: str, tmp_path) -> int:
+    """score_batch of the champion in a fresh interpreter killed (SIGKILL) at crash_at: its exit code."""
+    import os
+    import subprocess
+    import sys
+
+    from mlops.crashpoints import CRASH_AT_ENV
+
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "plugins"), CRASH_AT_ENV: crash_at}
+    code = (
+        "from mlops.scoring.batch import resolve_models, score_batch; "
+        f"score_batch({batch_id!r}, resolve_models(), ['champion'])"
+    )
+    return subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, timeout=300).returncode
+
+
+@pytest.mark.warehouses("postgres")
+def test_a_killed_scoring_never_shows_a_file_without_rows_and_the_retry_completes_it(scoring_setup, tmp_path):
+    from mlops.io.connections import s3_client
+
+    version = scoring_setup["champion"]
+    first, batch_id = list(BATCHES)
+    final_key = scoring.predictions_key(MODEL_NAME, version, "champion", batch_id)
+    staging = f"{get_config().storage.predictions_prefix}_staging/"
+    bucket = get_config().storage.bucket
+    # The batch as if never scored.
+    with warehouse.engine().begin() as conn:
+        conn.execute(sa.text("DELETE FROM predictions WHERE batch_id = :b"), {"b": batch_id})
+    s3_client().delete_object(Bucket=bucket, Key=final_key)
+    since = pd.Timestamp.now(tz="UTC").floor("s")
+
+    # Killed after staging, before the commit: neither rows nor a final file, a staged object.
+    assert _score_in_subprocess(batch_id, "scoring_staged", tmp_path) == -9
+    assert _predictions(batch_id).empty and final_key not in _object_keys(final_key)
+    assert _object_keys(staging)
+    # Killed after the commit, before publishing: rows, still no final file.
+    assert _score_in_subprocess(batch_id, "scoring_rows_committed", tmp_path) == -9
+    assert len(_predictions(batch_id)) == len(_observations(batch_id))
+    assert final_key not in _object_keys(final_key)
+    # The next run removes the leftovers of killed attempts.
+    assert scoring.remove_staging(pd.Timestamp.now(tz="UTC") + pd.Timedelta(seconds=1)) >= 2
+    assert _object_keys(staging) == []
+
+    # The retry of the group: the batch whose file is missing is scored again and published.
+    group = {"label": "kill test", "batches": [{"batch_id": b, "roles": ["champion"]} for b in (first, batch_id)]}
+    since_text = since.strftime(warehouse.TIMESTAMP_FORMAT)
+    done = scoring.score_group(group, scoring.resolve_models(), since=since_text)
+    assert done["batches"] == [first, batch_id]
+    assert len(_parquet(batch_id, version, "champion")) == len(_predictions(batch_id)) == len(_observations(batch_id))
+    # A further retry finds both done.
+    assert scoring.score_group(group, scoring.resolve_models(), since=since_text)["batches"] == []

@@ -25,11 +25,13 @@ import tempfile
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import quote as url_quote
 
 from airflow.sdk.exceptions import AirflowFailException
 
 from mlops.config import get_config
+from mlops.crashpoints import crash_point
 from mlops.io import warehouse
 from mlops.io.registry import CHALLENGER, CHAMPION
 
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 
 ROLES = (CHAMPION, CHALLENGER)
 PART_FILE = "part-00000.parquet"
+SINGLE_PUT_BYTES = 32 * 1024 * 1024  # staged files below this go up in one PUT
 # Text that sorts before / after every timestamp in TIMESTAMP_FORMAT.
 TIME_MIN, TIME_MAX = "", "9999-12-31 23:59:59"
 # Signature types (mlflow DataType names) and the configuration's column types.
@@ -279,6 +282,33 @@ def _observation_columns(conn) -> set[str]:
     return {c["name"] for c in sa.inspect(conn).get_columns("observations")}
 
 
+def load_scorers(models: dict, roles: list[str], batch_label: str = "the run") -> dict:
+    """{role: (version, model, input spec)} of the roles whose versions exist, each model loaded
+    once per process (load_model). A champion needing a column the observations table lacks
+    raises ScoringInputError; a challenger that does is left out with a warning (a shadow
+    model must never block the served predictions)."""
+    name = models["model_name"]
+    warehouse.ensure_schema()
+    with warehouse.engine().connect() as probe:
+        available = _observation_columns(probe)
+    scorers = {}
+    for role in [r for r in ROLES if r in roles and models.get(r)]:
+        version = models[role]
+        model, spec = load_model(name, version)
+        absent = [col for col, _ in spec if col not in available]
+        if absent:
+            message = (
+                f"{batch_label}: the observations table has no columns {absent}, which model "
+                f"{name} version {version} ({role}) takes"
+            )
+            if role == CHAMPION:
+                raise ScoringInputError(message)
+            log.warning("%s; skipping the %s", message, role)
+            continue
+        scorers[role] = (version, model, spec)
+    return scorers
+
+
 def score_batch(
     batch_id: str,
     models: dict,
@@ -288,170 +318,195 @@ def score_batch(
     """Score one batch with each role's model version and replace its stored predictions.
 
     Returns a small summary (rows, versions, object keys) for XCom and the log."""
-    name = models["model_name"]
-    roles = [r for r in ROLES if r in (roles or ROLES) and models.get(r)]
-    warehouse.ensure_schema()
-    engine = warehouse.engine()
-    with engine.connect() as probe:
-        available = _observation_columns(probe)
-    scorers = {}
-    for role in roles:
-        version = models[role]
-        model, spec = load_model(name, version)
-        absent = [col for col, _ in spec if col not in available]
-        if absent:
-            message = (
-                f"batch {batch_id!r}: the observations table has no columns {absent}, which model "
-                f"{name} version {version} ({role}) takes"
-            )
-            if role == CHAMPION:
-                raise ScoringInputError(message)
-            # A shadow model must never block the served predictions.
-            log.warning("%s; skipping the %s for this batch", message, role)
-            continue
-        scorers[role] = (version, model, spec)
+    scorers = load_scorers(models, roles or list(ROLES), f"batch {batch_id!r}")
     if not scorers:
-        return {"batch_id": batch_id, "model_name": name, "rows": 0, "outputs": []}
-    return score_with(batch_id, name, scorers, chunk_rows)
+        return {"batch_id": batch_id, "model_name": models["model_name"], "rows": 0, "outputs": []}
+    return score_with(batch_id, models["model_name"], scorers, chunk_rows)
 
 
-def score_with(batch_id: str, name: str, scorers: dict, chunk_rows: int | None = None) -> dict:
-    """Stream the batch in chunks, score each chunk with every role's loaded model, and replace
-    the batch's stored predictions. scorers: {role: (version, model, input spec)}."""
+class Clients(NamedTuple):
+    """The warehouse engine and the S3 client, made once per group of batches: each costs a
+    connection lookup and a client (or pool) build, more than scoring a small batch."""
+
+    engine: object
+    s3: object
+
+
+def open_clients() -> Clients:
+    """A new warehouse engine and S3 client, from the Airflow connections."""
+    from mlops.io.connections import s3_client
+
+    return Clients(warehouse.engine(), s3_client())
+
+
+def score_with(
+    batch_id: str, name: str, scorers: dict, chunk_rows: int | None = None, clients: Clients | None = None
+) -> dict:
+    """Score the batch with every role's loaded model and replace its stored predictions.
+    scorers: {role: (version, model, input spec)}.
+
+    Order, so that no reader ever sees a half state: (1) read and predict, outside any write
+    transaction, into local Parquet files; (2) upload them to staging keys; (3) one short
+    transaction deletes the old rows and inserts the new; (4) only after the commit the staged
+    objects are copied to their final keys. A kill before (3) leaves staging objects only
+    (remove_staging deletes them at the next run); a kill between (3) and (4) leaves rows whose
+    Parquet file is missing or older, which the task's retry rewrites."""
+    cfg = get_config()
+    chunk_rows = int(chunk_rows or cfg.scoring.chunk_rows)
+    scored_at = datetime.now(UTC).replace(microsecond=0)
+    constants = {"batch_id": batch_id, "model_name": name, "scored_at": scored_at}
+    clients = clients or open_clients()
+    with tempfile.TemporaryDirectory(prefix="batch_score-") as tmp:
+        files = {role: Path(tmp) / f"{role}.parquet" for role in scorers}
+        rows_total = _predict_to_files(batch_id, scorers, files, constants, chunk_rows, clients.engine)
+        staged = _stage(files, name, scorers, batch_id, clients.s3)
+        crash_point("scoring_staged")
+        _swap_rows_in(files, scorers, constants, chunk_rows, clients.engine)
+    crash_point("scoring_rows_committed")
+    outputs = []
+    for role, (version, _, _) in scorers.items():
+        final_key = _publish(staged[role], predictions_key(name, version, role, batch_id), clients.s3)
+        outputs.append(
+            {
+                "role": role,
+                "model_version": version,
+                "rows": rows_total,
+                "uri": f"s3://{cfg.storage.bucket}/{final_key}",
+            }
+        )
+    if rows_total == 0:
+        log.info("batch %r has no observations: nothing scored", batch_id)
+    text = scored_at.strftime(warehouse.TIMESTAMP_FORMAT)
+    return {"batch_id": batch_id, "model_name": name, "rows": rows_total, "scored_at": text, "outputs": outputs}
+
+
+def _read_chunks(batch_id: str, selected: list[str], chunk_rows: int, engine):
+    """The batch's observations as DataFrames of at most chunk_rows rows, in time order (keyset
+    pagination on the time column), the time column parsed to datetime64. A read-only connection:
+    no write lock is held while the models predict."""
     import pandas as pd
+
+    time_col = get_config().dataset.time_column
+    with engine.connect() as conn:
+        chunk_sql, chunk_order = _prepare(conn, "scoring/observation_chunk.sql", selected=selected)
+        cursor = conn.connection.cursor()
+        after = TIME_MIN
+        while True:
+            cursor.execute(chunk_sql, _bind(chunk_order, {"batch_id": batch_id, "after": after, "limit": chunk_rows}))
+            records = cursor.fetchall()
+            if not records:
+                return
+            frame = pd.DataFrame.from_records(records, columns=selected)
+            del records
+            after = frame[time_col].iloc[-1]
+            frame[time_col] = pd.to_datetime(frame[time_col], format=warehouse.TIMESTAMP_FORMAT)
+            yield frame
+
+
+def _predict_to_files(batch_id: str, scorers: dict, files: dict, constants: dict, chunk_rows: int, engine) -> int:
+    """Predict every chunk with every role's model and append the predictions to the role's local
+    Parquet file (the final file's schema). Returns the number of rows scored."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from mlops.io.connections import s3_client
 
     cfg = get_config()
     time_col = cfg.dataset.time_column
     threshold = float(cfg.model.decision_threshold)
-    chunk_rows = int(chunk_rows or cfg.scoring.chunk_rows)
-    engine = warehouse.engine()
-
-    selected = list(dict.fromkeys([time_col, *(col for _, _, spec in scorers.values() for col, _ in spec)]))
-    scored_at = datetime.now(UTC).replace(microsecond=0)
-    scored_at_text = scored_at.strftime(warehouse.TIMESTAMP_FORMAT)
     schema = _parquet_schema(time_col)
-    s3 = s3_client()
-    bucket = cfg.storage.bucket
-    staging = f"{cfg.storage.predictions_prefix}_staging/{uuid.uuid4().hex}/"
+    selected = list(dict.fromkeys([time_col, *(col for _, _, spec in scorers.values() for col, _ in spec)]))
+    scored_at = pa.scalar(constants["scored_at"], type=schema.field("scored_at").type)
+    writers = {role: pq.ParquetWriter(files[role], schema) for role in scorers}
     rows_total = 0
-    outputs = []
+    try:
+        for frame in _read_chunks(batch_id, selected, chunk_rows, engine):
+            times = pa.array(frame[time_col].to_numpy()).cast(schema.field(time_col).type)
+            n = len(frame)
+            for role, (version, model, spec) in scorers.items():
+                x = coerce_to_spec(frame, spec, f"batch {batch_id!r} (rows after {rows_total})")
+                probability = model.predict_proba(x)[:, 1].astype("float64")
+                label = (probability >= threshold).astype("int8")
+                columns = [pa.repeat(batch_id, n), times, pa.repeat(constants["model_name"], n)]
+                columns += [pa.repeat(version, n), pa.repeat(role, n), pa.array(probability), pa.array(label)]
+                columns += [pa.repeat(threshold, n), pa.repeat(scored_at, n)]
+                writers[role].write_table(pa.table(columns, schema=schema))
+            rows_total += n
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return rows_total
 
-    with (
-        tempfile.TemporaryDirectory(prefix="batch_score-") as tmp,
-        engine.begin() as conn,
-    ):
-        chunk_sql, chunk_order = _prepare(conn, "scoring/observation_chunk.sql", selected=selected)
-        inserter = _PredictionInserter(conn)
+
+def _staging_prefix() -> str:
+    return f"{get_config().storage.predictions_prefix}_staging/"
+
+
+def _stage(files: dict, name: str, scorers: dict, batch_id: str, s3) -> dict:
+    """Upload each role's Parquet file to a staging key of its own: {role: staged key}. Small
+    files in one PUT (upload_file's transfer manager starts threads, costly per small batch)."""
+    cfg = get_config()
+    attempt = f"{_staging_prefix()}{uuid.uuid4().hex}/"
+    staged = {}
+    for role, (version, _, _) in scorers.items():
+        final_key = predictions_key(name, version, role, batch_id)
+        staged[role] = attempt + final_key[len(cfg.storage.predictions_prefix) :]
+        if files[role].stat().st_size < SINGLE_PUT_BYTES:
+            s3.put_object(Bucket=cfg.storage.bucket, Key=staged[role], Body=files[role].read_bytes())
+        else:
+            s3.upload_file(str(files[role]), cfg.storage.bucket, staged[role])
+    return staged
+
+
+def _publish(staged_key: str, final_key: str, s3) -> str:
+    """Copy a staged object to its final key (the rows are committed by now), then drop the stage."""
+    bucket = get_config().storage.bucket
+    s3.copy_object(Bucket=bucket, Key=final_key, CopySource={"Bucket": bucket, "Key": staged_key})
+    s3.delete_object(Bucket=bucket, Key=staged_key)
+    return final_key
+
+
+def _swap_rows_in(files: dict, scorers: dict, constants: dict, chunk_rows: int, engine) -> None:
+    """One transaction: delete the batch's rows of each (version, role), insert the predicted rows
+    read back from the local Parquet files. No predicting or uploading happens inside it."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    time_col = get_config().dataset.time_column
+    threshold = float(get_config().model.decision_threshold)
+    seconds = _parquet_schema(time_col).field(time_col).type  # Parquet stores them as milliseconds
+    scored_at = constants["scored_at"].strftime(warehouse.TIMESTAMP_FORMAT)
+    with engine.begin() as conn:
         delete_sql, delete_order = _prepare(conn, "scoring/delete_predictions.sql")
+        inserter = _PredictionInserter(conn)
         cursor = conn.connection.cursor()
         for role, (version, _, _) in scorers.items():
-            cursor.execute(
-                delete_sql,
-                _bind(
-                    delete_order,
-                    {
-                        "batch_id": batch_id,
-                        "model_name": name,
-                        "model_version": version,
-                        "role": role,
-                    },
-                ),
-            )
-        writers = {role: pq.ParquetWriter(Path(tmp) / f"{role}.parquet", schema) for role in scorers}
-        try:
-            after = TIME_MIN
-            while True:
-                cursor.execute(
-                    chunk_sql,
-                    _bind(
-                        chunk_order,
-                        {"batch_id": batch_id, "after": after, "limit": chunk_rows},
-                    ),
+            keys = {"batch_id": constants["batch_id"], "model_name": constants["model_name"]}
+            keys |= {"model_version": version, "role": role}
+            cursor.execute(delete_sql, _bind(delete_order, keys))
+            columns = [time_col, "probability", "predicted_label"]
+            for chunk in pq.ParquetFile(files[role]).iter_batches(batch_size=chunk_rows, columns=columns):
+                times = pc.strftime(chunk.column(0).cast(seconds), format=warehouse.TIMESTAMP_FORMAT).to_pylist()
+                probabilities, labels = chunk.column(1).to_pylist(), chunk.column(2).to_pylist()
+                inserter.insert(
+                    cursor, keys | {"threshold": threshold, "scored_at": scored_at}, times, probabilities, labels
                 )
-                records = cursor.fetchall()
-                if not records:
-                    break
-                frame = pd.DataFrame.from_records(records, columns=selected)
-                del records
-                after = frame[time_col].iloc[-1]
-                times_text = frame[time_col].tolist()
-                # Parsed once: the models get datetime64, the Parquet file a UTC timestamp.
-                frame[time_col] = pd.to_datetime(frame[time_col], format=warehouse.TIMESTAMP_FORMAT)
-                times = pa.array(frame[time_col].to_numpy()).cast(schema.field(time_col).type)
-                for role, (version, model, spec) in scorers.items():
-                    x = coerce_to_spec(frame, spec, f"batch {batch_id!r} (rows after {rows_total})")
-                    probability = model.predict_proba(x)[:, 1].astype("float64")
-                    label = (probability >= threshold).astype("int8")
-                    n = len(probability)
-                    inserter.insert(
-                        cursor,
-                        {
-                            "batch_id": batch_id,
-                            "model_name": name,
-                            "model_version": version,
-                            "role": role,
-                            "threshold": threshold,
-                            "scored_at": scored_at_text,
-                        },
-                        times_text,
-                        probability.tolist(),
-                        label.tolist(),
-                    )
-                    writers[role].write_table(
-                        pa.table(
-                            [
-                                pa.repeat(batch_id, n),
-                                times,
-                                pa.repeat(name, n),
-                                pa.repeat(version, n),
-                                pa.repeat(role, n),
-                                pa.array(probability),
-                                pa.array(label),
-                                pa.repeat(threshold, n),
-                                pa.repeat(pa.scalar(scored_at, type=schema.field("scored_at").type), n),
-                            ],
-                            schema=schema,
-                        )
-                    )
-                rows_total += len(frame)
-        finally:
-            for writer in writers.values():
-                writer.close()
-        # Every chunk passed and is in the open transaction: put the Parquet files in place,
-        # then commit (leaving the `with`). Any failure before the commit rolls the rows back.
-        for role, (version, _, _) in scorers.items():
-            final_key = predictions_key(name, version, role, batch_id)
-            staged_key = staging + final_key[len(cfg.storage.predictions_prefix) :]
-            s3.upload_file(str(Path(tmp) / f"{role}.parquet"), bucket, staged_key)
-            try:
-                s3.copy_object(
-                    Bucket=bucket,
-                    Key=final_key,
-                    CopySource={"Bucket": bucket, "Key": staged_key},
-                )
-            finally:
-                s3.delete_object(Bucket=bucket, Key=staged_key)
-            outputs.append(
-                {
-                    "role": role,
-                    "model_version": version,
-                    "rows": rows_total,
-                    "uri": f"s3://{bucket}/{final_key}",
-                }
-            )
-    if rows_total == 0:
-        log.info("batch %r has no observations: nothing scored", batch_id)
-    return {
-        "batch_id": batch_id,
-        "model_name": name,
-        "rows": rows_total,
-        "scored_at": scored_at_text,
-        "outputs": outputs,
-    }
+
+
+def remove_staging(before: datetime) -> int:
+    """Delete staging objects of predictions last modified before `before` (aware datetime): left
+    by attempts killed between staging and publishing. batch_score calls it with its run's start
+    (one run at a time, so no live attempt has such objects). Returns how many were deleted."""
+    from mlops.io.connections import s3_client
+
+    s3, bucket = s3_client(), get_config().storage.bucket
+    stale = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=_staging_prefix()):
+        stale += [o["Key"] for o in page.get("Contents", []) if o["LastModified"] < before]
+    for start in range(0, len(stale), 1000):  # delete_objects takes at most 1000 keys
+        chunk = stale[start : start + 1000]
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True})
+    if stale:
+        log.info("removed %d staging object(s) left by killed scoring attempts", len(stale))
+    return len(stale)
 
 
 class _PredictionInserter:
@@ -486,3 +541,94 @@ class _PredictionInserter:
                 cursor.execute(sql, head + tuple(values))
             else:  # named parameter style (PostgreSQL)
                 cursor.execute(sql, {**constants, **dict(zip(names, values, strict=True))})
+
+
+# ---------------------------------------------------------------- groups of batches
+
+
+def plan_groups(batches: list[dict], sizes: dict[str, int], parallel: int, rows_per_group: int) -> list[dict]:
+    """Split planned batches into score tasks: [{"label": ..., "batches": [...]}].
+
+    As many groups as the rows need (ceil(total rows / rows_per_group), at least one), at most
+    `parallel` and at most one per batch. Batches go largest first to the group with the fewest
+    rows so far (longest-processing-time rule, Graham 1969: within 4/3 of the best makespan);
+    each group keeps the plan's order. sizes: rows per batch_id (missing -> 0)."""
+    if not batches:
+        return []
+    rows = [max(int(sizes.get(b["batch_id"], 0)), 0) for b in batches]
+    wanted = -(-sum(rows) // max(rows_per_group, 1))
+    count = max(1, min(parallel, len(batches), wanted))
+    loads, members = [0] * count, [[] for _ in range(count)]
+    for index in sorted(range(len(batches)), key=lambda i: -rows[i]):
+        target = loads.index(min(loads))
+        loads[target] += rows[index]
+        members[target].append(index)
+    groups = []
+    for indices in members:
+        chosen = [batches[i] for i in sorted(indices)]
+        first, last = chosen[0]["batch_id"], chosen[-1]["batch_id"]
+        label = first if len(chosen) == 1 else f"{len(chosen)} batches {first} .. {last}"
+        groups.append({"label": label, "batches": chosen})
+    return groups
+
+
+def batch_sizes() -> dict[str, int]:
+    """Observations per batch in the warehouse: {batch_id: rows}."""
+    sizes = warehouse.read_sql("scoring/batch_sizes.sql")
+    return dict(zip(sizes["batch_id"], sizes["n"].astype(int), strict=True))
+
+
+def _done_since(batch_id: str, name: str, version: str, role: str, since: str, s3) -> bool:
+    """True if this batch's predictions by (version, role) were all written at or after `since`
+    (warehouse time text) and their Parquet file is in place: an earlier attempt of this run
+    finished it."""
+    from botocore.exceptions import ClientError
+
+    params = {"batch_id": batch_id, "model_name": name, "model_version": version, "role": role}
+    found = warehouse.read_sql("scoring/scored_since.sql", params).iloc[0]
+    if int(found["n"]) == 0 or str(found["first_scored"]) < since:
+        return False
+    try:
+        s3.head_object(Bucket=get_config().storage.bucket, Key=predictions_key(name, version, role, batch_id))
+    except ClientError:
+        return False
+    return True
+
+
+def score_group(group: dict, models: dict, since: str | None = None, chunk_rows: int | None = None) -> dict:
+    """Score a group's batches in order, each model loaded once, each batch committed on its own.
+
+    since: the run's start (warehouse time text); a batch and role already scored at or after it
+    (by an earlier attempt of this task) is skipped. A failing batch is recorded and the others
+    go on; at the end the task fails if any did: with ScoringInputError (no retry) when every
+    failure was bad input, otherwise with RuntimeError, so that Airflow retries the group."""
+    name = models["model_name"]
+    wanted = sorted({role for batch in group["batches"] for role in batch["roles"]}, key=ROLES.index)
+    scorers = load_scorers(models, wanted)
+    clients = open_clients()
+    summaries, failures = [], {}
+    for batch in group["batches"]:
+        batch_id = batch["batch_id"]
+        todo = {r: s for r, s in scorers.items() if r in batch["roles"]}
+        if since:
+            todo = {r: s for r, s in todo.items() if not _done_since(batch_id, name, s[0], r, since, clients.s3)}
+        if not todo:
+            continue
+        try:
+            summaries.append(score_with(batch_id, name, todo, chunk_rows, clients))
+        except Exception as exc:  # noqa: BLE001 - recorded, the group goes on, the task fails at the end
+            log.exception("batch %r failed; the group goes on", batch_id)
+            failures[batch_id] = exc
+    summary = {
+        "model_name": name,
+        "batches": [s["batch_id"] for s in summaries],
+        "rows": sum(s["rows"] for s in summaries),
+        "outputs": [o | {"batch_id": s["batch_id"]} for s in summaries for o in s["outputs"]],
+    }
+    if failures:
+        detail = "; ".join(f"{b}: {e}" for b, e in failures.items())
+        message = f"{len(failures)} of {len(group['batches'])} batch(es) failed ({detail}); the others were scored"
+        if all(isinstance(e, ScoringInputError) for e in failures.values()):
+            raise ScoringInputError(message)
+        raise RuntimeError(message)
+    return summary

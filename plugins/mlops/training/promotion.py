@@ -33,10 +33,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
 
 from mlops.config import get_config
+from mlops.crashpoints import CRASH_AT_ENV  # noqa: F401  (the kill tests import it from here)
+from mlops.crashpoints import crash_point as _crash_point
 from mlops.io.registry import CHALLENGER, CHAMPION, PENDING_DECISION_TAG, PREVIOUS_CHAMPION_TAG
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 BASELINES = ("persistence", "base_rate")
 # Fault injection for the kill tests: SIGKILL this process at the named step
 # (intent_written, alias_moved, recorded) of a promotion or rollback.
-CRASH_AT_ENV = "MLOPS_CRASH_AT"
 
 
 # ---------------------------------------------------------------- the decision (pure)
@@ -421,13 +420,6 @@ def decision_summary(decision: dict) -> str:
 
 
 # ---------------------------------------------------------------- intents (crash safety)
-
-
-def _crash_point(step: str) -> None:
-    """SIGKILL this process here if MLOPS_CRASH_AT names this step (the kill tests only)."""
-    if os.environ.get(CRASH_AT_ENV) == step:
-        log.warning("%s=%s: killing this process", CRASH_AT_ENV, step)
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _write_intent(client, name: str, decision: dict) -> None:
