@@ -348,36 +348,8 @@ def print_power(rates: dict[str, dict[str, float]], trials: dict[str, int], n_re
         print(f"  {name}: smallest shift flagged in >= 80% of trials: {smallest_detected(rates[name])} sd")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=1_000_000, help="rows in each of reference and current")
-    parser.add_argument("--repeats", type=int, default=3, help="every timing: median of this many runs")
-    parser.add_argument("--power-trials", type=int, default=100, help="trials per shift (project and scipy)")
-    parser.add_argument("--evidently-power-trials", type=int, default=10, help="trials per shift for Evidently")
-    parser.add_argument("--power-reference", type=int, default=8760, help="reference rows in the power table")
-    parser.add_argument("--power-current", type=int, default=720, help="current rows in the power table")
-    parser.add_argument("--no-evidently", action="store_true", help="skip Evidently (no extra venv)")
-    parser.add_argument("--flat-rows", type=int, default=10_000_000, help="current rows of the second profile check")
-    args = parser.parse_args()
-    WORK.mkdir(parents=True, exist_ok=True)
-    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
-    python = None if args.no_evidently else ensure_evidently_venv()
-    reference, current = make_data(args.rows)
-    print(
-        f"{args.rows:,} reference rows, {args.rows:,} current rows, {reference.shape[1]} features; median of {args.repeats} runs each"
-    )
-
-    ours = project(reference, current, args.repeats)
-    profiled = from_profiles(reference, current, args.repeats)
-    naive_seconds, naive_flagged = median_seconds(lambda: naive_check(reference, current), args.repeats)
-    floor = one_pass_floor(reference, current, args.repeats)
-    theirs = evidently(python, reference, current, args.repeats) if python else None
-    flat = None
-    if args.flat_rows:
-        big = make_data(args.flat_rows, seed=1)[1]
-        flat = from_profiles(reference, big, args.repeats)
-        del big
-
+def print_results(args, ours, profiled, naive_seconds, naive_flagged, floor, theirs, flat) -> None:
+    """The timing and flagged-features tables of main()."""
     print("\nper feature")
     for name in NUMERIC + CATEGORICAL:
         other = theirs["methods"].get(name, "-") if theirs else "-"
@@ -415,6 +387,39 @@ def main() -> int:
     if theirs:
         print(f"  evidently: {theirs['flagged']}")
     print(f"  expected:  {sorted(EXPECTED_DRIFT)}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows in each of reference and current")
+    parser.add_argument("--repeats", type=int, default=3, help="every timing: median of this many runs")
+    parser.add_argument("--power-trials", type=int, default=100, help="trials per shift (project and scipy)")
+    parser.add_argument("--evidently-power-trials", type=int, default=10, help="trials per shift for Evidently")
+    parser.add_argument("--power-reference", type=int, default=8760, help="reference rows in the power table")
+    parser.add_argument("--power-current", type=int, default=720, help="current rows in the power table")
+    parser.add_argument("--no-evidently", action="store_true", help="skip Evidently (no extra venv)")
+    parser.add_argument("--flat-rows", type=int, default=10_000_000, help="current rows of the second profile check")
+    args = parser.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
+    python = None if args.no_evidently else ensure_evidently_venv()
+    reference, current = make_data(args.rows)
+    print(
+        f"{args.rows:,} reference rows, {args.rows:,} current rows, {reference.shape[1]} features; median of {args.repeats} runs each"
+    )
+
+    ours = project(reference, current, args.repeats)
+    profiled = from_profiles(reference, current, args.repeats)
+    naive_seconds, naive_flagged = median_seconds(lambda: naive_check(reference, current), args.repeats)
+    floor = one_pass_floor(reference, current, args.repeats)
+    theirs = evidently(python, reference, current, args.repeats) if python else None
+    flat = None
+    if args.flat_rows:
+        big = make_data(args.flat_rows, seed=1)[1]
+        flat = from_profiles(reference, big, args.repeats)
+        del big
+
+    print_results(args, ours, profiled, naive_seconds, naive_flagged, floor, theirs, flat)
 
     rates = detection_power(args.power_trials, args.power_reference, args.power_current)
     trials = {"project": args.power_trials, "scipy KS": args.power_trials}

@@ -196,28 +196,36 @@ def window_totals(merged: dict) -> dict:
         months[month] = months.get(month, 0) + stats["rows"]
         for name, feature in stats["features"].items():
             target = gathered.setdefault(
-                name, {"missing": 0, "sum": 0.0, "keys": [], "counts": [], "min": [], "max": []}
+                name,
+                {
+                    "missing": 0,
+                    "sum": 0.0,
+                    "keys": [],
+                    "counts": [],
+                    "min": [],
+                    "max": [],
+                    "min_cells": [],
+                    "max_cells": [],
+                },
             )
             target["missing"] += feature["missing"]
             target["sum"] += feature.get("sum", 0.0)
             target["keys"].extend(feature["counts"].keys())
             target["counts"].extend(feature["counts"].values())
             for key in ("min", "max"):
-                target[key].extend(feature.get(key, {}).items())
+                extremes = feature.get(key)
+                if extremes:
+                    target[key + "_cells"].extend(extremes.keys())
+                    target[key].extend(extremes.values())
     features = {}
     for name, target in gathered.items():
         # One vectorised group-by per feature instead of a dict update per cell and day.
         summed = pd.Series(target["counts"], index=target["keys"], dtype="int64").groupby(level=0).sum()
         features[name] = {"missing": target["missing"], "sum": target["sum"], "counts": summed.to_dict()}
-        if target["min"]:
-            features[name]["min"] = _extreme(target["min"], "min")
-            features[name]["max"] = _extreme(target["max"], "max")
+        for key in ("min", "max") if target["min"] else ():
+            values = pd.Series(target[key], index=target[key + "_cells"], dtype=float)
+            features[name][key] = values.groupby(level=0).agg(key).to_dict()
     return {"rows": rows, "months": months, "features": features}
-
-
-def _extreme(pairs: list[tuple[str, float]], how: str) -> dict[str, float]:
-    cells, values = zip(*pairs, strict=True)
-    return pd.Series(values, index=list(cells), dtype=float).groupby(level=0).agg(how).to_dict()
 
 
 def rebin(
