@@ -75,6 +75,105 @@ def _optional_number(name: str, description: str, integer: bool = False) -> Para
     return Param(None, type=["null", "integer" if integer else "number"], minimum=0, description=description)
 
 
+def _log_measure(result: dict) -> None:
+    """One line per feature, then season, source, performance and rule notes, in the task log."""
+    for note in result["season"]["notes"]:
+        print(f"season: {note}")
+    print(f"feature counts from {result['source']['kind']}: " + "; ".join(result["source"]["notes"]))
+    for feature in result["features"]:
+        status = "DRIFT" if feature["drifted"] else "ok"
+        raw, seasonal = feature["raw"], feature["seasonal"]
+        print(
+            f"{status:5} {feature['feature']} ({feature['basis']}): raw PSI {raw['psi']}, {feature['test']} "
+            f"p={raw['p_value']}; not explained by season: PSI {seasonal['psi']}, p={seasonal['p_value']}; "
+            f"missing {feature['reference_missing_rate']:.3f} -> {feature['current_missing_rate']:.3f}"
+        )
+    for note in result["performance"]["notes"]:
+        print(f"performance: {note}")
+    print(f"performance: champion {result['performance']['calibration']['status']}")
+    print(f"rule: {result['rule']['reason']}")
+
+
+@task
+def champion() -> dict:
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from mlops.monitoring.check import resolve_champion
+
+    config = get_config()
+    found = resolve_champion(config)
+    if found is None:
+        raise AirflowSkipException(
+            f"no champion: models:/{config.model.registered_name}@champion does not exist yet, nothing to compare against"
+        )
+    print(f"reference: {config.model.registered_name} version {found['version']}, profile {found['profile_uri']}")
+    return found
+
+
+@task
+def measure(champion: dict, params=None, run_id=None) -> dict:
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    from mlops.monitoring import check as monitoring
+    from mlops.monitoring.drift import Thresholds
+
+    config = get_config()
+    if params.get("window_end"):
+        import pandas as pd
+
+        try:
+            pd.Timestamp(params["window_end"])
+        except ValueError as exc:
+            raise AirflowFailException(f"param window_end {params['window_end']!r} is not a timestamp: {exc}") from None
+    thresholds = Thresholds.from_config(config.drift, {k: params.get(k) for k in THRESHOLD_PARAMS})
+    window_days = params.get("window_days") or config.drift.window_days
+    result = monitoring.measure(config, champion, run_id, window_days, params.get("window_end"), thresholds)
+    if result is None:
+        raise AirflowSkipException(f"no observations in the warehouse window of {window_days} days: nothing to check")
+    _log_measure(result)
+    return monitoring.summary(result)
+
+
+@task
+def report(summary: dict) -> str:
+    import json
+
+    from mlops.health.model import report_view_url
+    from mlops.monitoring import check as monitoring
+    from mlops.monitoring import drift_report
+
+    config = get_config()
+    result = json.loads(monitoring.get_object_text(config, summary["result_uri"]))
+    key = summary["report_uri"].removeprefix(f"s3://{config.storage.bucket}/")
+    uri = monitoring.put_object(config, key, drift_report.render(result), "text/html")
+    print(f"drift report: {uri}\nopen it in the Model health view: {report_view_url(uri)}")
+    return uri
+
+
+@task.short_circuit
+def decide_retrain(summary: dict, report_uri: str, params=None, ti=None):
+    """The train run to create (run id and conf) when train should run now; False skips trigger_train."""
+    import datetime as dt
+
+    from mlops.monitoring import check as monitoring
+    from mlops.monitoring import retrain
+
+    config = get_config()
+    cooldown = params.get("cooldown_hours")
+    cooldown = config.drift.cooldown_hours if cooldown is None else cooldown
+    in_flight = retrain.train_runs_in_flight(ti) if summary["fired"] else 0
+    last = retrain.last_run_time() if summary["fired"] and not in_flight else None
+    decision, why = retrain.decide(summary["fired"], in_flight, last, dt.datetime.now(dt.UTC), cooldown)
+    run_id = retrain.train_run_id(summary["drift_run_id"]) if decision == "trigger" else None
+    monitoring.record_decision(summary["drift_run_id"], decision, why, run_id)
+    if decision != "trigger":
+        print(f"train not triggered ({decision}): {why}")
+        return False
+    conf = retrain.train_conf({**summary, "report_uri": report_uri})
+    print(f"triggering {TRAIN_DAG_ID} as run {run_id}: {conf['reason']}")
+    return {"run_id": run_id, "conf": conf}
+
+
 @dag(
     schedule=get_config().schedules.drift_check,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
@@ -123,100 +222,7 @@ def _optional_number(name: str, description: str, integer: bool = False) -> Para
     },
 )
 def drift_check():
-    @task
-    def champion() -> dict:
-        from airflow.sdk.exceptions import AirflowSkipException
-
-        from mlops.monitoring.check import resolve_champion
-
-        config = get_config()
-        found = resolve_champion(config)
-        if found is None:
-            raise AirflowSkipException(
-                f"no champion: models:/{config.model.registered_name}@champion does not exist yet, nothing to compare against"
-            )
-        print(f"reference: {config.model.registered_name} version {found['version']}, profile {found['profile_uri']}")
-        return found
-
-    @task
-    def measure(champion: dict, params=None, run_id=None) -> dict:
-        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
-
-        from mlops.monitoring import check as monitoring
-        from mlops.monitoring.drift import Thresholds
-
-        config = get_config()
-        if params.get("window_end"):
-            import pandas as pd
-
-            try:
-                pd.Timestamp(params["window_end"])
-            except ValueError as exc:
-                raise AirflowFailException(
-                    f"param window_end {params['window_end']!r} is not a timestamp: {exc}"
-                ) from None
-        thresholds = Thresholds.from_config(config.drift, {k: params.get(k) for k in THRESHOLD_PARAMS})
-        window_days = params.get("window_days") or config.drift.window_days
-        result = monitoring.measure(config, champion, run_id, window_days, params.get("window_end"), thresholds)
-        if result is None:
-            raise AirflowSkipException(
-                f"no observations in the warehouse window of {window_days} days: nothing to check"
-            )
-        for note in result["season"]["notes"]:
-            print(f"season: {note}")
-        print(f"feature counts from {result['source']['kind']}: " + "; ".join(result["source"]["notes"]))
-        for feature in result["features"]:
-            status = "DRIFT" if feature["drifted"] else "ok"
-            raw, seasonal = feature["raw"], feature["seasonal"]
-            print(
-                f"{status:5} {feature['feature']} ({feature['basis']}): raw PSI {raw['psi']}, {feature['test']} "
-                f"p={raw['p_value']}; not explained by season: PSI {seasonal['psi']}, p={seasonal['p_value']}; "
-                f"missing {feature['reference_missing_rate']:.3f} -> {feature['current_missing_rate']:.3f}"
-            )
-        for note in result["performance"]["notes"]:
-            print(f"performance: {note}")
-        print(f"performance: champion {result['performance']['calibration']['status']}")
-        print(f"rule: {result['rule']['reason']}")
-        return monitoring.summary(result)
-
-    @task
-    def report(summary: dict) -> str:
-        import json
-
-        from mlops.health.model import report_view_url
-        from mlops.monitoring import check as monitoring
-        from mlops.monitoring import drift_report
-
-        config = get_config()
-        result = json.loads(monitoring.get_object_text(config, summary["result_uri"]))
-        key = summary["report_uri"].removeprefix(f"s3://{config.storage.bucket}/")
-        uri = monitoring.put_object(config, key, drift_report.render(result), "text/html")
-        print(f"drift report: {uri}\nopen it in the Model health view: {report_view_url(uri)}")
-        return uri
-
-    @task.short_circuit
-    def decide_retrain(summary: dict, report_uri: str, params=None, ti=None):
-        """The train run to create (run id and conf) when train should run now; False skips trigger_train."""
-        import datetime as dt
-
-        from mlops.monitoring import check as monitoring
-        from mlops.monitoring import retrain
-
-        config = get_config()
-        cooldown = params.get("cooldown_hours")
-        cooldown = config.drift.cooldown_hours if cooldown is None else cooldown
-        in_flight = retrain.train_runs_in_flight(ti) if summary["fired"] else 0
-        last = retrain.last_run_time() if summary["fired"] and not in_flight else None
-        decision, why = retrain.decide(summary["fired"], in_flight, last, dt.datetime.now(dt.UTC), cooldown)
-        run_id = retrain.train_run_id(summary["drift_run_id"]) if decision == "trigger" else None
-        monitoring.record_decision(summary["drift_run_id"], decision, why, run_id)
-        if decision != "trigger":
-            print(f"train not triggered ({decision}): {why}")
-            return False
-        conf = retrain.train_conf({**summary, "report_uri": report_uri})
-        print(f"triggering {TRAIN_DAG_ID} as run {run_id}: {conf['reason']}")
-        return {"run_id": run_id, "conf": conf}
-
+    """Wiring only: each task above holds its step."""
     summary = measure(champion())
     request = decide_retrain(summary, report(summary))
     # The standard operator: its "Triggered DAG" link opens the train run from this run's grid.
