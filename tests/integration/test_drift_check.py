@@ -73,7 +73,7 @@ def champion(stack):
     from mlflow.models import infer_signature
 
     from mlops.labels import add_label
-    from mlops.monitoring.drift import classification_metrics
+    from mlops.monitoring.drift import realized_metrics
 
     mlflow.set_tracking_uri(stack.mlflow_url)
     frame = add_label(weather("2030-06-01", 2000, winter=False, seed=1), DATASET).dropna(subset=[DATASET.label.name])
@@ -95,7 +95,7 @@ def champion(stack):
     version = mlflow.register_model(info.model_uri, name)
     client = mlflow.MlflowClient()
     proba = model.predict_proba(holdout[columns])[:, 1]
-    metrics = classification_metrics(holdout[DATASET.label.name], proba, (proba >= 0.5).astype(int))
+    metrics = realized_metrics(holdout[DATASET.label.name], proba, (proba >= 0.5).astype(int))
     for metric in ("accuracy", "f1", "brier"):
         client.set_model_version_tag(name, version.version, f"holdout_{metric}", str(metrics[metric]))
     client.set_registered_model_alias(name, "champion", version.version)

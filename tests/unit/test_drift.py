@@ -205,12 +205,12 @@ def test_classification_metrics_by_hand():
     y = [1, 0, 1, 1, 0]
     p = [0.9, 0.2, 0.4, 0.7, 0.6]
     yhat = [1, 0, 0, 1, 1]
-    m = drift.classification_metrics(y, p, yhat)
+    m = drift.realized_metrics(y, p, yhat)
     # TP 2, FP 1, FN 1, TN 1
     assert m["accuracy"] == pytest.approx(3 / 5)
     assert m["f1"] == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))
     assert m["brier"] == pytest.approx((0.01 + 0.04 + 0.36 + 0.09 + 0.36) / 5)
-    assert drift.classification_metrics([0, 0], [0.1, 0.2], [0, 0])["f1"] is None
+    assert drift.realized_metrics([0, 0], [0.1, 0.2], [0, 0])["f1"] is None
 
 
 def test_realized_performance_joins_the_label_that_arrived_later():
@@ -226,7 +226,7 @@ def test_realized_performance_joins_the_label_that_arrived_later():
     predictions["predicted_label"] = (predictions["probability"] >= 0.5).astype(int)
     result = drift.realized_performance(predictions, labeled, time_col, DATASET.label.name)
     truth = np.array(rain[4:10], dtype=float)  # label at t = rain at t+4h
-    expected = drift.classification_metrics(truth, predictions["probability"][:6], predictions["predicted_label"][:6])
+    expected = drift.realized_metrics(truth, predictions["probability"][:6], predictions["predicted_label"][:6])
     assert result["n"] == 6 and result["n_predictions"] == 8
     assert result["accuracy"] == pytest.approx(expected["accuracy"])
     assert result["brier"] == pytest.approx(expected["brier"])

@@ -33,7 +33,7 @@ def test_estimate_equals_realized_on_a_calibrated_model():
     y = (rng.uniform(size=p.size) < p).astype(int)  # calibrated by construction
     yhat = (p >= 0.5).astype(int)
     estimated = performance.estimated_metrics(p, yhat)
-    realized = performance.classification_metrics(y, p, yhat)
+    realized = performance.realized_metrics(y, p, yhat)
     for metric in ("accuracy", "f1", "brier"):
         assert estimated[metric] == pytest.approx(realized[metric], abs=0.005), metric
 

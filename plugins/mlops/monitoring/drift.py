@@ -46,16 +46,16 @@ import numpy as np
 import pandas as pd
 
 from mlops.config import DatasetConfig, DriftConfig
-from mlops.monitoring.performance import (  # noqa: F401 (classification_metrics, holdout_metrics: this module's API)
+from mlops.monitoring.performance import (  # noqa: F401 (realized_metrics, holdout_metrics: this module's API)
     PERFORMANCE_METRICS,
     bucket_frequency,
     calibration_status,
-    classification_metrics,
     estimated_performance,
     holdout_metrics,
     judgement,
     labeled_minimum,
     metric_drops,
+    realized_metrics,
     realized_performance,
     window_periods,
 )

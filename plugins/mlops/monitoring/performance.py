@@ -44,7 +44,7 @@ MIN_PERIODS_PER_BUCKET = 7
 CBPE_SOURCE = "CBPE (NannyML): expected confusion matrix from calibrated probabilities"
 
 
-def classification_metrics(y_true, probability, predicted) -> dict:
+def realized_metrics(y_true, probability, predicted) -> dict:
     """Accuracy, F1 (positive class) and Brier score; F1 is None when it is undefined."""
     y = np.asarray(y_true, dtype=float)
     p = np.asarray(probability, dtype=float)
@@ -137,9 +137,9 @@ def realized_performance(
         return None
     truth = labeled[[time_column, label]].dropna().drop_duplicates(time_column)
     joined = predictions.merge(truth, on=time_column, how="inner")
-    overall = classification_metrics(joined[label], joined["probability"], joined["predicted_label"])
+    overall = realized_metrics(joined[label], joined["probability"], joined["predicted_label"])
     periods = [
-        {"period": period, **classification_metrics(group[label], group["probability"], group["predicted_label"])}
+        {"period": period, **realized_metrics(group[label], group["probability"], group["predicted_label"])}
         for period, group in joined.groupby(_period_labels(joined[time_column], bucket), sort=True)
     ]
     return {**overall, "n_predictions": int(len(predictions)), "bucket": bucket, "periods": periods}
