@@ -12,9 +12,9 @@ For each size N it
    `predict_proba` on them: the baseline;
 3. in another fresh process, times the project's scoring path on the batch,
    `mlops.scoring.batch.score_with`: chunked keyset reads from the warehouse, the signature
-   check, predict_proba, the delete + insert of the predictions in one transaction, the
-   Parquet file written and put in place in the object store (a real SeaweedFS started by
-   this script on free ports). Not included: resolving the alias and loading the model
+   check, predict_proba into a local Parquet file, its upload to a staging key, the delete +
+   insert of the predictions in one short transaction, then the copy to the final key in the
+   object store (a real SeaweedFS started by this script on free ports). Not included: resolving the alias and loading the model
    from MLflow (once per batch, independent of N), Airflow's task start-up, and the
    process's first-use costs (imports, the S3 client), paid untimed by scoring a 1,000-row
    warm-up batch first, as a worker does with its first batch.

@@ -109,14 +109,16 @@ def batch_score():
         max_active_tis_per_dagrun=get_config().scoring.parallel_batches,
         map_index_template="{{ group_label }}",
     )
-    def score(group: dict, models: dict, outlet_events=None, dag_run=None) -> dict:
+    def score(group: dict, models: dict, outlet_events=None, dag_run=None, ti=None) -> dict:
         from airflow.sdk import get_current_context
 
         from mlops.io import warehouse
         from mlops.scoring.batch import score_group
 
         get_current_context()["group_label"] = group["label"]  # names the mapped task in the UI
+        # A retry skips the batches an earlier attempt of this run finished (scored since its start).
         since = dag_run.start_date.astimezone(pendulum.UTC).strftime(warehouse.TIMESTAMP_FORMAT)
+        since = since if ti.try_number > 1 else None
         summary = score_group(group, models, since=since)
         print(f"scored {summary}")
         outlet_events[PREDICTIONS].extra = {

@@ -40,6 +40,8 @@ from mlops.crashpoints import crash_point as _crash_point
 from mlops.io.registry import CHALLENGER, CHAMPION, PENDING_DECISION_TAG, PREVIOUS_CHAMPION_TAG
 
 log = logging.getLogger(__name__)
+# Predictions of registered versions on holdouts, reused by propose (holdout_probabilities).
+HOLDOUT_CACHE_PREFIX = "cache/holdout_predictions/"
 
 BASELINES = ("persistence", "base_rate")
 # Fault injection for the kill tests: SIGKILL this process at the named step
@@ -304,6 +306,53 @@ def predict_positive(model, frame):
     return model.predict_proba(frame[list(model.feature_names_in_)])[:, 1]
 
 
+def holdout_cache_key(name: str, version: str, holdout) -> str:
+    """Object key of a version's predictions on one holdout: the holdout is identified by a
+    hash of its rows (every column, index excluded), so only the same model on the same rows
+    hits it."""
+    import hashlib
+
+    import pandas as pd
+
+    row_hashes = pd.util.hash_pandas_object(holdout, index=False).to_numpy()
+    digest = hashlib.sha256(row_hashes.tobytes()).hexdigest()[:32]
+    return f"{HOLDOUT_CACHE_PREFIX}{name}/{version}/{digest}.npy"
+
+
+def holdout_probabilities(name: str, version: str, holdout, load=None):
+    """P(positive) of a registered version on the holdout, float array (len(holdout),).
+
+    Reused from the object store when this version already scored these very rows (the champion
+    of the previous train run on an unchanged window, a retried propose): loading a model from
+    the registry costs seconds, more than the whole bootstrap. Otherwise the model is loaded
+    (`load(name, version)`, default load_version), run, and its predictions stored. The cache
+    is an optimisation only: any error reading or writing it falls back to predicting."""
+    import io
+
+    import numpy as np
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from mlops.io.connections import s3_client
+
+    key, bucket = holdout_cache_key(name, version, holdout), get_config().storage.bucket
+    try:
+        body = s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        cached = np.load(io.BytesIO(body), allow_pickle=False)
+        if cached.shape == (len(holdout),):
+            log.info("v%s holdout predictions reused from s3://%s/%s", version, bucket, key)
+            return cached
+    except (BotoCoreError, ClientError, ValueError) as exc:
+        log.info("no reusable holdout predictions of v%s (%s): predicting", version, exc)
+    proba = np.asarray(predict_positive((load or load_version)(name, version), holdout), dtype="float64")
+    buffer = io.BytesIO()
+    np.save(buffer, proba, allow_pickle=False)
+    try:
+        s3_client().put_object(Bucket=bucket, Key=key, Body=buffer.getvalue())
+    except (BotoCoreError, ClientError) as exc:
+        log.warning("could not store the holdout predictions of v%s: %s", version, exc)
+    return proba
+
+
 # ---------------------------------------------------------------- recording
 
 
@@ -520,12 +569,12 @@ def propose(window: dict, snapshot: dict, train_result: dict, registered: dict, 
 
     _, holdout = training.load_split(window, dataset, cfg.model.holdout_fraction, snapshot["data_digest"])
     probas = {
-        "candidate": predict_positive(load_version(name, version), holdout),
+        "candidate": holdout_probabilities(name, version, holdout),
         "persistence": persistence_proba(holdout, dataset),
         "base_rate": base_rate_proba(len(holdout), train_result["baselines"]["positive_rate"]),
     }
     if champion_version is not None:
-        probas["champion"] = predict_positive(load_version(name, champion_version), holdout)
+        probas["champion"] = holdout_probabilities(name, champion_version, holdout)
     evidence = evaluate(holdout[dataset.label.name].to_numpy(), probas, cfg)
     metric = cfg.promotion.metric
     verdict = decide(
