@@ -243,7 +243,8 @@ def run_child(role: str, rows: int, env: dict, model_path: Path, batches: int = 
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> int:
+def _parser() -> argparse.ArgumentParser:
+    """The command line: sizes, model, workdir, threads, and the hidden child-process options."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--sizes", default="1000000,10000000,100x1000", help="comma-separated row counts or BATCHESxROWS"
@@ -265,7 +266,11 @@ def main() -> int:
     parser.add_argument("--rows", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--model-path", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--batches", type=int, default=1, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> int:
+    args = _parser().parse_args()
 
     if args.child:
         result = {
