@@ -142,7 +142,7 @@ def decide(window: dict, trained: dict, registered: dict) -> dict:
     from mlops.training.promotion import propose
 
     settings, trigger = _context()
-    decision = propose(window, window, trained, registered, settings, trigger)
+    decision = propose(window, trained, registered, settings, trigger)
     print(f"gate: {decision['outcome']}: {decision['reason']}")
     return decision
 

@@ -119,7 +119,7 @@ def _point_mlflow_at(monkeypatch, host: str, port: int | None) -> None:
 def _every_caller_fails(name: str, caplog) -> None:
     registered = {"model_name": name, "version": "2"}
     calls = {
-        "promote": lambda: promotion.promote({}, {}, {}, registered, {"force_promote": False}, TRIGGER),
+        "promote": lambda: promotion.promote({}, {}, registered, {"force_promote": False}, TRIGGER),
         "rollback": lambda: promotion.rollback(None, TRIGGER),
         "batch_score": scoring.resolve_models,
         "drift_check": lambda: monitoring.resolve_champion(get_config()),

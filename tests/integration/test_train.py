@@ -667,7 +667,7 @@ from mlops.training.promotion import promote
 from mlops.training.pipeline import register
 a = json.load(open("args.json"))
 registered = register(a["trained"], a["window"], a["trigger"])
-promote(a["window"], a["window"], a["trained"], registered, {"force_promote": False}, a["trigger"])
+promote(a["window"], a["trained"], registered, {"force_promote": False}, a["trigger"])
 """
 
 

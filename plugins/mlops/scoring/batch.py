@@ -261,7 +261,7 @@ def _parquet_schema(time_column: str):
     )
 
 
-def _prepare(conn, sql_name: str, **context):
+def _compile_sql(conn, sql_name: str, **context):
     """(SQL in the driver's own parameter style, parameter order or None) of a query file.
 
     Bulk reads and writes go through the DB-API cursor: SQLAlchemy's per-row work would cost
@@ -388,7 +388,7 @@ def _read_chunks(batch_id: str, selected: list[str], chunk_rows: int, engine):
 
     time_col = get_config().dataset.time_column
     with engine.connect() as conn:
-        chunk_sql, chunk_order = _prepare(conn, "scoring/observation_chunk.sql", selected=selected)
+        chunk_sql, chunk_order = _compile_sql(conn, "scoring/observation_chunk.sql", selected=selected)
         cursor = conn.connection.cursor()
         after = TIME_MIN
         while True:
@@ -475,7 +475,7 @@ def _swap_rows_in(files: dict, scorers: dict, constants: dict, chunk_rows: int, 
     seconds = _parquet_schema(time_col).field(time_col).type  # Parquet stores them as milliseconds
     scored_at = constants["scored_at"].strftime(warehouse.TIMESTAMP_FORMAT)
     with engine.begin() as conn:
-        delete_sql, delete_order = _prepare(conn, "scoring/delete_predictions.sql")
+        delete_sql, delete_order = _compile_sql(conn, "scoring/delete_predictions.sql")
         inserter = _PredictionInserter(conn)
         cursor = conn.connection.cursor()
         for role, (version, _, _) in scorers.items():
@@ -522,7 +522,7 @@ class _PredictionInserter:
 
     def _statement(self, rows: int):
         if rows not in self.statements:
-            sql, order = _prepare(self.conn, "scoring/insert_predictions.sql", rows=rows)
+            sql, order = _compile_sql(self.conn, "scoring/insert_predictions.sql", rows=rows)
             names = [f"{kind}{i}" for i in range(rows) for kind in ("t", "p", "l")]
             if order is not None and tuple(order) != (*self.CONSTANTS, *names):
                 raise RuntimeError("insert_predictions.sql: unexpected parameter order")

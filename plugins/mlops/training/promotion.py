@@ -531,17 +531,17 @@ def _resume(client, name: str, decision_id: str) -> dict | None:
 # ---------------------------------------------------------------- promote (train's last task)
 
 
-def promote(window: dict, snapshot: dict, train_result: dict, registered: dict, settings: dict, trigger: dict) -> dict:
+def promote(snapshot: dict, train_result: dict, registered: dict, settings: dict, trigger: dict) -> dict:
     """Compare the challenger with the champion and the baselines on the holdout, move the alias or
     refuse; record why (crash-safe, see the module docstring). Returns the decision.
 
     Raises registry.RegistryUnavailable when the registry cannot say who is champion, ValueError
     when the decision needs a person's approval (the train DAG asks for it between propose and
     complete)."""
-    return complete(propose(window, snapshot, train_result, registered, settings, trigger), None)
+    return complete(propose(snapshot, train_result, registered, settings, trigger), None)
 
 
-def propose(window: dict, snapshot: dict, train_result: dict, registered: dict, settings: dict, trigger: dict) -> dict:
+def propose(snapshot: dict, train_result: dict, registered: dict, settings: dict, trigger: dict) -> dict:
     """The decision about the challenger, not yet carried out: the gate's verdict plus
     "approval" {"mode", "required", "close_calls", "body" (markdown for the person asked)}.
     A decision this DAG run already took (recorded, or pending and now completed) comes back
@@ -567,7 +567,7 @@ def propose(window: dict, snapshot: dict, train_result: dict, registered: dict, 
             f"v{version} of {name!r} is already champion but no decision of {decision_id} is recorded or pending"
         )
 
-    _, holdout = training.load_split(window, dataset, cfg.model.holdout_fraction, snapshot["data_digest"])
+    _, holdout = training.load_split(snapshot, dataset, cfg.model.holdout_fraction, snapshot["data_digest"])
     probas = {
         "candidate": holdout_probabilities(name, version, holdout),
         "persistence": persistence_proba(holdout, dataset),
