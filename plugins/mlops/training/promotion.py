@@ -93,24 +93,11 @@ def decide(
     name: paired_bootstrap of candidate minus persistence, higher is better}. counts and
     minimums: {"positives": n, "negatives": n} of the holdout and the configured floors.
     Outcomes: insufficient_evidence, rejected, first_champion, promoted, forced."""
-    short = [
-        f"{counts[kind]} {kind[:-1]} holdout rows (promotion.min_holdout_{kind} = {minimums[kind]})"
-        for kind in ("positives", "negatives")
-        if counts[kind] < minimums[kind]
-    ]
+    short = _shortfalls(counts, minimums)
     failures = [] if short else _evidence_failures(metric, scores, tests, guards)
     champion = scores.get("champion")
     if champion is not None and not short:
-        test = tests["champion"]
-        if test is None:
-            raise ValueError("a paired test is required when there is a champion")
-        if not test["difference"] > min_improvement:
-            failures.append(
-                f"{metric} {scores['candidate']:.4f} vs champion v{champion_version} {champion:.4f}: difference "
-                f"{test['difference']:+.4f} is not above the required margin {min_improvement:+.4f}"
-            )
-        if not test["ci_low"] > 0:
-            failures.append(f"vs champion v{champion_version}: the bootstrap {_ci(test)} does not lie above 0")
+        failures += _champion_failures(metric, scores, tests["champion"], min_improvement, champion_version)
     gate = "too little evidence: " + "; ".join(short) if short else "; ".join(failures)
     if gate and force:
         return {
@@ -122,7 +109,40 @@ def decide(
         return {"outcome": "insufficient_evidence", "promote": False, "reason": gate}
     if failures:
         return {"outcome": "rejected", "promote": False, "reason": gate}
+    return _passed(metric, scores, tests, champion_version)
+
+
+def _shortfalls(counts: dict, minimums: dict) -> list[str]:
+    """The holdout's classes below their configured floor (empty: enough evidence)."""
+    return [
+        f"{counts[kind]} {kind[:-1]} holdout rows (promotion.min_holdout_{kind} = {minimums[kind]})"
+        for kind in ("positives", "negatives")
+        if counts[kind] < minimums[kind]
+    ]
+
+
+def _champion_failures(
+    metric: str, scores: dict, test: dict | None, min_improvement: float, champion_version: str | None
+) -> list[str]:
+    """Why the candidate does not beat the champion by the margin (empty: it does)."""
+    if test is None:
+        raise ValueError("a paired test is required when there is a champion")
+    champion = scores["champion"]
+    failures = []
+    if not test["difference"] > min_improvement:
+        failures.append(
+            f"{metric} {scores['candidate']:.4f} vs champion v{champion_version} {champion:.4f}: difference "
+            f"{test['difference']:+.4f} is not above the required margin {min_improvement:+.4f}"
+        )
+    if not test["ci_low"] > 0:
+        failures.append(f"vs champion v{champion_version}: the bootstrap {_ci(test)} does not lie above 0")
+    return failures
+
+
+def _passed(metric: str, scores: dict, tests: dict, champion_version: str | None) -> dict:
+    """The verdict of a candidate that passed the gate: first_champion or promoted."""
     versus = ", ".join(f"{b.replace('_', ' ')} {_ci(tests[b])}" for b in BASELINES)
+    champion = scores.get("champion")
     if champion is None:
         return {
             "outcome": "first_champion",
