@@ -570,7 +570,6 @@ def propose(snapshot: dict, train_result: dict, registered: dict, settings: dict
 
     from mlops.io import registry
     from mlops.training import pipeline as training
-    from mlops.training.metrics import base_rate_proba, persistence_proba
 
     cfg = get_config()
     dataset = cfg.dataset
@@ -588,6 +587,35 @@ def propose(snapshot: dict, train_result: dict, registered: dict, settings: dict
         )
 
     _, holdout = training.load_split(snapshot, dataset, cfg.model.holdout_fraction, snapshot["data_digest"])
+    evidence = _holdout_evidence(name, version, champion_version, holdout, train_result, cfg)
+    metric = cfg.promotion.metric
+    verdict = decide(
+        metric, evidence["scores"], evidence["tests"], evidence["guards"], evidence["counts"], evidence["minimums"],
+        cfg.promotion.min_improvement, force=settings["force_promote"], champion_version=champion_version,
+    )  # fmt: skip
+    decision = _decision_record(
+        decision_id, name, version, champion_version, verdict, evidence, holdout, train_result, trigger, cfg
+    )
+    close = close_calls(evidence["tests"], evidence["guards"], cfg.promotion.min_improvement)
+    mode = cfg.promotion.approval
+    decision["approval"] = {
+        "mode": mode,
+        "required": needs_approval(mode, verdict["outcome"], close),
+        "close_calls": close,
+    }
+    if decision["approval"]["required"]:
+        decision["approval"]["body"] = approval_body(decision, _links(client, decision, registered, trigger))
+    log.info(
+        "decision %s: %s (approval needed: %s)", verdict["outcome"], verdict["reason"], decision["approval"]["required"]
+    )
+    return decision
+
+
+def _holdout_evidence(name: str, version: str, champion_version: str | None, holdout, train_result: dict, cfg) -> dict:
+    """evaluate() of the candidate, the baselines and the champion (if any) on the holdout."""
+    from mlops.training.metrics import base_rate_proba, persistence_proba
+
+    dataset = cfg.dataset
     probas = {
         "candidate": holdout_probabilities(name, version, holdout),
         "persistence": persistence_proba(holdout, dataset),
@@ -595,13 +623,25 @@ def propose(snapshot: dict, train_result: dict, registered: dict, settings: dict
     }
     if champion_version is not None:
         probas["champion"] = holdout_probabilities(name, champion_version, holdout)
-    evidence = evaluate(holdout[dataset.label.name].to_numpy(), probas, cfg)
+    return evaluate(holdout[dataset.label.name].to_numpy(), probas, cfg)
+
+
+def _decision_record(
+    decision_id: str,
+    name: str,
+    version: str,
+    champion_version: str | None,
+    verdict: dict,
+    evidence: dict,
+    holdout,
+    train_result: dict,
+    trigger: dict,
+    cfg,
+) -> dict:
+    """The decision as recorded (without its approval): verdict, evidence, holdout and trigger."""
+    dataset = cfg.dataset
     metric = cfg.promotion.metric
-    verdict = decide(
-        metric, evidence["scores"], evidence["tests"], evidence["guards"], evidence["counts"], evidence["minimums"],
-        cfg.promotion.min_improvement, force=settings["force_promote"], champion_version=champion_version,
-    )  # fmt: skip
-    decision = {
+    return {
         "decision_id": decision_id,
         "decided_at": _now(),
         "model_name": name,
@@ -631,19 +671,6 @@ def propose(snapshot: dict, train_result: dict, registered: dict, settings: dict
         "run_id": trigger["run_id"],
         "parent_run_id": train_result["parent_run_id"],
     }
-    close = close_calls(evidence["tests"], evidence["guards"], cfg.promotion.min_improvement)
-    mode = cfg.promotion.approval
-    decision["approval"] = {
-        "mode": mode,
-        "required": needs_approval(mode, verdict["outcome"], close),
-        "close_calls": close,
-    }
-    if decision["approval"]["required"]:
-        decision["approval"]["body"] = approval_body(decision, _links(client, decision, registered, trigger))
-    log.info(
-        "decision %s: %s (approval needed: %s)", verdict["outcome"], verdict["reason"], decision["approval"]["required"]
-    )
-    return decision
 
 
 def complete(decision: dict, answer: dict | None) -> dict:
