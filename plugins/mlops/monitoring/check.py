@@ -242,10 +242,22 @@ def write_rows(result: dict) -> None:
     warehouse.ensure_schema()
     now = dt.datetime.now(dt.UTC).strftime(warehouse.TIMESTAMP_FORMAT)
     run_id = result["drift_run_id"]
+    run_row = _run_row(result, now)
+    feature_rows = _feature_rows(result, now)
+    with warehouse.engine().begin() as conn:
+        for statement in warehouse.split_statements(warehouse.render_sql("drift/delete_run.sql")):
+            conn.execute(sa.text(statement), {"drift_run_id": run_id})
+        conn.execute(sa.text(warehouse.render_sql("drift/insert_run.sql")), run_row)
+        conn.execute(sa.text(warehouse.render_sql("drift/insert_feature.sql")), feature_rows)
+
+
+def _run_row(result: dict, now: str) -> dict:
+    """The run's drift_runs row: window, drift rule, score drift and realized performance."""
+    run_id = result["drift_run_id"]
     performance = result["performance"]
     champion, challenger, holdout = performance["champion"], performance["challenger"], performance["holdout"]
     rule, scores = result["rule"], result["scores"]
-    run_row = {
+    return {
         "drift_run_id": run_id,
         "airflow_run_id": result["airflow_run_id"],
         "model_name": result["champion"]["model_name"],
@@ -275,7 +287,12 @@ def write_rows(result: dict) -> None:
         "report_uri": result["report_uri"],
         "created_at": now,
     }
-    feature_rows = [
+
+
+def _feature_rows(result: dict, now: str) -> list[dict]:
+    """The run's drift rows, one per feature."""
+    run_id = result["drift_run_id"]
+    return [
         {
             "drift_run_id": run_id,
             "feature": f["feature"],
@@ -295,11 +312,6 @@ def write_rows(result: dict) -> None:
         }
         for f in result["features"]
     ]
-    with warehouse.engine().begin() as conn:
-        for statement in warehouse.split_statements(warehouse.render_sql("drift/delete_run.sql")):
-            conn.execute(sa.text(statement), {"drift_run_id": run_id})
-        conn.execute(sa.text(warehouse.render_sql("drift/insert_run.sql")), run_row)
-        conn.execute(sa.text(warehouse.render_sql("drift/insert_feature.sql")), feature_rows)
 
 
 def record_decision(run_id: str, decision: str, detail: str, train_run_id: str | None = None) -> None:
