@@ -169,24 +169,10 @@ def render(result: dict) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
-    rule, window, champion = result["rule"], result["window"], result["champion"]
-    thresholds = result["thresholds"]
-    verdict = "RETRAINING RULE FIRED" if rule["fired"] else "no drift rule fired"
+    rule = result["rule"]
     feature_rows = [_feature_row(f) for f in result["features"]]
-    plots = [
-        f'<h3>{html.escape(f["feature"])}{" (drifted)" if f["drifted"] else ""}</h3><img src="{distribution_plot(f["feature"], f["bins"])}">'
-        for f in result["features"]
-        if f.get("bins")
-    ]
-    scores = result.get("scores")
-    score_html = "<p>No champion predictions in the window.</p>"
-    if scores:
-        score_html = (
-            f"<p>PSI {_fmt(scores['psi'])}, chi-square p-value {_fmt(scores['p_value'])}, mean score "
-            f"{_fmt(scores['reference_mean'])} (reference) → {_fmt(scores['current_mean'])} (current), "
-            f"{scores['n_current']} predictions.</p>"
-            f'<img src="{distribution_plot("champion score", scores["bins"])}">'
-        )
+    plots = _feature_plots(result["features"])
+    score_html = _score_html(result.get("scores"))
     performance = result["performance"]
     perf_plot = performance_plot(performance)
     drops = performance.get("drops") or []
@@ -199,18 +185,7 @@ td, th {{ border: 1px solid #ccc; padding: 3px 7px; text-align: left; }}
 tr.drift td {{ background: #fde2e1; }}
 .verdict {{ font-size: 1.2em; font-weight: bold; color: {"#b00" if rule["fired"] else "#070"}; }}
 </style></head><body>
-<h1>{TITLE}: {html.escape(result["drift_run_id"])}</h1>
-<p class="verdict">{verdict}</p>
-<p>{html.escape(rule["reason"])}</p>
-<p>Model <b>{html.escape(champion["model_name"])}</b> version {html.escape(champion["version"])} (champion);
-reference: its training data, {result["n_reference"]} rows (profile of {html.escape(str(result.get("reference_created_at")))}).
-Current: {result["n_current"]} observations in ({window["start"]}, {window["end"]}] ({window["days"]} days).
-Generated {result["created_at"]} UTC by Airflow run {html.escape(result["airflow_run_id"])}.</p>
-<p>Thresholds: PSI ≥ {thresholds["psi"]:g} together with KS p &lt; {thresholds["ks_pvalue"]:g} (numeric) or
-chi-square p &lt; {thresholds["chi2_pvalue"]:g} (categorical); missing rate change &gt; {thresholds["missing_rate_change"]:g};
-rule: drifted share ≥ {thresholds["drifted_feature_share"]:g} or realized or estimated performance worse than
-holdout by &gt; {thresholds["performance_drop"]:g} (over ≥ {performance.get("min_labeled", thresholds["min_labeled"])}
-predictions at this data set's frequency).</p>
+{_summary_html(result)}
 <h2>Features</h2>
 {_season_html(result.get("season"))}
 {_source_html(result.get("source"))}
@@ -229,3 +204,43 @@ predictions at this data set's frequency).</p>
 {"".join(plots)}
 </body></html>
 """
+
+
+def _feature_plots(features: list[dict]) -> list[str]:
+    """One heading and distribution plot per feature that has bins."""
+    return [
+        f'<h3>{html.escape(f["feature"])}{" (drifted)" if f["drifted"] else ""}</h3><img src="{distribution_plot(f["feature"], f["bins"])}">'
+        for f in features
+        if f.get("bins")
+    ]
+
+
+def _score_html(scores: dict | None) -> str:
+    """The prediction drift section: the champion's score shift and its plot."""
+    if not scores:
+        return "<p>No champion predictions in the window.</p>"
+    return (
+        f"<p>PSI {_fmt(scores['psi'])}, chi-square p-value {_fmt(scores['p_value'])}, mean score "
+        f"{_fmt(scores['reference_mean'])} (reference) → {_fmt(scores['current_mean'])} (current), "
+        f"{scores['n_current']} predictions.</p>"
+        f'<img src="{distribution_plot("champion score", scores["bins"])}">'
+    )
+
+
+def _summary_html(result: dict) -> str:
+    """The verdict, the model, reference and window, and the thresholds."""
+    rule, window, champion = result["rule"], result["window"], result["champion"]
+    thresholds, performance = result["thresholds"], result["performance"]
+    verdict = "RETRAINING RULE FIRED" if rule["fired"] else "no drift rule fired"
+    return f"""<h1>{TITLE}: {html.escape(result["drift_run_id"])}</h1>
+<p class="verdict">{verdict}</p>
+<p>{html.escape(rule["reason"])}</p>
+<p>Model <b>{html.escape(champion["model_name"])}</b> version {html.escape(champion["version"])} (champion);
+reference: its training data, {result["n_reference"]} rows (profile of {html.escape(str(result.get("reference_created_at")))}).
+Current: {result["n_current"]} observations in ({window["start"]}, {window["end"]}] ({window["days"]} days).
+Generated {result["created_at"]} UTC by Airflow run {html.escape(result["airflow_run_id"])}.</p>
+<p>Thresholds: PSI ≥ {thresholds["psi"]:g} together with KS p &lt; {thresholds["ks_pvalue"]:g} (numeric) or
+chi-square p &lt; {thresholds["chi2_pvalue"]:g} (categorical); missing rate change &gt; {thresholds["missing_rate_change"]:g};
+rule: drifted share ≥ {thresholds["drifted_feature_share"]:g} or realized or estimated performance worse than
+holdout by &gt; {thresholds["performance_drop"]:g} (over ≥ {performance.get("min_labeled", thresholds["min_labeled"])}
+predictions at this data set's frequency).</p>"""
