@@ -269,71 +269,59 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main() -> int:
-    args = _parser().parse_args()
+def _child_main(args: argparse.Namespace) -> int:
+    """Run one measurement in this (child) process and print its result as JSON."""
+    result = {
+        "generate": lambda: child_generate(args.rows, args.batches),
+        "raw": lambda: child_raw(args.rows, args.model_path),
+        "score": lambda: child_score(args.rows, args.model_path, args.batches),
+    }[args.child]()
+    print(json.dumps(result), flush=True)
+    return 0
 
-    if args.child:
-        result = {
-            "generate": lambda: child_generate(args.rows, args.batches),
-            "raw": lambda: child_raw(args.rows, args.model_path),
-            "score": lambda: child_score(args.rows, args.model_path, args.batches),
-        }[args.child]()
-        print(json.dumps(result), flush=True)
-        return 0
 
-    import stack
-
-    sizes = [parse_size(s) for s in args.sizes.split(",")]
-    workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="bench-scoring-"))).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    settings = stack.Settings.from_env(workdir / "stack")
-    settings.s3_port, settings.weed_base_port = stack.free_port(), stack.free_weed_base()
+def _base_env(settings, workdir: Path, threads: int) -> dict:
+    """The children's environment: the stack's connections, no MLOPS__ overrides, pinned BLAS threads."""
     base_env = {
         **os.environ,
         **settings.connection_env(),
         "AIRFLOW_HOME": str(workdir / "airflow_home"),
     }
     base_env = {k: v for k, v in base_env.items() if not k.startswith("MLOPS__")}
-    threads = str(args.threads)
-    base_env.update(OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
-    model_path = workdir / f"model-{args.model}.joblib"
+    n = str(threads)
+    base_env.update(OMP_NUM_THREADS=n, OPENBLAS_NUM_THREADS=n, MKL_NUM_THREADS=n)
+    return base_env
+
+
+def _bench_size(batches: int, rows: int, base_env: dict, model_path: Path, workdir: Path) -> tuple:
+    """Generate the size's warehouse once, then time raw predict_proba and the scoring path."""
+    db = workdir / f"warehouse-{batches}x{rows}.db"
+    env = {
+        **base_env,
+        "AIRFLOW_CONN_WAREHOUSE": json.dumps({"conn_type": "sqlite", "host": str(db)}),
+    }
+    marker = db.with_suffix(".with-warmup")
+    if not marker.exists():
+        db.unlink(missing_ok=True)
+        t0 = time.perf_counter()
+        run_child("generate", rows, env, model_path, batches)
+        marker.write_text("ok")
+        print(
+            f"[bench] generated {rows:,} rows in {time.perf_counter() - t0:.0f}s",
+            flush=True,
+        )
+    raw = run_child("raw", rows, env, model_path)
+    print(f"[bench] {rows:,} raw predict_proba: {raw['seconds']:.1f}s", flush=True)
+    e2e = run_child("score", rows, env, model_path, batches)
     print(
-        f"[bench] workdir {workdir}; training the {args.model} model on the example data",
+        f"[bench] {rows:,} scoring path: {e2e['seconds']:.1f}s, peak RSS {e2e['peak_rss_mb']:.0f} MB",
         flush=True,
     )
-    sys.path.insert(0, str(ROOT / "plugins"))
-    train_model(args.model, model_path)
-    print("[bench] starting SeaweedFS on free ports", flush=True)
-    stack.start_object_store(settings)
-    results = []
-    try:
-        for batches, rows in sizes:
-            db = workdir / f"warehouse-{batches}x{rows}.db"
-            env = {
-                **base_env,
-                "AIRFLOW_CONN_WAREHOUSE": json.dumps({"conn_type": "sqlite", "host": str(db)}),
-            }
-            marker = db.with_suffix(".with-warmup")
-            if not marker.exists():
-                db.unlink(missing_ok=True)
-                t0 = time.perf_counter()
-                run_child("generate", rows, env, model_path, batches)
-                marker.write_text("ok")
-                print(
-                    f"[bench] generated {rows:,} rows in {time.perf_counter() - t0:.0f}s",
-                    flush=True,
-                )
-            raw = run_child("raw", rows, env, model_path)
-            print(f"[bench] {rows:,} raw predict_proba: {raw['seconds']:.1f}s", flush=True)
-            e2e = run_child("score", rows, env, model_path, batches)
-            print(
-                f"[bench] {rows:,} scoring path: {e2e['seconds']:.1f}s, peak RSS {e2e['peak_rss_mb']:.0f} MB",
-                flush=True,
-            )
-            results.append((batches, rows, raw, e2e))
-    finally:
-        stack.stop_process(settings, "seaweedfs")
+    return batches, rows, raw, e2e
 
+
+def _print_table(args: argparse.Namespace, results: list[tuple]) -> None:
+    """The summary table: throughput of raw predict_proba and of the scoring path, peak RSS."""
     print(
         f"\nmodel: {args.model}; threads: {args.threads}; chunk rows: include/config/pipeline.yaml (scoring.chunk_rows)"
     )
@@ -347,6 +335,39 @@ def main() -> int:
             f"{label:>12} {raw_rate:>12,.0f} {e2e_rate:>12,.0f} {e2e_rate / raw_rate:>8.2f} "
             f"{e2e['peak_rss_mb']:>14.0f} MB {e2e['rss_before_mb']:>16.0f} MB"
         )
+
+
+def main() -> int:
+    args = _parser().parse_args()
+
+    if args.child:
+        return _child_main(args)
+
+    import stack
+
+    sizes = [parse_size(s) for s in args.sizes.split(",")]
+    workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="bench-scoring-"))).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    settings = stack.Settings.from_env(workdir / "stack")
+    settings.s3_port, settings.weed_base_port = stack.free_port(), stack.free_weed_base()
+    base_env = _base_env(settings, workdir, args.threads)
+    model_path = workdir / f"model-{args.model}.joblib"
+    print(
+        f"[bench] workdir {workdir}; training the {args.model} model on the example data",
+        flush=True,
+    )
+    sys.path.insert(0, str(ROOT / "plugins"))
+    train_model(args.model, model_path)
+    print("[bench] starting SeaweedFS on free ports", flush=True)
+    stack.start_object_store(settings)
+    results = []
+    try:
+        for batches, rows in sizes:
+            results.append(_bench_size(batches, rows, base_env, model_path, workdir))
+    finally:
+        stack.stop_process(settings, "seaweedfs")
+
+    _print_table(args, results)
     return 0
 
 
