@@ -435,14 +435,7 @@ def numeric_drift_from_counts(
     strata = by_stratum(reference.get("strata_bin_counts") or {}, season.key) if season.reference_rows else {}
     weighted = season_weighted(strata, ref_counts, season)
     statistic, pvalue = ks_against_expected(weighted["expected"], weighted["effective_n"], cur_counts)
-    seasonal.update(
-        psi=psi(weighted["expected"], cur_counts),
-        statistic=statistic,
-        p_value=pvalue,
-        fallback_strata=weighted["fallback"],
-        widened_strata=weighted["widened"],
-        effective_reference_n=weighted["effective_n"],
-    )
+    _set_seasonal(seasonal, weighted, cur_counts, statistic, pvalue)
     result.update(
         # Mean shift in reference standard deviations: an effect size people can read.
         distance=_mean_shift(reference, mean),
@@ -457,6 +450,18 @@ def numeric_drift_from_counts(
         },
     )
     return _judge(result, raw, seasonal, thresholds.ks_pvalue, thresholds)
+
+
+def _set_seasonal(seasonal: dict, weighted: dict, cur_counts, statistic: float, p_value: float) -> None:
+    """Fill the season-adjusted stats: PSI against the weighted reference, the test, the strata used."""
+    seasonal.update(
+        psi=psi(weighted["expected"], cur_counts),
+        statistic=statistic,
+        p_value=p_value,
+        fallback_strata=weighted["fallback"],
+        widened_strata=weighted["widened"],
+        effective_reference_n=weighted["effective_n"],
+    )
 
 
 def _mean_shift(reference: dict, current_mean: float | None) -> float | None:
@@ -506,14 +511,7 @@ def categorical_drift_from_counts(
     weighted = season_weighted(strata, ref_counts, season)
     # The season-weighted reference as pseudo-counts of its effective size.
     statistic, pvalue = chi2_homogeneity(weighted["expected"] * weighted["effective_n"], cur_counts)
-    seasonal.update(
-        psi=psi(weighted["expected"], cur_counts),
-        statistic=statistic,
-        p_value=pvalue,
-        fallback_strata=weighted["fallback"],
-        widened_strata=weighted["widened"],
-        effective_reference_n=weighted["effective_n"],
-    )
+    _set_seasonal(seasonal, weighted, cur_counts, statistic, pvalue)
     result.update(
         distance=js_distance(ref_counts, cur_counts),
         distance_name="Jensen-Shannon distance",
