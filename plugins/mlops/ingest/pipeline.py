@@ -56,10 +56,6 @@ class SameContentLoaded(Exception):
     """Another batch with the same content checksum is already loaded (it won the claim)."""
 
 
-class StructuralError(Exception):
-    """The file's structure is wrong (encoding, delimiter, columns, compression, no rows)."""
-
-
 # ---------------------------------------------------------------- keys and ids
 
 

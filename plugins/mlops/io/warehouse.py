@@ -66,20 +66,6 @@ def engine():
     return warehouse_engine()
 
 
-def run_script(name: str, connection=None, **context) -> None:
-    """Execute every statement of an SQL file, in one transaction unless a connection is given."""
-    import sqlalchemy as sa
-
-    statements = split_statements(render_sql(name, **context))
-    if connection is not None:
-        for statement in statements:
-            connection.execute(sa.text(statement))
-        return
-    with engine().begin() as conn:
-        for statement in statements:
-            conn.execute(sa.text(statement))
-
-
 # `CREATE [UNIQUE] INDEX IF NOT EXISTS <name>` of the schema files.
 _CREATE_INDEX = re.compile(r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+IF\s+NOT\s+EXISTS\s+(\w+)", re.IGNORECASE)
 # `ALTER TABLE <table> ADD COLUMN <column> ...`: a column added to a table of older warehouses.
