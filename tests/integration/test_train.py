@@ -400,7 +400,7 @@ def test_promote_killed_at_each_step_and_retried_ends_like_an_uninterrupted_run(
         copy = f"{name}_{step or 'uninterrupted'}"
         _copy_versions(copy, versions, {"champion": "1", "challenger": "2"})
         args = {
-            "window": window, "snapshot": window, "train_result": trained,
+            "snapshot": window, "train_result": trained,
             "registered": {**registered, "model_name": copy, "version": "2"},
             "settings": {"force_promote": True},
             "trigger": {"dag_id": "train", "run_id": f"kill-{step}", "triggered_by": "test", "reason": "kill test"},
