@@ -9,20 +9,24 @@ does not depend on any model, so a new champion needs no re-profiling:
 * numeric features with a set of allowed values (and no range): a count per value (exact);
 * string features: a count per category (exact).
 
-Counts are stored sparse ({cell: count}); a day with at most EXACT_VALUES distinct values of
-a feature (any day of hourly data) stores its values' exact counts instead of cells, so a
-month of hourly data profiles to a few thousand numbers whatever its rows, and is exact.
-Profiles add up: merge() of the profiles of any split of rows equals the profile of all of
-them (a property test checks it).
+Counts are stored sparse, as parallel lists per feature and day (version 3): "values" and
+"value_counts" (exact values), "cells", "cell_counts", "cell_min" and "cell_max" (range
+cells with the smallest and largest value in each), "categories" and "category_counts".
+A day with at most EXACT_VALUES distinct values of a range feature (any day of hourly data)
+stores its values' exact counts instead of cells, so a month of hourly data profiles to a few
+thousand numbers whatever its rows, and is exact. Profiles add up: merge() of the profiles of
+any split of rows equals the profile of all of them (a property test checks it), and
+window_totals() sums a window in one grouped numpy sum per feature (np.bincount over the
+grid's cells, np.unique over exact values), not a dict update per cell and day.
 
-From a merged window, rebin() re-bins the grid onto the champion's decile edges. Range cells
-also keep their smallest and largest value, so a cell whose values all lie on one side of an
-edge is re-binned exactly (discrete values, common in sensor data, are often the edges
-themselves). A cell with values on both sides of a reference edge cannot be split: its rows
-go to the bin of the middle of its values, and the empirical CDF at that edge can be off by
-at most that cell's share of rows. The largest such share is returned as ks_error_bound: the binned KS statistic from
-a profile is within ks_error_bound of the one from rows (0 for exact cells), and PSI moves by
-the same order. With 4096 cells a cell of temperature spans 0.03 degrees C.
+From a merged window, rebin() re-bins the grid onto the champion's decile edges. A cell
+whose values all lie on one side of an edge is re-binned exactly by its smallest and largest
+value (discrete values, common in sensor data, are often the edges themselves). A cell with
+values on both sides of a reference edge cannot be split: its rows go to the bin of the
+middle of its values, and the empirical CDF at that edge can be off by at most that cell's
+share of rows. The largest such share is returned as ks_error_bound: the binned KS statistic
+from a profile is within ks_error_bound of the one from rows (0 for exact cells), and PSI
+moves by the same order. With 4096 cells a cell of temperature spans 0.03 degrees C.
 A numeric feature with neither range nor allowed values has no fixed grid: the caller reads
 its rows (profile_gaps() names such features).
 """
@@ -35,10 +39,10 @@ import pandas as pd
 from mlops.config import ColumnSpec, DatasetConfig
 
 GRID_BINS = 4096
-# A day's values of a range feature are counted exactly (key "v<value>") up to this many
+# A day's values of a range feature are counted exactly (its "values") up to this many
 # distinct values, else on the grid's cells.
 EXACT_VALUES = 256
-VERSION = 2  # 2: range cells keep their smallest and largest value
+VERSION = 3  # 2: {key: count} dicts; 3: parallel lists, summed with numpy
 
 
 def grid_of(spec: ColumnSpec) -> dict | None:
@@ -58,12 +62,9 @@ def profile_gaps(dataset: DatasetConfig) -> list[str]:
 
 
 def _cells(values: np.ndarray, grid: dict) -> np.ndarray:
-    """Grid cell of every present value: range cells 0 (below low), 1..bins, bins + 1 (at or above high)."""
-    if grid["kind"] == "range":
-        width = (grid["high"] - grid["low"]) / grid["bins"]
-        return np.clip(np.floor((values - grid["low"]) / width).astype(np.int64) + 1, 0, grid["bins"] + 1)
-    # Allowed values: the index of the value; a value not allowed gets its own key below.
-    return np.searchsorted(np.asarray(grid["values"]), values)
+    """Range cell of every present value: 0 (below low), 1..bins, bins + 1 (at or above high)."""
+    width = (grid["high"] - grid["low"]) / grid["bins"]
+    return np.clip(np.floor((values - grid["low"]) / width).astype(np.int64) + 1, 0, grid["bins"] + 1)
 
 
 def batch_profile(frame: pd.DataFrame, dataset: DatasetConfig) -> dict:
@@ -94,187 +95,211 @@ def _grids(dataset: DatasetConfig) -> dict:
 def _feature_by_day(values: pd.Series, grid: dict, day_codes: np.ndarray, day_labels: np.ndarray) -> dict:
     if grid["kind"] == "categories":
         present = values.notna().to_numpy()
-        keys = values[present].astype(str).to_numpy()
-        numbers = None
+        data = values[present].astype(str).to_numpy()
     else:
         numeric = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
         present = ~np.isnan(numeric)
-        numbers = numeric[present]
-        keys = _cells(numbers, grid)
-        if grid["kind"] == "values":
-            allowed = np.asarray(grid["values"])
-            inside = keys < len(allowed)
-            exact = np.zeros(len(keys), dtype=bool)
-            exact[inside] = allowed[keys[inside]] == numbers[inside]
-            # A value outside the allowed set keeps its own key (the value), not a neighbour's.
-            keys = np.where(exact, keys.astype(str), np.char.add("v", numbers.astype(str)))
+        data = numeric[present]
     codes = day_codes[present]
     missing = np.bincount(day_codes[~present], minlength=len(day_labels))
     out = {}
     for code, day in enumerate(day_labels):
-        mine = codes == code
-        cell, count = np.unique(keys[mine], return_counts=True)
-        stats = {"missing": int(missing[code]), "counts": {str(c): int(n) for c, n in zip(cell, count, strict=True)}}
-        if numbers is not None:
-            stats["sum"] = float(numbers[mine].sum())
-        if grid["kind"] == "range":
-            values, times = np.unique(numbers[mine], return_counts=True)
-            if len(values) <= EXACT_VALUES:
+        mine = data[codes == code]
+        stats = {"missing": int(missing[code])}
+        if grid["kind"] == "categories":
+            categories, counts = np.unique(mine, return_counts=True)
+            stats.update(categories=categories.tolist(), category_counts=counts.tolist())
+        else:
+            stats["sum"] = float(mine.sum())
+            values, counts = np.unique(mine, return_counts=True)
+            if grid["kind"] == "values" or len(values) <= EXACT_VALUES:
                 # Few distinct values (a day of hourly data has at most 24): exact counts, no cells.
-                stats["counts"] = {f"v{float(v)!r}": int(n) for v, n in zip(values, times, strict=True)}
+                stats.update(values=values.tolist(), value_counts=counts.tolist())
             else:
-                stats["min"], stats["max"] = _cell_extremes(keys[mine], numbers[mine])
+                stats.update(_cell_stats(mine, grid))
         out[day] = stats
     return out
 
 
-def _cell_extremes(keys: np.ndarray, numbers: np.ndarray) -> tuple[dict, dict]:
-    """({cell: smallest value}, {cell: largest value}) of the present values of one day."""
-    if not len(keys):
-        return {}, {}
-    series = pd.Series(numbers).groupby(keys)
-    low, high = series.min(), series.max()
-    return (
-        {str(c): float(v) for c, v in low.items()},
-        {str(c): float(v) for c, v in high.items()},
-    )
+def _cell_stats(numbers: np.ndarray, grid: dict) -> dict:
+    """Range cells of non-empty numbers: the occupied cells, their counts, smallest and largest value."""
+    cells = _cells(numbers, grid)
+    order = np.lexsort((numbers, cells))  # by cell, then by value
+    cells, numbers = cells[order], numbers[order]
+    starts = np.flatnonzero(np.r_[True, cells[1:] != cells[:-1]])
+    ends = np.r_[starts[1:], len(cells)]
+    return {
+        "cells": cells[starts].tolist(),
+        "cell_counts": (ends - starts).tolist(),
+        "cell_min": numbers[starts].tolist(),
+        "cell_max": numbers[ends - 1].tolist(),
+    }
+
+
+def upgraded(profile: dict) -> dict:
+    """A profile in the current format: version 2's {key: count} dicts become version 3's lists.
+
+    Version 2 keys: a range cell ("12"), an exact value ("v3.5"), the index of an allowed
+    value ("2"), or a category. Raises ValueError for an unknown version.
+    """
+    if profile.get("version") == VERSION:
+        return profile
+    if profile.get("version") != 2:
+        raise ValueError(f"batch profile version {profile.get('version')!r} is not known; re-profile the batches")
+    days = {
+        day: {
+            "rows": stats["rows"],
+            "features": {
+                name: _upgraded_feature(old, profile["grids"][name]) for name, old in stats["features"].items()
+            },
+        }
+        for day, stats in profile["days"].items()
+    }
+    return {"version": VERSION, "grids": profile["grids"], "days": days}
+
+
+def _upgraded_feature(old: dict, grid: dict) -> dict:
+    """One feature's day entry of a version 2 profile in version 3's lists."""
+    new = {"missing": old["missing"], **({"sum": old["sum"]} if "sum" in old else {})}
+    counts = old["counts"]
+    if grid["kind"] == "categories":
+        return {**new, "categories": list(counts), "category_counts": list(counts.values())}
+    exact = [k for k in counts if k.startswith("v") or grid["kind"] == "values"]
+    values = [float(k[1:]) if k.startswith("v") else grid["values"][int(k)] for k in exact]
+    new.update(values=values, value_counts=[counts[k] for k in exact])
+    cells = [k for k in counts if not (k.startswith("v") or grid["kind"] == "values")]
+    if cells:
+        new.update(
+            cells=[int(k) for k in cells],
+            cell_counts=[counts[k] for k in cells],
+            cell_min=[old["min"][k] for k in cells],
+            cell_max=[old["max"][k] for k in cells],
+        )
+    return new
 
 
 def merge(profiles: list[dict], start_day: str | None = None, end_day: str | None = None) -> dict:
     """One profile of the days in [start_day, end_day] (YYYY-MM-DD, inclusive; None: open) of all profiles.
 
     The result shares the day entries of its inputs that only one input has: read it, do not
-    change it. Raises ValueError when the profiles were made on different grids (another configuration).
+    change it. A day several profiles hold (a day split over batches) is summed like a window
+    (sum_feature: its lists become numpy arrays, and it gets "present"). Raises ValueError when the profiles were made on different grids (another
+    configuration) or have an unknown version (upgraded).
     """
-    merged = {"version": VERSION, "grids": None, "days": {}}
-    owned: set[str] = set()  # days summed into a dict of the merge's own
+    grids = None
+    parts: dict[str, list[dict]] = {}
     for profile in profiles:
-        if merged["grids"] is None:
-            merged["grids"] = profile["grids"]
-        elif profile["grids"] != merged["grids"]:
+        profile = upgraded(profile)
+        if grids is None:
+            grids = profile["grids"]
+        elif profile["grids"] != grids:
             raise ValueError("batch profiles made on different grids cannot be merged; re-profile the batches")
         for day, stats in profile["days"].items():
             if (start_day and day < start_day) or (end_day and day > end_day):
                 continue
-            if day not in merged["days"]:
-                # Shared, not copied: most days are in one batch only, and nothing here mutates it.
-                merged["days"][day] = stats
-                continue
-            if day not in owned:
-                first, merged["days"][day] = merged["days"][day], {"rows": 0, "features": {}}
-                _add_day(merged["days"][day], first)
-                owned.add(day)
-            _add_day(merged["days"][day], stats)
-    merged["grids"] = merged["grids"] or {}
-    return merged
+            parts.setdefault(day, []).append(stats)
+    grids = grids or {}
+    days = {day: same[0] if len(same) == 1 else _sum_days(same, grids) for day, same in parts.items()}
+    return {"version": VERSION, "grids": grids, "days": days}
 
 
-def _add_day(into: dict, stats: dict) -> None:
-    into["rows"] += stats["rows"]
-    for name, feature in stats["features"].items():
-        target = into["features"].setdefault(name, {"missing": 0, "counts": {}})
-        target["missing"] += feature["missing"]
-        if "sum" in feature:
-            target["sum"] = target.get("sum", 0.0) + feature["sum"]
-        for cell, count in feature["counts"].items():
-            target["counts"][cell] = target["counts"].get(cell, 0) + count
-        for key, pick in (("min", min), ("max", max)):
-            if key in feature:
-                extremes = target.setdefault(key, {})
-                for cell, value in feature[key].items():
-                    extremes[cell] = pick(extremes.get(cell, value), value)
+def _sum_days(days: list[dict], grids: dict) -> dict:
+    """One day entry of several (its lists as numpy arrays)."""
+    names = dict.fromkeys(name for stats in days for name in stats["features"])
+    features = {
+        name: sum_feature([s["features"][name] for s in days if name in s["features"]], grids[name]) for name in names
+    }
+    return {"rows": sum(s["rows"] for s in days), "features": features}
+
+
+def _gather(entries: list[dict], key: str, dtype) -> np.ndarray:
+    """One array of list `key` (a list or an array) of every entry, in entry order."""
+    return np.concatenate([np.asarray(e.get(key, ()), dtype=dtype) for e in entries] or [np.zeros(0, dtype)])
+
+
+def _group_sum(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct keys, sorted; the sum of counts per key)."""
+    unique, inverse = np.unique(keys, return_inverse=True)
+    return unique, np.bincount(inverse, weights=counts, minlength=len(unique)).astype(np.int64)
+
+
+def sum_feature(entries: list[dict], grid: dict) -> dict:
+    """One feature's day entries summed: missing, sum, present and the lists of the entries' format
+    as numpy arrays, each grouped in one sum (cells: np.bincount over the grid; values and
+    categories: np.unique). Equal to adding the entries' counts one by one (a property test)."""
+    out = {"missing": sum(e["missing"] for e in entries)}
+    if grid["kind"] == "categories":
+        categories = np.array([c for e in entries for c in e.get("categories", ())], dtype=str)
+        out["categories"], out["category_counts"] = _group_sum(
+            categories, _gather(entries, "category_counts", np.int64)
+        )
+        out["present"] = int(out["category_counts"].sum())
+        return out
+    out["sum"] = sum(e.get("sum", 0.0) for e in entries)
+    out["values"], out["value_counts"] = _group_sum(
+        _gather(entries, "values", float), _gather(entries, "value_counts", np.int64)
+    )
+    out["present"] = int(out["value_counts"].sum())
+    if grid["kind"] == "range" and any("cells" in e for e in entries):
+        cells, size = _gather(entries, "cells", np.int64), grid["bins"] + 2
+        counts = np.bincount(cells, weights=_gather(entries, "cell_counts", np.int64), minlength=size)
+        low, high = np.full(size, np.inf), np.full(size, -np.inf)
+        np.minimum.at(low, cells, _gather(entries, "cell_min", float))
+        np.maximum.at(high, cells, _gather(entries, "cell_max", float))
+        occupied = np.flatnonzero(counts)
+        out.update(
+            cells=occupied,
+            cell_counts=counts[occupied].astype(np.int64),
+            cell_min=low[occupied],
+            cell_max=high[occupied],
+        )
+        out["present"] += int(out["cell_counts"].sum())
+    return out
 
 
 def window_totals(merged: dict) -> dict:
-    """Per feature over every day of a merged profile: rows, missing, sum, counts; and rows per month."""
+    """Over every day of a merged profile: rows, rows per calendar month ("1".."12"), and per
+    feature sum_feature of its days; categorical features also get counts {category: count}."""
+    merged = upgraded(merged)
     months: dict[str, int] = {}
-    rows = 0
-    gathered: dict[str, dict] = {}
+    entries: dict[str, list[dict]] = {}
     for day, stats in merged["days"].items():
-        rows += stats["rows"]
         month = str(int(day[5:7]))
         months[month] = months.get(month, 0) + stats["rows"]
         for name, feature in stats["features"].items():
-            target = gathered.setdefault(
-                name,
-                {
-                    "missing": 0,
-                    "sum": 0.0,
-                    "keys": [],
-                    "counts": [],
-                    "min": [],
-                    "max": [],
-                    "min_cells": [],
-                    "max_cells": [],
-                },
-            )
-            target["missing"] += feature["missing"]
-            target["sum"] += feature.get("sum", 0.0)
-            target["keys"].extend(feature["counts"].keys())
-            target["counts"].extend(feature["counts"].values())
-            for key in ("min", "max"):
-                extremes = feature.get(key)
-                if extremes:
-                    target[key + "_cells"].extend(extremes.keys())
-                    target[key].extend(extremes.values())
+            entries.setdefault(name, []).append(feature)
     features = {}
-    for name, target in gathered.items():
-        # One vectorised group-by per feature instead of a dict update per cell and day.
-        summed = pd.Series(target["counts"], index=target["keys"], dtype="int64").groupby(level=0).sum()
-        features[name] = {"missing": target["missing"], "sum": target["sum"], "counts": summed.to_dict()}
-        for key in ("min", "max") if target["min"] else ():
-            values = pd.Series(target[key], index=target[key + "_cells"], dtype=float)
-            features[name][key] = values.groupby(level=0).agg(key).to_dict()
-    return {"rows": rows, "months": months, "features": features}
+    for name, grid in merged["grids"].items():
+        features[name] = sum_feature(entries.get(name, []), grid)
+        if grid["kind"] == "categories":
+            cats, counts = features[name]["categories"], features[name]["category_counts"]
+            features[name]["counts"] = dict(zip(cats.tolist(), counts.tolist(), strict=True))
+    return {"rows": sum(months.values()), "months": months, "features": features}
 
 
-def rebin(
-    counts: dict[str, int],
-    grid: dict,
-    inner_edges: list[float],
-    low: dict[str, float] | None = None,
-    high: dict[str, float] | None = None,
-) -> tuple[np.ndarray, float]:
-    """(counts per reference bin (-inf, e0], ..., (e_last, inf), ks_error_bound) from grid counts.
+def rebin(feature: dict, grid: dict, inner_edges: list[float]) -> tuple[np.ndarray, float]:
+    """(counts per reference bin (-inf, e0], ..., (e_last, inf), ks_error_bound) of a numeric
+    feature's window totals (sum_feature).
 
-    low/high: the smallest and largest value seen in each range cell. A cell whose values all
-    lie on one side of every edge goes, exactly, to the bin of its values (discrete data whose
-    values are the reference's edges: the bin of the edge, not of the cell's midpoint); only a
-    cell with values on both sides of an edge is split approximately, by the middle of its values.
-    ks_error_bound: the largest share of rows in one such cell (module docstring); 0 when every
-    cell is exact.
+    Exact values go to their bin. A range cell whose values all lie on one side of every edge
+    goes, exactly, to the bin of its values (discrete data whose values are the reference's
+    edges: the bin of the edge, not of the cell's midpoint); only a cell with values on both
+    sides of an edge is split approximately, by the middle of its values. ks_error_bound: the
+    largest share of rows in one such cell (module docstring); 0 when every cell is exact.
     """
     edges = np.asarray(inner_edges, dtype=float)
     out = np.zeros(len(edges) + 1)
-    total = sum(counts.values())
-    if not counts or total == 0:
+    if not feature.get("present"):
         return out, 0.0
-    if grid["kind"] == "values":
-        values = np.array([float(k[1:]) if k.startswith("v") else grid["values"][int(k)] for k in counts])
-        np.add.at(out, np.searchsorted(edges, values, side="left"), np.fromiter(counts.values(), float))
+    if len(feature["values"]):
+        np.add.at(out, np.searchsorted(edges, feature["values"], side="left"), feature["value_counts"])
+    if not len(feature.get("cells", ())):
         return out, 0.0
-    exact = {k: c for k, c in counts.items() if k.startswith("v")}
-    if exact:
-        values = np.array([float(k[1:]) for k in exact])
-        np.add.at(out, np.searchsorted(edges, values, side="left"), np.fromiter(exact.values(), float))
-        counts = {k: c for k, c in counts.items() if not k.startswith("v")}
-        if not counts:
-            return out, 0.0
-    cells = np.array([int(k) for k in counts])
-    n = np.fromiter(counts.values(), float)
-    width = (grid["high"] - grid["low"]) / grid["bins"]
-    left = grid["low"] + (cells - 1) * width
-    # Without the cells' extremes: the cell's bounds (open cells: their inner boundary).
-    lo = np.where(cells == 0, -np.inf, left)
-    hi = np.where(cells > grid["bins"], np.inf, left + width)
-    if low and high:
-        lo = np.array([low[k] for k in counts], dtype=float)
-        hi = np.array([high[k] for k in counts], dtype=float)
-    mid = np.where(np.isfinite(lo) & np.isfinite(hi), (lo + hi) / 2, np.where(np.isfinite(lo), lo, hi))
-    np.add.at(out, np.searchsorted(edges, mid, side="left"), n)
+    n, lo, hi = (np.asarray(feature[key], dtype=float) for key in ("cell_counts", "cell_min", "cell_max"))
+    np.add.at(out, np.searchsorted(edges, (lo + hi) / 2, side="left"), n)
     # Bins are right-closed: a cell is split when its lowest value is <= an edge < its highest.
     straddles = np.searchsorted(edges, lo, side="left") != np.searchsorted(edges, hi, side="left")
-    bound = float(n[straddles].max() / total) if straddles.any() else 0.0
+    bound = float(n[straddles].max() / feature["present"]) if straddles.any() else 0.0
     return out, bound
 
 

@@ -577,8 +577,8 @@ def feature_drift_from_profile(
             judge = categorical_feature_drift if reference["type"] == "categorical" else numeric_feature_drift
             results.append({**judge(name, reference, rows[name], thresholds, season), "source": "rows"})
             continue
-        feature = totals["features"].get(name, {"missing": 0, "sum": 0.0, "counts": {}})
-        present = sum(feature["counts"].values())
+        feature = totals["features"][name]
+        present = feature["present"]
         if reference["type"] == "categorical":
             result = categorical_drift_from_counts(
                 name, reference, totals["rows"], feature["counts"], thresholds, season
@@ -586,7 +586,7 @@ def feature_drift_from_profile(
             results.append({**result, "ks_error_bound": 0.0, "source": "batch profiles"})
             continue
         edges = reference.get("bin_edges") or []
-        counts, bound = rebin(feature["counts"], grid, edges, feature.get("min"), feature.get("max"))
+        counts, bound = rebin(feature, grid, edges)
         mean = feature["sum"] / present if present else None
         result = numeric_drift_from_counts(
             name, reference, totals["rows"], present, mean, counts if present else None, thresholds, season
