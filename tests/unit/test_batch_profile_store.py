@@ -96,10 +96,17 @@ def test_drift_check_reads_rows_when_the_profiles_do_not_hold_every_row_of_the_w
     example = pd.read_csv(PROJECT_ROOT / dataset.example_file, dtype=str, keep_default_na=False).iloc[:1500]
     load(example, replace_warehouse, "a")
     start, end = monitoring.window_bounds(30)
+    # ingest's profile_batches has not run yet: drift_check does not profile, it reads the rows.
+    current, merged, source = monitoring.window_data(config, start, end)
+    assert source["kind"] == "rows" and merged is None and set(dataset.features) <= set(current)
+    assert source["notes"] == [
+        "1 loaded batch(es) without a current profile (a; ingest's profile_batches stores them): "
+        "the window's rows were read"
+    ]
+    batch_profile.profile_pending(dataset)  # what profile_batches does after the load
     current, merged, source = monitoring.window_data(config, start, end)
     assert source["kind"] == "batch profiles" and merged is not None
     assert list(current) == [dataset.time_column, dataset.label.source_column]  # the label's only
-    assert source["notes"][1] == "1 batch(es) had no current profile and were profiled now"
     # A row stored some other way (no batch, no profile): the profiles no longer describe the window.
     with warehouse.engine().begin() as conn:
         conn.execute(

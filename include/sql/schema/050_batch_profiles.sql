@@ -1,6 +1,6 @@
 -- Batch profiles (mlops.monitoring.batch_profile): per loaded batch, its rows' counts per day on fixed
 -- grids, so drift_check merges counts instead of re-reading the window's rows. Written by
--- ingest's profile_batches task (and by drift_check for any batch still without one), keyed by
+-- ingest's profile_batches task (drift_check reads rows while a batch has none), keyed by
 -- batch_id: a retry or a re-profile replaces the row. first_day/last_day (YYYY-MM-DD) bound the
 -- days the profile holds; replaced_rows: how many of the batch's rows later batches had replaced
 -- when it was made (observation_conflicts): fewer than now means the profile is stale.

@@ -349,16 +349,21 @@ def store_profile(batch_id: str, dataset: DatasetConfig) -> dict:
     return {"batch_id": batch_id, "days": len(days), "rows": params["n_rows"]}
 
 
-def profile_pending(dataset: DatasetConfig) -> list[dict]:
-    """Profile every loaded batch without a profile or with a stale one (to_profile.sql).
-
-    A crash between two batches leaves the rest pending: the next call (a retry, the next
-    ingest run, or drift_check) profiles them.
-    """
+def pending_batches() -> list[str]:
+    """Loaded batches without a profile or with a stale one (to_profile.sql), sorted."""
     from mlops.io import warehouse
 
-    pending = warehouse.read_sql("batch_profiles/to_profile.sql")["batch_id"].tolist()
-    return [store_profile(batch_id, dataset) for batch_id in pending]
+    return warehouse.read_sql("batch_profiles/to_profile.sql")["batch_id"].tolist()
+
+
+def profile_pending(dataset: DatasetConfig) -> list[dict]:
+    """Profile every loaded batch without a profile or with a stale one (pending_batches).
+
+    Ingest's profile_batches task calls it after every load. A crash between two batches
+    leaves the rest pending: the next call (a retry, the next ingest run) profiles them;
+    meanwhile drift_check reads the window's rows (mlops.monitoring.check.window_data).
+    """
+    return [store_profile(batch_id, dataset) for batch_id in pending_batches()]
 
 
 def window_profile(start_day: str, end_day: str) -> tuple[dict, int]:

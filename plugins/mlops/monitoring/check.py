@@ -115,9 +115,11 @@ def window_data(config: PipelineConfig, start: str, end: str) -> tuple:
     With drift.from_profiles the features' counts come from the stored batch profiles
     (mlops.monitoring.batch_profile), merged over whole days: the window becomes the days after start's
     day up to end's day, and only the columns the profiles cannot replace are read (time,
-    label source, features without a fixed grid). Any batch without a profile is profiled
-    first (profile_pending). Profiles made on another grid (the configured ranges changed), or
-    holding another number of rows than the window (rows stored without a profile, a
+    label source, features without a fixed grid). Profiling is ingest's job (its
+    profile_batches task, after every load); drift_check only reads profiles. When a loaded
+    batch has no current profile (that task failed or has not run yet, or a later batch
+    replaced rows of it), profiles made on another grid (the configured ranges changed), or
+    profiles holding another number of rows than the window (rows stored without a batch, a
     window_end inside a day): the rows are read, and source says why.
     source: {kind, batches, start, notes}.
     """
@@ -126,20 +128,25 @@ def window_data(config: PipelineConfig, start: str, end: str) -> tuple:
     dataset = config.dataset
     if not config.drift.from_profiles:
         return load_observations(config, start, end), None, {"kind": "rows", "start": start, "notes": []}
-    profiled = batch_profile.profile_pending(dataset)
     start_day, end_day = _next_day(start), end[:10]
     aligned = f"{start[:10]} 23:59:59"  # rows after start's day: the profiles' whole days
+    pending = batch_profile.pending_batches()
+    if pending:
+        shown = ", ".join(pending[:5]) + (f" and {len(pending) - 5} more" if len(pending) > 5 else "")
+        return _rows_instead(
+            config,
+            start,
+            end,
+            f"{len(pending)} loaded batch(es) without a current profile ({shown}; ingest's profile_batches "
+            "stores them): the window's rows were read",
+        )
     try:
         merged, batches = batch_profile.window_profile(start_day, end_day)
     except ValueError as exc:
-        note = f"batch profiles not used ({exc}): the window's rows were read"
-        log.warning(note)
-        return load_observations(config, start, end), None, {"kind": "rows", "start": start, "notes": [note]}
+        return _rows_instead(config, start, end, f"batch profiles not used ({exc}): the window's rows were read")
     gaps = batch_profile.profile_gaps(dataset)
     names = [dataset.time_column, dataset.label.source_column, *gaps]
     notes = [f"features from {batches} batch profiles, days {start_day} to {end_day}"]
-    if profiled:
-        notes.append(f"{len(profiled)} batch(es) had no current profile and were profiled now")
     if gaps:
         notes.append(f"no fixed grid (no range or allowed values), read from rows: {', '.join(gaps)}")
     current = load_observations(config, aligned, end, list(dict.fromkeys(names)))
@@ -151,9 +158,14 @@ def window_data(config: PipelineConfig, start: str, end: str) -> tuple:
             f"the batch profiles hold {profiled_rows} rows of days {start_day} to {end_day}, the window "
             f"{len(current)}: the window's rows were read"
         )
-        log.warning(note)
-        return load_observations(config, start, end), None, {"kind": "rows", "start": start, "notes": [note]}
+        return _rows_instead(config, start, end, note)
     return current, merged, {"kind": "batch profiles", "batches": batches, "start": aligned, "notes": notes}
+
+
+def _rows_instead(config: PipelineConfig, start: str, end: str, note: str) -> tuple:
+    """window_data's answer when the batch profiles cannot stand for the window: its rows, and why."""
+    log.warning(note)
+    return load_observations(config, start, end), None, {"kind": "rows", "start": start, "notes": [note]}
 
 
 def _next_day(timestamp: str) -> str:
