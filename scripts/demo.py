@@ -20,8 +20,10 @@ barometer reporting station pressure, -10 hPa), which drift_check must catch; --
 --fault-drop N or --fault-from PERIOD choose another, --no-fault none.
 
 Progress is printed as it happens, a summary (what fired, what the gate decided) and the time
-of each phase at the end. Options: --data FILE, --periods-per-drop N (default: half a year),
---max-periods N (stop early), --topology celery (drive the production topology of `make prod-up`).
+of each phase at the end; per drift run the champion's estimated and realized performance
+and whether each could be judged. Options: --data FILE, --periods-per-drop N (default: half
+a year), --max-periods N (stop early), --reports-dir DIR (or MLOPS_DEMO_REPORTS_DIR: keep a
+copy of every drift report HTML), --topology celery (drive the production topology of `make prod-up`).
 """
 
 from __future__ import annotations
@@ -100,6 +102,39 @@ def say(message: str) -> None:
     print(f"[demo {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
+def _metrics(block: dict | None) -> str:
+    if not block or not block.get("n"):
+        return "none"
+    shown = ", ".join(
+        f"{name} {block[name]:.3f}" for name in ("accuracy", "f1", "brier") if block.get(name) is not None
+    )
+    return f"{shown} on {block['n']}"
+
+
+def performance_lines(performance: dict | None) -> list[str]:
+    """A drift run's champion performance for the demo: estimated (CBPE, every run) and realized
+    (once labels arrived), the holdout they are compared with, and whether each could be judged
+    and why not (the result's performance block, mlops.monitoring.drift.champion_performance)."""
+    if not performance:
+        return ["performance: not in the result"]
+    estimated = performance.get("estimated") or {}
+    unlabeled = (estimated.get("unlabeled") or {}).get("n", 0)
+    holdout = performance.get("holdout") or {}
+    lines = [
+        f"estimated: {_metrics(estimated)} predictions ({unlabeled} without truth yet; "
+        f"{(performance.get('calibration') or {}).get('status', 'calibration unknown')})",
+        f"realized:  {_metrics(performance.get('champion'))} labelled predictions",
+        "holdout:   " + (", ".join(f"{k} {v:.3f}" for k, v in sorted(holdout.items())) or "none"),
+    ]
+    bucket = {"D": "day", "W": "week", "M": "month"}.get(performance.get("bucket"), performance.get("bucket"))
+    lines += [
+        f"{note} [plot points: one per {bucket}]" if i == 0 else note for i, note in enumerate(performance["notes"])
+    ]
+    if performance.get("drops"):
+        lines.append("dropped: " + "; ".join(performance["drops"]))
+    return lines
+
+
 class Demo:
     def __init__(
         self,
@@ -110,6 +145,7 @@ class Demo:
         fault: str | None = None,
         fault_from: str | None = None,
         fault_drop: int | None = None,
+        reports_dir: Path | None = None,
     ):
         import boto3
 
@@ -139,7 +175,8 @@ class Demo:
             aws_secret_access_key=settings.secret_key,
             region_name="us-east-1",
         )
-        self.summary: dict = {"drift_runs": [], "train_runs": [], "gate": []}
+        self.summary: dict = {"drift_runs": [], "train_runs": [], "gate": [], "performance": []}
+        self.reports_dir = Path(reports_dir) if reports_dir else None
         self._warehouse = None
 
     # ------------------------------------------------------------------ helpers
@@ -299,13 +336,19 @@ class Demo:
             "SELECT rule_fired, drifted_features, reason, retrain_decision, retrain_detail, report_uri "
             f"FROM drift_runs WHERE airflow_run_id = '{run_id}'"
         )
+        performance = None
         if verdict:
             fired, features, reason, decision, detail, report = verdict[0]
             say(f"drift_check: rule {'FIRED' if fired else 'quiet'} ({reason}); retrain: {decision} {detail or ''}")
             say(f"  report: {report}")
+            performance = self.drift_result(report).get("performance")
+            for line in performance_lines(performance):
+                say(f"  {line}")
+            self.save_report(report)
         else:
             fired, features, reason, decision = None, "", "", "no result (no champion yet?)"
         self.summary["drift_runs"].append((run["dag_run_id"], run["state"], bool(fired), features, decision, reason))
+        self.summary["performance"].append((run["dag_run_id"], performance_lines(performance)))
         new_train_runs = [r for r in self.client.dag_runs("train", limit=50) if r["dag_run_id"] not in before]
         for train_run in new_train_runs:
             say(f"drift_check triggered train ({train_run['dag_run_id']}); following it")
@@ -317,6 +360,27 @@ class Demo:
             )
             self.summary["gate"].append((run["dag_run_id"], *(gate[0] if gate else ("no decision", None, ""))))
             say(f"champion is now version {self.champion_version()}")
+
+    def _object(self, uri: str) -> bytes:
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def drift_result(self, report_uri: str) -> dict:
+        """The drift run's full result (result.json beside its report in the object store), {} if unreadable."""
+        try:
+            return json.loads(self._object(report_uri.rsplit("/", 1)[0] + "/result.json"))
+        except Exception as exc:  # noqa: BLE001 - the summary says so and goes on
+            say(f"  the drift result beside {report_uri} could not be read: {exc}")
+            return {}
+
+    def save_report(self, report_uri: str) -> None:
+        """Copy the drift report HTML into --reports-dir (MLOPS_DEMO_REPORTS_DIR), if set."""
+        if not self.reports_dir:
+            return
+        self.reports_dir.mkdir(parents=True, exist_ok=True)
+        target = self.reports_dir / (report_uri.rstrip("/").split("/")[-2] + ".html")
+        target.write_bytes(self._object(report_uri))
+        say(f"  report saved: {target}")
 
     @contextlib.contextmanager
     def phase(self, name: str):
@@ -420,6 +484,10 @@ class Demo:
         lines.append(f"injected fault: {self.fault_note()}")
         lines.append("drift_check runs (run, state, rule fired, drifted features, retrain decision, why):")
         lines.extend(f"  {row}" for row in self.summary["drift_runs"])
+        lines.append("champion performance per drift run (estimated from probabilities; realized once labels arrived):")
+        for run_id, performance in self.summary["performance"]:
+            lines.append(f"  {run_id}:")
+            lines.extend(f"    {line}" for line in performance)
         lines.append("gate decisions on the retrains drift_check triggered (drift run, outcome, candidate, why):")
         lines.extend(f"  {row}" for row in self.summary["gate"] or [("none",)])
         lines.append("predictions (role, model version, rows):")
@@ -459,6 +527,12 @@ def main(argv: list[str] | None = None) -> int:
         help="phases measured before the demo started, 'name=seconds,...' (make demo passes install and services up)",
     )
     parser.add_argument(
+        "--reports-dir",
+        type=Path,
+        default=os.environ.get("MLOPS_DEMO_REPORTS_DIR") or None,
+        help="copy every drift report HTML here (default: $MLOPS_DEMO_REPORTS_DIR; none)",
+    )
+    parser.add_argument(
         "--topology",
         choices=["standalone", "celery"],
         default="standalone",
@@ -472,7 +546,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigMismatch as exc:
         raise SystemExit(f"[demo] {exc}") from None
     demo = Demo(
-        settings, args.periods_per_drop, args.max_periods, args.data, args.fault, args.fault_from, args.fault_drop
+        settings,
+        args.periods_per_drop,
+        args.max_periods,
+        args.data,
+        args.fault,
+        args.fault_from,
+        args.fault_drop,
+        args.reports_dir,
     )
     before = [(name, float(secs)) for name, secs in (p.split("=") for p in args.timings.split(",") if p)]
     t0 = time.monotonic()

@@ -83,3 +83,40 @@ def test_the_default_fault_goes_into_the_second_drop_only():
     assert fault_periods(names, 6, drop=2) == {f"2016-{m:02d}" for m in range(1, 7)}
     assert fault_periods(names, 6, from_period="2016-11") == {"2016-11", "2016-12"}
     assert fault_periods(names, 6, drop=9) == set()
+
+
+def test_the_demo_prints_estimated_and_realized_performance_and_why_realized_cannot_be_judged():
+    import numpy as np
+    from demo import performance_lines
+
+    from mlops.monitoring import drift
+    from mlops.monitoring.profile import calibration_profile
+
+    config = load_config(PROJECT_ROOT / "include" / "config" / "city_bikes_daily.yaml")
+    rng = np.random.default_rng(0)
+    times = pd.date_range("2023-01-01", periods=90, freq="D")
+    probability = rng.uniform(0, 1, 90)
+    predictions = pd.DataFrame({"Date": times, "probability": probability, "predicted_label": probability >= 0.5})
+    truth = (rng.uniform(0, 1, 90) < probability).astype(float)
+    thresholds = drift.Thresholds.from_config(config.drift)
+    calibration = drift.calibration_status({"calibration": calibration_profile(truth, probability)})
+    holdout = {"accuracy": 0.7, "f1": 0.6, "brier": 0.2}
+    # Labels arrived for the first 10 days only: too few to judge realized performance.
+    labeled = pd.DataFrame({"Date": times, "busy_tomorrow": np.where(np.arange(90) < 10, truth, np.nan)})
+    few = performance_lines(
+        drift.champion_performance(
+            config.dataset, labeled, predictions, pd.DataFrame(), holdout, thresholds, calibration
+        )
+    )
+    assert few[0].startswith("estimated: accuracy ") and "on 90 predictions (80 without truth yet; " in few[0]
+    assert few[1].startswith("realized:  accuracy ") and few[1].endswith("on 10 labelled predictions")
+    assert few[3].startswith("realized performance cannot be judged: 10 labelled predictions < 45 (")
+    assert few[3].endswith("[plot points: one per week]")
+    labeled["busy_tomorrow"] = truth
+    judged = performance_lines(
+        drift.champion_performance(
+            config.dataset, labeled, predictions, pd.DataFrame(), holdout, thresholds, calibration
+        )
+    )
+    assert judged[3].startswith("realized performance judged on 90 predictions")
+    assert performance_lines(None) == ["performance: not in the result"]
