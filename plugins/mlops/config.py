@@ -209,6 +209,10 @@ class DriftConfig(_Strict):
     severe_ks: float | None = Field(default=None, gt=0, le=1)
     # Features' counts from the batch profiles stored at ingest (mlops.monitoring.batch_profile), not rows.
     from_profiles: bool = False
+    # The performance metrics whose drop beyond performance_drop fires the rule (all are reported).
+    performance_metrics: list[Literal["accuracy", "f1", "brier"]] = Field(
+        default=["accuracy", "f1", "brier"], min_length=1
+    )
 
 
 class SchedulesConfig(_Strict):

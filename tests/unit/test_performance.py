@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops.config import load_config
+from mlops.config import PROJECT_ROOT, load_config
 from mlops.monitoring import drift, performance
 from mlops.monitoring.profile import build_profile, calibration_profile
 
@@ -141,3 +141,23 @@ def test_the_report_shows_realized_and_estimated_side_by_side_and_what_could_not
     assert "champion estimated, truth not yet arrived" in page
     assert "realized performance cannot be judged: 11 labelled predictions &lt; 20" in page
     assert "calibration unknown" in page
+
+
+def test_only_the_configured_performance_metrics_fire_the_rule():
+    # A window of lower prevalence: F1 falls with it, accuracy and Brier do not (the daily data set).
+    holdout = {"accuracy": 0.73, "f1": 0.79, "brier": 0.19}
+    window = {"n": 89, "accuracy": 0.85, "f1": 0.24, "brier": 0.10}
+    every = performance.metric_drops("realized", window, holdout, 0.1, 45)
+    assert every == ["realized f1 0.240 vs holdout 0.790 (worse by 0.550 > 0.1)"]
+    assert performance.metric_drops("realized", window, holdout, 0.1, 45, ("accuracy", "brier")) == []
+    daily = load_config(PROJECT_ROOT / "include" / "config" / "city_bikes_daily.yaml", environ={})
+    thresholds = drift.Thresholds.from_config(daily.drift)
+    assert thresholds.performance_metrics == ("accuracy", "brier")
+    assert drift.Thresholds.from_config(CONFIG.drift).performance_metrics == ("accuracy", "f1", "brier")
+    labeled = pd.DataFrame({"Date": pd.date_range("2023-10-01", periods=90, freq="D")})
+    labeled["busy_tomorrow"] = (np.arange(90) % 10 == 0).astype(float)  # few busy days
+    predictions = labeled[["Date"]].assign(probability=0.2, predicted_label=0)
+    result = drift.champion_performance(
+        daily.dataset, labeled, predictions, pd.DataFrame(), holdout, thresholds, {"calibrated": True}
+    )
+    assert result["drops"] == [] and result["champion"]["f1"] == 0.0

@@ -81,6 +81,7 @@ class Thresholds:
     min_stratum_rows: int = 100
     season_neighbours: bool = True
     severe_ks: float | None = None
+    performance_metrics: tuple[str, ...] = ("accuracy", "f1", "brier")
 
     @classmethod
     def from_config(cls, drift: DriftConfig, overrides: dict[str, Any] | None = None) -> Thresholds:
@@ -98,6 +99,7 @@ class Thresholds:
             "min_stratum_rows": drift.min_stratum_rows,
             "season_neighbours": drift.season_neighbours,
             "severe_ks": drift.severe_ks,
+            "performance_metrics": tuple(drift.performance_metrics),
         }
         names = {"psi_threshold": "psi", "min_labeled_predictions": "min_labeled"}
         for key, value in (overrides or {}).items():
@@ -719,9 +721,10 @@ def champion_performance(
     realized = realized_performance(champion, labeled, time_col, label, bucket) if not champion.empty else None
     estimated = estimated_performance(champion, labeled, time_col, label, bucket) if not champion.empty else None
     estimate_usable = calibration["calibrated"] is not False
-    drops = metric_drops("realized", realized, holdout, thresholds.performance_drop, minimum)
+    ruled = thresholds.performance_metrics
+    drops = metric_drops("realized", realized, holdout, thresholds.performance_drop, minimum, ruled)
     if estimate_usable:
-        drops += metric_drops("estimated", estimated, holdout, thresholds.performance_drop, minimum)
+        drops += metric_drops("estimated", estimated, holdout, thresholds.performance_drop, minimum, ruled)
     notes = [judgement("realized", realized, minimum, why), judgement("estimated", estimated, minimum, why)]
     if not estimate_usable:
         notes.append("the estimate is not used by the rule: " + calibration["status"])

@@ -210,15 +210,22 @@ def holdout_metrics(tags: dict[str, str]) -> dict[str, float]:
     return metrics
 
 
-def metric_drops(kind: str, measured: dict | None, holdout: dict[str, float], margin: float, minimum: int) -> list[str]:
-    """Which metrics of `kind` (realized | estimated) are worse than the holdout by more than margin.
+def metric_drops(
+    kind: str,
+    measured: dict | None,
+    holdout: dict[str, float],
+    margin: float,
+    minimum: int,
+    metrics: tuple[str, ...] = PERFORMANCE_METRICS,
+) -> list[str]:
+    """Which of `metrics` of `kind` (realized | estimated) are worse than the holdout by more than margin.
 
     Empty when there is no measurement or it covers fewer than minimum predictions.
     """
     if not measured or measured["n"] < minimum:
         return []
     drops = []
-    for name in PERFORMANCE_METRICS:
+    for name in metrics:
         now, before = measured.get(name), holdout.get(name)
         if now is None or before is None:
             continue
