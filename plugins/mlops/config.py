@@ -209,6 +209,10 @@ class DriftConfig(_Strict):
     severe_ks: float | None = Field(default=None, gt=0, le=1)
     # Features' counts from the batch profiles stored at ingest (mlops.monitoring.batch_profile), not rows.
     from_profiles: bool = False
+    # Autocorrelated rows (mlops.monitoring.autocorrelation): KS and chi-square count a feature's rows
+    # as n / tau independent ones, tau its integrated autocorrelation time estimated on the reference
+    # at the data set's frequency; false = every row independent (the tests' textbook p-values).
+    autocorrelation: bool = True
 
 
 class SchedulesConfig(_Strict):
