@@ -35,6 +35,8 @@ tau is floored at 1: negative correlation never makes a row count for more than 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -45,6 +47,8 @@ MIN_PAIRS = 30
 # At most this many of the reference's most recent periods are used (the estimate needs
 # thousands, not millions; bounds the FFT at profile time).
 MAX_PERIODS = 2**17
+# The correction of the mean-removal bias (integrated_time) multiplies tau by at most this.
+MAX_BIAS_FACTOR = 2.0
 # Categorical: at most this many of the most frequent categories get an indicator.
 MAX_CATEGORIES = 20
 
@@ -87,12 +91,16 @@ def autocorrelations(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rho, pairs
 
 
-def integrated_time(rho: np.ndarray, pairs: np.ndarray) -> float:
+def integrated_time(rho: np.ndarray, pairs: np.ndarray, segment: float = math.inf) -> float:
     """tau = 1 + 2 sum_{k=1}^{M} rho_k with Sokal's window M (module docstring), at least 1.
 
     rho: autocorrelations by lag (rho[0] = 1), pairs: pairs per lag; the sum stops early at
-    the first lag with fewer than MIN_PAIRS pairs or an undefined rho. NaN when rho[1] is
-    undefined (a constant series, or fewer than MIN_PAIRS pairs one period apart).
+    the first lag with fewer than MIN_PAIRS pairs or an undefined rho. segment: the rows
+    each centring mean was taken over (a calendar month's); the autocorrelations of a series
+    centred on its own mean are biased by about -tau / segment per lag (the variance of that
+    mean: Priestley 1981, "Spectral Analysis and Time Series", sec. 5.3.3), so the windowed
+    sum is divided by 1 - (2M - tau + 1) / segment (at most doubled, MAX_BIAS_FACTOR).
+    NaN when rho[1] is undefined (a constant series, or fewer than MIN_PAIRS pairs one period apart).
     """
     if len(rho) < 2 or pairs[1] < MIN_PAIRS or not np.isfinite(rho[1]):
         return float("nan")
@@ -101,8 +109,11 @@ def integrated_time(rho: np.ndarray, pairs: np.ndarray) -> float:
     taus = 1.0 + 2.0 * np.cumsum(rho[1 : last + 1])
     lags = np.arange(1, last + 1)
     window = np.flatnonzero(lags >= SOKAL_C * taus)
-    tau = taus[window[0]] if len(window) else taus[-1]
-    return float(max(tau, 1.0))
+    at = int(window[0]) if len(window) else len(taus) - 1
+    tau = float(taus[at])
+    # Corrected before the floor: an independent series sums to about 1 - 2M / segment.
+    shrink = 1.0 - (2.0 * lags[at] - tau + 1.0) / segment
+    return max(tau / max(shrink, 1.0 / MAX_BIAS_FACTOR), 1.0)
 
 
 def _month_centred(indicators: np.ndarray, months: np.ndarray | None) -> np.ndarray:
@@ -138,7 +149,9 @@ def design_effect(indicators: np.ndarray, positions: np.ndarray, months: np.ndar
         return {"design_effect": None, "taus": [], "window_pairs": 0}
     grid = _on_grid(_month_centred(indicators.astype(float), months), positions)
     rho, pairs = autocorrelations(grid)
-    taus = np.array([integrated_time(row, pairs) for row in rho])
+    # Rows per centring mean: per calendar month present, else the whole series.
+    segment = indicators.shape[1] / (len(np.unique(months)) if months is not None else 1)
+    taus = np.array([integrated_time(row, pairs, segment) for row in rho])
     weights = np.ones(len(taus)) if weights is None else np.asarray(weights, dtype=float)
     known = np.isfinite(taus) & (weights > 0)
     value = float(np.average(taus[known], weights=weights[known])) if known.any() else None
