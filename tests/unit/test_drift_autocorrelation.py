@@ -217,6 +217,10 @@ def test_an_old_profile_or_the_switch_off_counts_rows_as_independent():
     for side in ("raw", "seasonal"):
         assert from_old[side]["p_value"] == switched_off[side]["p_value"]
     assert drift.feature_drift(ONE, profile, window, THRESHOLDS)[0]["design_effect"] > 10
+    summary = drift.autocorrelation_summary(old, [from_old], THRESHOLDS)
+    assert summary["design_effects"] == {"Temperature_C": 1.0}
+    assert "no autocorrelation estimate for Temperature_C" in summary["notes"][0]
+    assert "is off" in drift.autocorrelation_summary(profile, [switched_off], IID)["notes"][0]
 
 
 def test_drift_from_batch_profiles_uses_the_same_design_effect_as_drift_from_rows():

@@ -676,6 +676,32 @@ def season_summary(season: Season, features: list[dict], thresholds: Thresholds)
     }
 
 
+def autocorrelation_summary(profile: dict, features: list[dict], thresholds: Thresholds) -> dict:
+    """What the report says about autocorrelated rows: the design effect each test used, and why
+    a feature's rows counted as independent (switched off, or no estimate in the profile)."""
+    notes = []
+    if not thresholds.autocorrelation:
+        notes.append("drift.autocorrelation is off: every row counts as an independent sample")
+    else:
+        missing = [
+            f["feature"]
+            for f in features
+            if (profile["features"].get(f["feature"], {}).get("autocorrelation") or {}).get("design_effect") is None
+        ]
+        if missing:
+            notes.append(
+                "the reference profile has no autocorrelation estimate for "
+                + ", ".join(missing)
+                + " (made before it existed, without a time column, or too few consecutive rows): "
+                "their rows count as independent"
+            )
+    return {
+        "adjusted": thresholds.autocorrelation,
+        "design_effects": {f["feature"]: f.get("design_effect", 1.0) for f in features},
+        "notes": notes,
+    }
+
+
 # --- model scores -----------------------------------------------------------------------------
 
 
@@ -840,6 +866,7 @@ def compute_drift(
         "n_reference": int(profile.get("n_rows", 0)),
         "features": features,
         "season": season_summary(season, features, thresholds),
+        "autocorrelation": autocorrelation_summary(profile, features, thresholds),
         "scores": score_drift(profile.get("scores"), champion["probability"]) if not champion.empty else None,
         "performance": performance,
         "thresholds": dataclasses.asdict(thresholds),

@@ -78,8 +78,11 @@ def _stratum_bin_counts(strata: np.ndarray, values: np.ndarray, inner: np.ndarra
 
 @dataclasses.dataclass(frozen=True)
 class TimeOrder:
-    """Where the profiled rows sit in time: grid period (grid_positions) and calendar month per row."""
+    """The rows the autocorrelation is estimated on: the first row of each period of the data
+    set's frequency, over the last autocorrelation.MAX_PERIODS periods (rows: their indices in
+    the frame), with their grid periods (grid_positions) and calendar months."""
 
+    rows: np.ndarray
     positions: np.ndarray
     months: np.ndarray
     frequency: str
@@ -89,13 +92,17 @@ def _time_order(frame: pd.DataFrame, dataset: DatasetConfig, strata: np.ndarray 
     if strata is None:
         return None
     positions = autocorrelation.grid_positions(frame[dataset.time_column], dataset.frequency)
-    return TimeOrder(positions, strata.astype(int), dataset.frequency)
+    periods, first = np.unique(positions, return_index=True)
+    rows = first[periods >= periods[-1] - autocorrelation.MAX_PERIODS + 1]
+    return TimeOrder(rows, positions[rows], strata[rows].astype(int), dataset.frequency)
 
 
-def _autocorrelation(order: TimeOrder, present: np.ndarray, values: np.ndarray, indicators, weights=None) -> dict:
+def _autocorrelation(
+    order: TimeOrder, present: np.ndarray, values: np.ndarray | None, indicators, weights=None
+) -> dict:
     """The profile's autocorrelation entry of one feature (module docstring).
 
-    present: mask of the rows with a value (n,); values: those rows' numeric values, or None
+    present: which of order.rows have a value; values: those rows' numeric values, or None
     (categorical); indicators: (k, present rows) 0/1; weights: per indicator, or None.
     """
     positions, months = order.positions[present], order.months[present]
@@ -132,10 +139,10 @@ def _numeric_profile(values: pd.Series, strata: np.ndarray | None = None, order:
         profile["strata_bin_counts"] = _stratum_bin_counts(strata, numeric.to_numpy(dtype=float), inner)
         profile["strata_missing"] = _per_stratum(strata, numeric, lambda part: int(part.isna().sum()))
     if order is not None:
-        column = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
-        present = ~np.isnan(column)
-        indicators = column[present][None, :] <= inner[:, None]
-        profile["autocorrelation"] = _autocorrelation(order, present, column[present], indicators)
+        sample = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)[order.rows]
+        present = ~np.isnan(sample)
+        indicators = sample[present][None, :] <= inner[:, None]
+        profile["autocorrelation"] = _autocorrelation(order, present, sample[present], indicators)
     return {
         **profile,
         "bin_edges": inner.tolist(),
@@ -180,9 +187,10 @@ def _categorical_profile(values: pd.Series, strata: np.ndarray | None = None, or
         )
         profile["strata_missing"] = _per_stratum(strata, values, lambda part: int(part.isna().sum()))
     if order is not None:
-        mask = values.notna().to_numpy()
+        sample = values.iloc[order.rows]
+        mask = sample.notna().to_numpy()
         top = freqs.index[: autocorrelation.MAX_CATEGORIES]
-        indicators = present.to_numpy()[None, :] == np.asarray(top, dtype=object)[:, None]
+        indicators = sample[mask].astype(str).to_numpy()[None, :] == np.asarray(top, dtype=object)[:, None]
         # Rao-Scott's weights of the cells' design effects: 1 - p_i.
         weights = 1 - freqs.iloc[: len(top)].to_numpy()
         profile["autocorrelation"] = _autocorrelation(order, mask, None, indicators, weights)
