@@ -63,6 +63,17 @@ def test_integrated_time_of_the_exact_ar1_autocorrelation_is_the_textbook_value(
     assert tau == pytest.approx((1 + rho) / (1 - rho), rel=0.01)
 
 
+@settings(max_examples=100, deadline=None)
+@given(low=st.floats(-0.9, 0.99), high=st.floats(-0.9, 0.99))
+def test_integrated_time_grows_with_the_autocorrelation_and_the_effective_size_falls(low, high):
+    low, high = sorted((low, high))
+    lags, pairs = np.arange(5000), np.full(5000, 10_000.0)
+    tau_low = autocorrelation.integrated_time(low**lags, pairs)
+    tau_high = autocorrelation.integrated_time(high**lags, pairs)
+    assert 1.0 <= tau_low <= tau_high + 1e-9
+    assert 1 <= drift.effective_size(720, tau_high) <= drift.effective_size(720, tau_low) <= 720
+
+
 def test_design_effect_of_a_gaussian_ar1_series_matches_the_theory_of_its_indicators():
     # Three years of hourly AR(1) with rho 0.9, centred per month as profiles do.
     rng = np.random.default_rng(7)
