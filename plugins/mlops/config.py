@@ -213,6 +213,10 @@ class DriftConfig(_Strict):
     performance_metrics: list[Literal["accuracy", "f1", "brier"]] = Field(
         default=["accuracy", "f1", "brier"], min_length=1
     )
+    # Autocorrelated rows (mlops.monitoring.autocorrelation): KS and chi-square count a feature's rows
+    # as n / tau independent ones, tau its integrated autocorrelation time estimated on the reference
+    # at the data set's frequency; false = every row independent (the tests' textbook p-values).
+    autocorrelation: bool = True
 
 
 class SchedulesConfig(_Strict):

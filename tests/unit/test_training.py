@@ -205,3 +205,4 @@ def test_reference_profile_covers_the_holdout_season_too():
     assert profile["strata"]["rows"]["12"] == december
     assert profile["n_rows"] == sum(profile["scores"]["bin_counts"]) == len(train) + len(holdout)
     assert profile["calibration"]["n"] == len(holdout)
+    assert profile["features"]["Temperature_C"]["autocorrelation"]["frequency"] == DATASET.frequency

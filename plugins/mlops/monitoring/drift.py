@@ -16,6 +16,14 @@ so every statistic here is one that the stored counts determine exactly:
   reference and current counts, plus the Jensen-Shannon distance (base 2, in [0, 1]).
 * The change in missing rate.
 
+Autocorrelated rows: the p-values of both tests assume independent rows, which the hours of
+a month of weather are not. With drift.autocorrelation on, both sample sizes are divided by
+the feature's design effect tau stored in the reference profile (its integrated
+autocorrelation time, mlops.monitoring.autocorrelation): KS uses the effective sizes n / tau and
+m / tau, the chi-square statistic is divided by tau (Rao & Scott 1981's first-order
+correction). The statistics themselves (D, PSI) are unchanged. A profile without the
+estimate (made before it existed, or without a time column) counts rows as independent.
+
 A feature drifts when its PSI reaches the threshold AND its test's p-value is below the
 threshold (a shift large enough to matter and unlikely to be noise: with a million rows any
 negligible shift is "significant", with a hundred a large PSI can be noise), or when its
@@ -82,6 +90,7 @@ class Thresholds:
     season_neighbours: bool = True
     severe_ks: float | None = None
     performance_metrics: tuple[str, ...] = ("accuracy", "f1", "brier")
+    autocorrelation: bool = True
 
     @classmethod
     def from_config(cls, drift: DriftConfig, overrides: dict[str, Any] | None = None) -> Thresholds:
@@ -100,6 +109,7 @@ class Thresholds:
             "season_neighbours": drift.season_neighbours,
             "severe_ks": drift.severe_ks,
             "performance_metrics": tuple(drift.performance_metrics),
+            "autocorrelation": drift.autocorrelation,
         }
         names = {"psi_threshold": "psi", "min_labeled_predictions": "min_labeled"}
         for key, value in (overrides or {}).items():
@@ -144,16 +154,31 @@ def psi(reference_counts, current_counts, epsilon: float = PSI_EPSILON) -> float
     return float(np.sum((cur - ref) * np.log(cur / ref)))
 
 
-def ks_from_bins(reference_counts, current_counts) -> tuple[float, float]:
+def effective_size(n: float, design_effect: float = 1.0) -> float:
+    """The number of independent rows n autocorrelated rows are worth: n / design_effect.
+
+    design_effect (tau = n / n_eff, mlops.monitoring.autocorrelation) is clipped to [1, n], so
+    the result lies in [1, n] for n >= 1 (n itself below 1). NaN or None counts as 1.
+    """
+    n = float(n)
+    if n < 1 or design_effect is None or not math.isfinite(design_effect):
+        return n
+    return n / min(max(float(design_effect), 1.0), n)
+
+
+def ks_from_bins(reference_counts, current_counts, design_effect: float = 1.0) -> tuple[float, float]:
     """Two-sample KS statistic and asymptotic p-value of two samples binned on the same edges.
 
     The empirical CDFs of both samples at each inner edge are cumulative count shares, exact.
+    design_effect: as in ks_against_expected.
     """
     ref = np.asarray(reference_counts, dtype=float)
-    return ks_against_expected(proportions(ref), float(ref.sum()), current_counts)
+    return ks_against_expected(proportions(ref), float(ref.sum()), current_counts, design_effect)
 
 
-def ks_against_expected(expected_shares, reference_n: float, current_counts) -> tuple[float, float]:
+def ks_against_expected(
+    expected_shares, reference_n: float, current_counts, design_effect: float = 1.0
+) -> tuple[float, float]:
     """KS statistic of binned current counts against expected bin shares, and its p-value.
 
     expected_shares: the reference's share per bin (summing to 1), from reference_n rows (for
@@ -161,7 +186,8 @@ def ks_against_expected(expected_shares, reference_n: float, current_counts) -> 
     the two CDFs at the inner edges; the p-value is the two-sample one for sizes reference_n
     and the current count, as scipy.stats.ks_2samp(method="asymp") computes it (exact
     Kolmogorov-Smirnov distribution kstwo at the effective size n*m/(n+m), the limiting
-    kstwobign above KS_EXACT_MAX_N).
+    kstwobign above KS_EXACT_MAX_N). design_effect: both sizes are divided by it first
+    (effective_size; autocorrelated rows, module docstring); 1 = independent rows, scipy's test.
     """
     from scipy import stats
 
@@ -172,6 +198,7 @@ def ks_against_expected(expected_shares, reference_n: float, current_counts) -> 
         return 0.0, 1.0
     # Cumulative shares at the inner edges (the last bin closes both CDFs at 1).
     statistic = float(np.max(np.abs(np.cumsum(ref)[:-1] / ref.sum() - np.cumsum(cur)[:-1] / m)))
+    n, m = effective_size(n, design_effect), effective_size(m, design_effect)
     effective_n = round(n * m / (n + m))
     if effective_n < 1:
         return statistic, 1.0
@@ -184,8 +211,14 @@ def ks_against_expected(expected_shares, reference_n: float, current_counts) -> 
     return statistic, float(np.clip(pvalue, 0.0, 1.0))
 
 
-def chi2_homogeneity(reference_counts, current_counts) -> tuple[float, float]:
-    """Chi-square test that two count vectors come from the same distribution (2 x k table)."""
+def chi2_homogeneity(reference_counts, current_counts, design_effect: float = 1.0) -> tuple[float, float]:
+    """Chi-square test that two count vectors come from the same distribution (2 x k table).
+
+    design_effect: the Pearson statistic is divided by it before the p-value (Rao & Scott's
+    first-order correction for a sample whose rows are not independent: Rao & Scott 1981,
+    JASA 76, "The analysis of categorical data from complex sample surveys"); clipped to at
+    least 1. The returned statistic is the corrected one.
+    """
     from scipy import stats
 
     table = np.vstack([np.asarray(reference_counts, dtype=float), np.asarray(current_counts, dtype=float)])
@@ -193,7 +226,10 @@ def chi2_homogeneity(reference_counts, current_counts) -> tuple[float, float]:
     if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
         return 0.0, 1.0
     result = stats.chi2_contingency(table, correction=False)
-    return float(result.statistic), float(result.pvalue)
+    if design_effect is None or not math.isfinite(design_effect) or design_effect <= 1:
+        return float(result.statistic), float(result.pvalue)
+    statistic = float(result.statistic) / float(design_effect)
+    return statistic, float(stats.chi2.sf(statistic, result.dof))
 
 
 def js_distance(reference_counts, current_counts) -> float:
@@ -339,6 +375,19 @@ def season_weighted(strata_counts: dict[str, np.ndarray], whole_counts, season: 
 # --- per feature ---------------------------------------------------------------------------
 
 
+def design_effect(reference: dict, thresholds: Thresholds) -> float:
+    """The factor both tests divide their sample sizes by: the reference profile's estimate of
+    the feature's autocorrelation (mlops.monitoring.profile, "autocorrelation"), at least 1.
+
+    1 (independent rows) when thresholds.autocorrelation is off or the profile has no
+    estimate (an old profile, a reference without a time column, too few consecutive rows).
+    """
+    if not thresholds.autocorrelation:
+        return 1.0
+    value = (reference.get("autocorrelation") or {}).get("design_effect")
+    return max(float(value), 1.0) if value is not None and math.isfinite(value) else 1.0
+
+
 def _missing_stats(reference_rate: float, total: int, present: int) -> dict:
     current_rate = 1 - present / total if total else 0.0
     return {
@@ -432,11 +481,12 @@ def numeric_drift_from_counts(
             stats.update(psi=None, statistic=None, p_value=1.0)
         return _judge({**result, "bins": None}, raw, seasonal, thresholds.ks_pvalue, thresholds)
     cur_counts = np.asarray(current_counts, dtype=float)
-    statistic, pvalue = ks_from_bins(ref_counts, cur_counts)
+    deff = design_effect(reference, thresholds)
+    statistic, pvalue = ks_from_bins(ref_counts, cur_counts, deff)
     raw.update(psi=psi(ref_counts, cur_counts), statistic=statistic, p_value=pvalue)
     strata = by_stratum(reference.get("strata_bin_counts") or {}, season.key) if season.reference_rows else {}
     weighted = season_weighted(strata, ref_counts, season)
-    statistic, pvalue = ks_against_expected(weighted["expected"], weighted["effective_n"], cur_counts)
+    statistic, pvalue = ks_against_expected(weighted["expected"], weighted["effective_n"], cur_counts, deff)
     _set_seasonal(seasonal, weighted, cur_counts, statistic, pvalue)
     result.update(
         # Mean shift in reference standard deviations: an effect size people can read.
@@ -444,6 +494,8 @@ def numeric_drift_from_counts(
         distance_name="mean shift (ref. std)",
         current_mean=mean,
         reference_mean=reference.get("mean"),
+        design_effect=deff,
+        effective_n_current=effective_size(present, deff),
         bins={
             "labels": bin_labels(edges),
             "reference": ref_counts.astype(int).tolist(),
@@ -506,17 +558,20 @@ def categorical_drift_from_counts(
     # The profile keeps frequencies; counts are frequencies times the reference's present rows.
     ref_counts = np.array([frequencies.get(c, 0.0) * n_reference for c in categories])
     cur_counts = np.array([int(current.get(c, 0)) for c in categories])
-    statistic, pvalue = chi2_homogeneity(ref_counts, cur_counts)
+    deff = design_effect(reference, thresholds)
+    statistic, pvalue = chi2_homogeneity(ref_counts, cur_counts, deff)
     raw.update(psi=psi(ref_counts, cur_counts), statistic=statistic, p_value=pvalue)
     by_month = {m: [c.get(k, 0) for k in categories] for m, c in (reference.get("strata_counts") or {}).items()}
     strata = by_stratum(by_month, season.key) if season.reference_rows else {}
     weighted = season_weighted(strata, ref_counts, season)
     # The season-weighted reference as pseudo-counts of its effective size.
-    statistic, pvalue = chi2_homogeneity(weighted["expected"] * weighted["effective_n"], cur_counts)
+    statistic, pvalue = chi2_homogeneity(weighted["expected"] * weighted["effective_n"], cur_counts, deff)
     _set_seasonal(seasonal, weighted, cur_counts, statistic, pvalue)
     result.update(
         distance=js_distance(ref_counts, cur_counts),
         distance_name="Jensen-Shannon distance",
+        design_effect=deff,
+        effective_n_current=effective_size(present, deff),
         bins={
             "labels": categories,
             "reference": [round(float(c), 3) for c in ref_counts],
@@ -619,6 +674,32 @@ def season_summary(season: Season, features: list[dict], thresholds: Thresholds)
         "reference_rows": season.reference_rows,
         "fallback_strata": fallback,
         "widened_strata": widened,
+        "notes": notes,
+    }
+
+
+def autocorrelation_summary(profile: dict, features: list[dict], thresholds: Thresholds) -> dict:
+    """What the report says about autocorrelated rows: the design effect each test used, and why
+    a feature's rows counted as independent (switched off, or no estimate in the profile)."""
+    notes = []
+    if not thresholds.autocorrelation:
+        notes.append("drift.autocorrelation is off: every row counts as an independent sample")
+    else:
+        missing = [
+            f["feature"]
+            for f in features
+            if (profile["features"].get(f["feature"], {}).get("autocorrelation") or {}).get("design_effect") is None
+        ]
+        if missing:
+            notes.append(
+                "the reference profile has no autocorrelation estimate for "
+                + ", ".join(missing)
+                + " (made before it existed, without a time column, or too few consecutive rows): "
+                "their rows count as independent"
+            )
+    return {
+        "adjusted": thresholds.autocorrelation,
+        "design_effects": {f["feature"]: f.get("design_effect", 1.0) for f in features},
         "notes": notes,
     }
 
@@ -788,6 +869,7 @@ def compute_drift(
         "n_reference": int(profile.get("n_rows", 0)),
         "features": features,
         "season": season_summary(season, features, thresholds),
+        "autocorrelation": autocorrelation_summary(profile, features, thresholds),
         "scores": score_drift(profile.get("scores"), champion["probability"]) if not champion.empty else None,
         "performance": performance,
         "thresholds": dataclasses.asdict(thresholds),

@@ -13,16 +13,24 @@ bin counts per month. drift_check sums months into the configured season key (mo
 quarter) and compares a window with the reference of the same time of year
 (mlops.monitoring.drift.season_weighted). Twelve months of ten bins keep a profile small whatever the
 number of rows. Profiles written before strata existed simply lack these keys.
+
+Autocorrelation: when the frame has the time column, every feature also gets
+``autocorrelation`` (mlops.monitoring.autocorrelation): its lag-1 autocorrelation at the data
+set's frequency and the design effect tau = n / n_eff of the shares drift_check tests (the
+indicators at the bin edges, or of the categories), which drift_check divides its sample
+sizes by. Profiles without it are treated as independent rows (design effect 1).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import numpy as np
 import pandas as pd
 
 from mlops.config import DatasetConfig
+from mlops.monitoring import autocorrelation
 
 PROFILE_ARTIFACT_PATH = "reference"
 PROFILE_FILE = "reference_profile.json"
@@ -68,7 +76,47 @@ def _stratum_bin_counts(strata: np.ndarray, values: np.ndarray, inner: np.ndarra
     return {str(labels[i]): table[i].astype(int).tolist() for i in order}
 
 
-def _numeric_profile(values: pd.Series, strata: np.ndarray | None = None) -> dict:
+@dataclasses.dataclass(frozen=True)
+class TimeOrder:
+    """The rows the autocorrelation is estimated on: the first row of each period of the data
+    set's frequency, over the last autocorrelation.MAX_PERIODS periods (rows: their indices in
+    the frame), with their grid periods (grid_positions) and calendar months."""
+
+    rows: np.ndarray
+    positions: np.ndarray
+    months: np.ndarray
+    frequency: str
+
+
+def _time_order(frame: pd.DataFrame, dataset: DatasetConfig, strata: np.ndarray | None) -> TimeOrder | None:
+    if strata is None:
+        return None
+    positions = autocorrelation.grid_positions(frame[dataset.time_column], dataset.frequency)
+    periods, first = np.unique(positions, return_index=True)
+    rows = first[periods >= periods[-1] - autocorrelation.MAX_PERIODS + 1]
+    return TimeOrder(rows, positions[rows], strata[rows].astype(int), dataset.frequency)
+
+
+def _autocorrelation(
+    order: TimeOrder, present: np.ndarray, values: np.ndarray | None, indicators, weights=None
+) -> dict:
+    """The profile's autocorrelation entry of one feature (module docstring).
+
+    present: which of order.rows have a value; values: those rows' numeric values, or None
+    (categorical); indicators: (k, present rows) 0/1; weights: per indicator, or None.
+    """
+    positions, months = order.positions[present], order.months[present]
+    effect = autocorrelation.design_effect(indicators, positions, months, weights)
+    return {
+        "frequency": order.frequency,
+        "lag1": autocorrelation.lag1(values, positions, months) if values is not None else None,
+        "design_effect": effect["design_effect"],
+        "taus": effect["taus"],
+        "pairs_lag1": effect["window_pairs"],
+    }
+
+
+def _numeric_profile(values: pd.Series, strata: np.ndarray | None = None, order: TimeOrder | None = None) -> dict:
     total = len(values)
     numbers = pd.to_numeric(values, errors="coerce").dropna().to_numpy(dtype=float)
     profile = {
@@ -90,6 +138,11 @@ def _numeric_profile(values: pd.Series, strata: np.ndarray | None = None) -> dic
         numeric = pd.to_numeric(values, errors="coerce")
         profile["strata_bin_counts"] = _stratum_bin_counts(strata, numeric.to_numpy(dtype=float), inner)
         profile["strata_missing"] = _per_stratum(strata, numeric, lambda part: int(part.isna().sum()))
+    if order is not None:
+        sample = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)[order.rows]
+        present = ~np.isnan(sample)
+        indicators = sample[present][None, :] <= inner[:, None]
+        profile["autocorrelation"] = _autocorrelation(order, present, sample[present], indicators)
     return {
         **profile,
         "bin_edges": inner.tolist(),
@@ -118,7 +171,7 @@ def bin_counts(values: np.ndarray, inner_edges: list[float]) -> list[int]:
     return np.bincount(idx, minlength=len(inner_edges) + 1).astype(int).tolist()
 
 
-def _categorical_profile(values: pd.Series, strata: np.ndarray | None = None) -> dict:
+def _categorical_profile(values: pd.Series, strata: np.ndarray | None = None, order: TimeOrder | None = None) -> dict:
     total = len(values)
     present = values.dropna().astype(str)
     freqs = present.value_counts(normalize=True)
@@ -133,6 +186,14 @@ def _categorical_profile(values: pd.Series, strata: np.ndarray | None = None) ->
             strata, values, lambda part: {str(k): int(v) for k, v in part.dropna().astype(str).value_counts().items()}
         )
         profile["strata_missing"] = _per_stratum(strata, values, lambda part: int(part.isna().sum()))
+    if order is not None:
+        sample = values.iloc[order.rows]
+        mask = sample.notna().to_numpy()
+        top = freqs.index[: autocorrelation.MAX_CATEGORIES]
+        indicators = sample[mask].astype(str).to_numpy()[None, :] == np.asarray(top, dtype=object)[:, None]
+        # Rao-Scott's weights of the cells' design effects: 1 - p_i.
+        weights = 1 - freqs.iloc[: len(top)].to_numpy()
+        profile["autocorrelation"] = _autocorrelation(order, mask, None, indicators, weights)
     return profile
 
 
@@ -146,12 +207,13 @@ def build_profile(frame: pd.DataFrame, dataset: DatasetConfig, scores=None, cali
     """
     time_col = dataset.time_column
     strata = month_strata(frame[time_col]) if time_col in frame and len(frame) else None
+    order = _time_order(frame, dataset, strata)
     features = {}
     for name in dataset.features:
         if dataset.columns[name].type == "string":
-            features[name] = _categorical_profile(frame[name], strata)
+            features[name] = _categorical_profile(frame[name], strata, order)
         else:
-            features[name] = _numeric_profile(frame[name], strata)
+            features[name] = _numeric_profile(frame[name], strata, order)
     profile = {
         "n_rows": int(len(frame)),
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -358,6 +358,9 @@ def reference_profile(model, training, holdout, dataset: DatasetConfig) -> dict:
     is the most recent season; without it drift_check compared that season (e.g. December of
     a window ending in December) with other months and fired on the season alone.
     The holdout's calibration is recorded so drift_check knows whether to trust its estimate.
+    Both frames keep the time column, so the profile also estimates each feature's
+    autocorrelation at dataset.frequency (the design effect drift_check's tests divide their
+    sample sizes by; the purged rows between them are a gap, not neighbours).
     """
     import pandas as pd
 
