@@ -106,6 +106,15 @@ def test_independent_rows_have_a_design_effect_near_one():
     assert 1.0 <= build_profile(frame, ONE)["features"]["Temperature_C"]["autocorrelation"]["design_effect"] < 1.15
 
 
+def test_a_constant_feature_has_no_estimate_and_the_profile_stays_valid_json():
+    import json
+
+    frame = hourly("2028-01-01", 2000, np.full(2000, 3.0))
+    estimate = build_profile(frame, ONE)["features"]["Temperature_C"]["autocorrelation"]
+    assert estimate["design_effect"] is None and estimate["lag1"] is None
+    json.dumps(build_profile(frame, ONE), allow_nan=False)
+
+
 def test_lag_one_is_one_period_of_the_frequency_and_a_gap_is_no_neighbour():
     times = pd.to_datetime(["2030-01-01", "2030-01-02", "2030-01-05"])
     assert autocorrelation.grid_positions(times, "1D").tolist() == [0, 1, 4]
