@@ -442,6 +442,9 @@ def run_rounds(args, cfg, s3, engine, client, started: float) -> tuple[dict, lis
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    state_dir = Path(os.environ.get("MLOPS_STATE_DIR") or ROOT / ".stack")
+    if not (state_dir / "credentials.json").exists():  # Settings.from_env would make a new stack's state
+        raise SystemExit(f"no stack in {state_dir}: start one with `make up` (or `make demo`), then run this again")
     settings = stack.Settings.from_env()
     require_stack(settings)
     cfg, s3, engine, client = connect(settings)
