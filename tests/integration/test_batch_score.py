@@ -340,7 +340,7 @@ def test_without_a_champion_the_run_is_skipped(scoring_setup, run_dag, monkeypat
         assert scoring.resolve_models() is None
         dag_run = run_dag("batch_score")
         assert dag_run.state == "success"
-        assert task_states(dag_run)["resolve_models"] == "skipped"
+        assert task_states(dag_run)["plan"] == "skipped"
     finally:
         set_config(monkeypatch, MLOPS__MODEL__REGISTERED_NAME=MODEL_NAME)
 
