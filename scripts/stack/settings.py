@@ -209,7 +209,9 @@ class Settings:
             # finished tasks, asset events and runs to create: each hand-off of the chain from a
             # landing file to its predictions (~8 task hops) waited up to that long. 0.25 s costs
             # the idle scheduler a few % of a core (bench/loop.py, README "The embedded stack").
-            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": os.environ.get(
+                "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME", "0.25"
+            ),
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
             # Internal servers on ports derived from the API port (8080 -> Airflow's defaults
             # 8793, 8794, 8974), so two stacks on one machine do not collide. The health
