@@ -75,6 +75,7 @@ def _landing_sensor() -> LandingObjectSensor:
         bucket_name=cfg.storage.bucket,
         bucket_key=sensor_pattern(),
         deferrable=cfg.ingest.sensor_deferrable,
+        poke_before_defer=cfg.ingest.sensor_poke_before_defer_seconds,
         mode="poke" if cfg.ingest.sensor_deferrable else "reschedule",
         poke_interval=cfg.ingest.sensor_poke_seconds,
         timeout=cfg.ingest.sensor_timeout_minutes * 60,
