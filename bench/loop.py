@@ -178,18 +178,19 @@ def period_file(cfg, template, period) -> bytes:
 # ---------------------------------------------------------------- measuring
 
 
-def drop_and_wait(cfg, s3, engine, files: dict[str, bytes], poll: float, timeout: float) -> dict[str, dict]:
-    """Put every file, then poll the warehouse: {key: {put, loaded, predicted, batch_id, status}} (epoch s)."""
-    records = {}
+def drop_and_wait(cfg, s3, engine, files: dict[str, bytes], poll: float, timeout: float, records: dict) -> None:
+    """Put every file, then poll the warehouse; fills `records` as it goes (so an interrupted
+    run still cleans up what it dropped): {key: {put, loaded, predicted, batch_id, status}} (epoch s)."""
     for key, body in files.items():
-        put = time.time()
+        records[key] = {"put": time.time(), "loaded": None, "predicted": None, "batch_id": None, "status": None}
         s3.put_object(Bucket=cfg.storage.bucket, Key=key, Body=body)
-        records[key] = {"put": put, "loaded": None, "predicted": None, "batch_id": None, "status": None}
+    mine = {key: records[key] for key in files}
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not all(r["predicted"] or _failed(r) for r in records.values()):
-        _observe(engine, records)
+    while time.monotonic() < deadline and not all(r["predicted"] or _failed(r) for r in mine.values()):
+        _observe(engine, mine)
         time.sleep(poll)
-    return records
+    if not all(r["predicted"] or _failed(r) for r in mine.values()):
+        say(f"round timed out after {timeout:.0f} s: is ingest running? (its import errors, the scheduler's log)")
 
 
 def _failed(record: dict) -> bool:
@@ -343,9 +344,8 @@ def remove_rows(engine, batch_ids: list[str], keys: list[str]) -> tuple[list[str
     ours) from every table keyed by batch_id, children first: (batch ids, {table: rows})."""
     import sqlalchemy as sa
 
-    ids = sorted(
-        set(batch_ids) | {b for (b,) in query(engine, "SELECT batch_id FROM batches WHERE object_key IN :k", k=keys)}
-    )
+    found = query(engine, "SELECT batch_id FROM batches WHERE object_key IN :k", k=keys) if keys else []
+    ids = sorted(set(batch_ids) | {b for (b,) in found})
     removed = {}
     if not ids:
         return ids, removed
@@ -417,13 +417,12 @@ def parse_args(argv: list[str] | None):
     return parser.parse_args(argv)
 
 
-def run_rounds(args, cfg, s3, engine, client, started: float) -> tuple[dict, list]:
-    """Drop and measure each round: (all records by key, the bench's periods)."""
+def run_rounds(args, cfg, s3, engine, client, started: float, records: dict) -> list:
+    """Drop and measure each round, filling `records` (by key): the bench's periods."""
     freq, templates = template_periods(cfg)
     periods = bench_periods(cfg, engine, freq, args.files * args.rounds, templates)
     say(f"time range of the bench: {periods[0]} .. {periods[-1]} (after the newest observation)")
     tag = uuid.uuid4().hex[:6]
-    records: dict[str, dict] = {}
     for number in range(args.rounds):
         chosen = periods[number * args.files : (number + 1) * args.files]
         files = {
@@ -432,12 +431,12 @@ def run_rounds(args, cfg, s3, engine, client, started: float) -> tuple[dict, lis
         }
         rows = sum(body.count(b"\n") - 1 for body in files.values())
         say(f"round {number + 1}/{args.rounds}: {len(files)} file(s), {rows} rows")
-        records |= drop_and_wait(cfg, s3, engine, files, args.poll, args.timeout)
+        drop_and_wait(cfg, s3, engine, files, args.poll, args.timeout, records)
     tis = [ti for dag_id in PIPELINE_DAGS for run in runs_since(client, dag_id, started) for ti in run["tis"]]
     times = report_files(records, tis)
     print_medians(times, tis, list(records.values()))
     print("task durations:", task_durations(tis))
-    return records, periods
+    return periods
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -454,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     records: dict[str, dict] = {}
     try:
-        records, periods = run_rounds(args, cfg, s3, engine, client, started)
+        periods = run_rounds(args, cfg, s3, engine, client, started, records)
         if args.files > 1 and not args.no_backfill:
             backfill(client, periods, args.timeout)
     finally:
