@@ -410,6 +410,13 @@ def parse_args(argv: list[str] | None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=1, help="files dropped at once per round (1, 24)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds, one after another (5 for a median of 5)")
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=0,
+        help="seconds to wait before each round: past ingest.sensor_poke_before_defer_seconds (e.g. 45), the"
+        " files find the sensor deferred in the triggerer instead of poking in its worker",
+    )
     parser.add_argument("--poll", type=float, default=0.25, help="seconds between warehouse polls")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for one round")
     parser.add_argument("--no-backfill", action="store_true", help="skip the manual backfill run")
@@ -429,6 +436,7 @@ def run_rounds(args, cfg, s3, engine, client, started: float, records: dict) -> 
             f"{cfg.storage.landing_prefix}{KEY_TAG}-{tag}-{p}.csv": period_file(cfg, templates[i % len(templates)], p)
             for i, p in enumerate(chosen)
         }
+        time.sleep(args.pause)
         rows = sum(body.count(b"\n") - 1 for body in files.values())
         say(f"round {number + 1}/{args.rounds}: {len(files)} file(s), {rows} rows")
         drop_and_wait(cfg, s3, engine, files, args.poll, args.timeout, records)
