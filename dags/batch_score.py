@@ -73,22 +73,19 @@ from mlops.dag_defaults import dag_default_args, scoring_deadline
 )
 def batch_score():
     @task
-    def resolve_models() -> dict:
+    def plan(params: dict | None = None, dag_run=None) -> list[dict]:
+        """The versions behind the aliases and the run's batches in groups, in one task (a task
+        less between a new file and its predictions): [{"group": ..., "models": ...}], the
+        arguments of each score task. No champion yet: skipped, and so is scoring."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from mlops.scoring.batch import resolve_models
+        from mlops.config import get_config
+        from mlops.scoring.batch import batch_sizes, plan_batches, plan_groups, remove_staging, resolve_models
 
         models = resolve_models()
         if models is None:
             raise AirflowSkipException("no model has the champion alias yet: nothing to score with")
         print(f"scoring with {models}")
-        return models
-
-    @task
-    def plan(models: dict, params: dict | None = None, dag_run=None) -> list[dict]:
-        from mlops.config import get_config
-        from mlops.scoring.batch import batch_sizes, plan_batches, plan_groups, remove_staging
-
         # One run at a time (max_active_runs=1): staging objects older than this run are
         # leftovers of killed attempts.
         remove_staging(dag_run.start_date)
@@ -98,7 +95,7 @@ def batch_score():
             batches, batch_sizes() if batches else {}, scoring.parallel_batches, scoring.rows_per_group
         )
         print(f"{len(batches)} batch(es) to score in {len(groups)} group(s): {groups}")
-        return groups
+        return [{"group": group, "models": models} for group in groups]
 
     # One mapped task per group of batches (scoring.parallel_batches at most, planned by a row
     # budget): each loads its models once and scores its batches in order, committing each.
@@ -129,8 +126,7 @@ def batch_score():
         }
         return summary
 
-    models = resolve_models()
-    score.partial(models=models).expand(group=plan(models))
+    score.expand_kwargs(plan())
 
 
 batch_score()

@@ -44,6 +44,8 @@ it again (for example after changing the row policy).
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
@@ -73,11 +75,17 @@ def _landing_sensor() -> LandingObjectSensor:
         bucket_name=cfg.storage.bucket,
         bucket_key=sensor_pattern(),
         deferrable=cfg.ingest.sensor_deferrable,
+        poke_before_defer=cfg.ingest.sensor_poke_before_defer_seconds,
         mode="poke" if cfg.ingest.sensor_deferrable else "reschedule",
         poke_interval=cfg.ingest.sensor_poke_seconds,
         timeout=cfg.ingest.sensor_timeout_minutes * 60,
         # Nothing landed for a while: the run ends skipped and @continuous starts the next one.
         soft_fail=True,
+        # Airflow 3.3 fails a deferred task whose trigger fires within seconds of deferring when
+        # the scheduler reads the deferring process's stale "success" after the resumed attempt
+        # started (apache/airflow#72716). The retry pokes again and finds the file: retry after
+        # one poke interval, not after tasks.retry_delay_seconds (30 s of a new file's freshness).
+        retry_delay=timedelta(seconds=cfg.ingest.sensor_poke_seconds),
     )
 
 

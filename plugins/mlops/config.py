@@ -229,6 +229,8 @@ class SchedulesConfig(_Strict):
 class IngestConfig(_Strict):
     sensor_deferrable: bool = True
     sensor_poke_seconds: float = Field(gt=0)
+    # The deferrable sensor pokes this long in its own process before it defers (see mlops.ingest.sensors).
+    sensor_poke_before_defer_seconds: float = Field(default=30, ge=0)
     sensor_timeout_minutes: float = Field(gt=0)
     max_files_per_run: int = Field(ge=1)
     max_mapped_tasks: int = Field(ge=1)

@@ -17,6 +17,7 @@ from pathlib import Path
 from stack.connections import aws_connection, http_connection, pipeline_connections, postgres_connection
 
 ROOT = Path(__file__).resolve().parents[2]
+PRELOAD_DIR = Path(__file__).resolve().parent / "preload"
 HOST = "127.0.0.1"
 BIN = Path(sys.executable).parent
 TOPOLOGIES = ("standalone", "celery")
@@ -204,6 +205,13 @@ class Settings:
             "AIRFLOW__API__BASE_URL": self.airflow_url,
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.airflow_url}/execution/",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "20",
+            # An idle scheduler loop sleeps this long (default 1 s) before it looks again for
+            # finished tasks, asset events and runs to create: each hand-off of the chain from a
+            # landing file to its predictions (~8 task hops) waited up to that long. 0.25 s costs
+            # the idle scheduler a few % of a core (bench/loop.py, README "The embedded stack").
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": os.environ.get(
+                "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME", "0.25"
+            ),
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
             # Internal servers on ports derived from the API port (8080 -> Airflow's defaults
             # 8793, 8794, 8974), so two stacks on one machine do not collide. The health
@@ -224,7 +232,7 @@ class Settings:
             "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MIN": "3",
             "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MAX": "20",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
-            "PYTHONPATH": str(ROOT / "plugins"),
+            "PYTHONPATH": os.pathsep.join(str(p) for p in self.python_path()),
             # `airflow standalone` starts its components as `airflow ...` from PATH.
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
             **self.connection_env(),
@@ -232,6 +240,11 @@ class Settings:
             **(self.celery_env() if self.topology == "celery" else {}),
             **self.extra_env,
         }
+
+    def python_path(self) -> list[Path]:
+        """The project's plugins; on standalone also stack/preload, whose airflow_local_settings
+        makes the scheduler import the tasks' libraries once (LocalExecutor forks tasks from it)."""
+        return [ROOT / "plugins"] + [PRELOAD_DIR] * (self.topology == "standalone")
 
     def scoring_env(self) -> dict[str, str]:
         """On a PostgreSQL warehouse batch_score's mapped tasks may write at once: two on

@@ -148,3 +148,11 @@ def test_the_other_dags_carry_no_deadline(dagbag):
 def test_dags_that_write_state_run_one_at_a_time(dagbag, dag_id):
     # Overlapping batch_score runs re-planned the same backlog and scored batches twice.
     assert dagbag.dags[dag_id].max_active_runs == 1
+
+
+def test_the_landing_sensor_retries_after_one_poke_interval(dagbag):
+    # A deferred sensor resumed within seconds can be failed by Airflow 3.3's stale defer-exit
+    # event (apache/airflow#72716): its retry must not cost a new file tasks.retry_delay_seconds.
+    sensor = dagbag.dags["ingest"].get_task("wait_for_landing")
+    assert sensor.retry_delay == timedelta(seconds=get_config().ingest.sensor_poke_seconds)
+    assert sensor.retries >= 1

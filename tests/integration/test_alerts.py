@@ -20,7 +20,7 @@ RUNS = [
     ("health_check", {}, "warehouse"),
     ("ingest", {"object_key": "landing/alert-probe.csv"}, "list_objects"),
     ("train", {}, "snapshot"),
-    ("batch_score", {}, "resolve_models"),
+    ("batch_score", {}, "plan"),
     ("drift_check", {}, "champion"),
     ("rollback_champion", {}, "rollback"),
 ]

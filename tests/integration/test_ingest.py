@@ -394,11 +394,14 @@ def test_large_file_is_streamed_with_bounded_memory(tmp_path):
     assert large_mem["growth_mb"] - small_mem["growth_mb"] < extra_file_mb / 2, (extra_file_mb, small_mem, large_mem)
 
 
-def test_sensor_defers_until_a_file_lands_then_alert_and_replay(run_dag, fresh, webhook, monkeypatch):
+def test_sensor_defers_until_a_file_lands_then_alert_and_replay(run_dag, dagbag, fresh, webhook, monkeypatch):
     """The run starts with an empty landing area: the sensor defers (its trigger runs inline under
     dag.test) and wakes up when a file lands. The file is bad: quarantined, alert posted to the
     webhook. After relaxing the row policy, a replay of the quarantined copy loads it."""
     import threading
+
+    # Defer at once instead of poking in the worker first (ingest.sensor_poke_before_defer_seconds).
+    monkeypatch.setattr(dagbag.dags["ingest"].get_task("wait_for_landing"), "poke_before_defer", 0)
 
     name = "out_of_range.csv"
     key = f"{STORAGE.landing_prefix}{name}"

@@ -9,6 +9,7 @@ and costs ~0.5 s, the whole parse budget of a DAG file.
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 from airflow.sdk import BaseSensorOperator
@@ -17,18 +18,32 @@ from airflow.sdk import BaseSensorOperator
 class LandingObjectSensor(BaseSensorOperator):
     """Succeeds as soon as any object matches ``bucket_key`` (a wildcard such as ``landing/*``).
 
-    ``deferrable=True``: after a first poke the wait is handed to the triggerer (no worker slot).
+    ``deferrable=True``: pokes every ``poke_interval`` for ``poke_before_defer`` seconds in its
+    own process, then hands the wait to the triggerer (no worker slot). A file that lands
+    meanwhile (files come in bursts) costs no deferral: the resumed attempt is one more task
+    start, and Airflow 3.3 fails a deferred task whose trigger fires within seconds of deferring
+    when it reads the deferring process's stale "success" late (apache/airflow#72716).
     ``deferrable=False``: plain sensor (use ``mode="reschedule"`` to free the slot between pokes).
     """
 
     template_fields = ("bucket_key",)
 
-    def __init__(self, *, bucket_name: str, bucket_key: str, aws_conn_id: str, deferrable: bool = True, **kwargs):
+    def __init__(
+        self,
+        *,
+        bucket_name: str,
+        bucket_key: str,
+        aws_conn_id: str,
+        deferrable: bool = True,
+        poke_before_defer: float = 0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.bucket_name = bucket_name
         self.bucket_key = bucket_key
         self.aws_conn_id = aws_conn_id
         self.deferrable = deferrable
+        self.poke_before_defer = poke_before_defer
 
     def poke(self, context) -> bool:
         """Whether a file to ingest is waiting (mlops.ingest.pipeline.landing_keys: the listing's own rule)."""
@@ -40,7 +55,7 @@ class LandingObjectSensor(BaseSensorOperator):
     def execute(self, context):
         if not self.deferrable:
             return super().execute(context)
-        if self.poke(context):
+        if self.poke_until(context, time.monotonic() + self.poke_before_defer):
             return None
         from airflow.providers.amazon.aws.triggers.s3 import S3KeyTrigger
 
@@ -56,6 +71,14 @@ class LandingObjectSensor(BaseSensorOperator):
             method_name="execute_complete",
         )
         return None
+
+    def poke_until(self, context, deadline: float) -> bool:
+        """Poke every poke_interval until a file is found (True) or `deadline` (time.monotonic()) passes (False)."""
+        while not self.poke(context):
+            if time.monotonic() + self.poke_interval > deadline:
+                return False
+            time.sleep(self.poke_interval)
+        return True
 
     def execute_complete(self, context, event: dict | None = None) -> None:
         if event and event.get("status") == "error":
