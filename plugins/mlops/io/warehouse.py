@@ -7,6 +7,7 @@ Identifiers of data set columns are always double-quoted, keeping their configur
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 
@@ -52,12 +53,84 @@ def split_statements(sql: str) -> list[str]:
     return [stmt.strip() for stmt in "\n".join(lines).split(";") if stmt.strip()]
 
 
-def insert_many(cursor, sql: str, rows: list[tuple]) -> None:
-    """executemany on a DB-API cursor, for SQL written with `?` placeholders: sqlite3 takes
-    them as they are, the PostgreSQL drivers (psycopg 3 pipelines executemany) take %s."""
-    if not type(cursor).__module__.startswith("sqlite3"):
-        sql = sql.replace("?", "%s")
-    cursor.executemany(sql, rows)
+def bulk_insert(conn, table: str, rows, conflict_key: str | None = None) -> int:
+    """Append `rows` to `table` in one bulk operation; the number of rows inserted.
+
+    rows: a pyarrow Table or RecordBatch whose field names are columns of `table` (strings,
+    floats, integers; nulls as nulls). conn: an open SQLAlchemy connection, inside the caller's
+    transaction (nothing is committed here). conflict_key: a column with a unique index; a row
+    whose key is stored already (or repeats an earlier row of `rows`) is skipped, as
+    `INSERT ... ON CONFLICT (key) DO NOTHING` row by row in the given order would.
+
+    PostgreSQL: COPY FROM STDIN in CSV format, the rows written by pyarrow's CSV writer (every
+    string quoted, so an unquoted empty field is NULL and a quoted one is ''; floats in their
+    shortest round-trip form); with conflict_key the rows are copied into a temporary table
+    (dropped at commit) and moved with one INSERT ... SELECT ... ON CONFLICT DO NOTHING, which
+    reads the temporary table in the order it was written. SQLite (no COPY): executemany, as
+    fast as the multi-row VALUES it replaced (bench/scoring.py; 200k prediction rows: 0.55 s
+    either way) and simpler.
+    """
+    if rows.num_rows == 0:
+        return 0
+    if conn.dialect.name == "postgresql":
+        return _copy_insert(conn.connection.driver_connection, table, rows, conflict_key)
+    columns = ", ".join(quote(name) for name in rows.schema.names)
+    sql = f"INSERT INTO {quote(table)} ({columns}) VALUES ({', '.join('?' * rows.num_columns)})"
+    if conflict_key:
+        sql += f" ON CONFLICT ({quote(conflict_key)}) DO NOTHING"
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.executemany(sql, zip(*(column.to_pylist() for column in rows.columns), strict=True))
+        return cursor.rowcount
+    finally:
+        cursor.close()
+
+
+def _copy_insert(dbapi, table: str, rows, conflict_key: str | None) -> int:
+    """bulk_insert on PostgreSQL (psycopg 3 or psycopg2): COPY, through a temporary table when
+    conflicts are to be skipped."""
+    columns = ", ".join(quote(name) for name in rows.schema.names)
+    with contextlib.closing(dbapi.cursor()) as cursor:
+        if conflict_key is None:
+            _copy_csv(cursor, f"COPY {quote(table)} ({columns}) FROM STDIN WITH (FORMAT csv)", rows)
+            return rows.num_rows
+        stage = quote(f"bulk_{table}")
+        # LIKE copies the columns and NOT NULLs, not the keys: every row lands in the stage.
+        cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} (LIKE {quote(table)}) ON COMMIT DROP")
+        cursor.execute(f"TRUNCATE {stage}")
+        _copy_csv(cursor, f"COPY {stage} ({columns}) FROM STDIN WITH (FORMAT csv)", rows)
+        cursor.execute(
+            f"INSERT INTO {quote(table)} ({columns}) SELECT {columns} FROM {stage}"
+            f" ON CONFLICT ({quote(conflict_key)}) DO NOTHING"
+        )
+        return cursor.rowcount
+
+
+COPY_BLOCK_ROWS = 50_000  # rows per CSV block handed to COPY (a few MB)
+
+
+def _copy_csv(cursor, sql: str, rows) -> None:
+    """COPY ... FROM STDIN (FORMAT csv) of `rows`, written block by block by pyarrow's CSV writer."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    options = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
+    table = pa.Table.from_batches([rows]) if isinstance(rows, pa.RecordBatch) else rows
+
+    def blocks():
+        for start in range(0, table.num_rows, COPY_BLOCK_ROWS):
+            sink = pa.BufferOutputStream()
+            pa_csv.write_csv(table.slice(start, COPY_BLOCK_ROWS), sink, options)
+            yield sink.getvalue()
+
+    if hasattr(cursor, "copy"):  # psycopg 3
+        with cursor.copy(sql) as copy:
+            for block in blocks():
+                copy.write(memoryview(block))
+    else:  # psycopg2 reads a file
+        cursor.copy_expert(sql, io.BytesIO(b"".join(block.to_pybytes() for block in blocks())))
 
 
 def engine():

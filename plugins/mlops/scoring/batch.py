@@ -466,29 +466,25 @@ def _publish(staged_key: str, final_key: str, s3) -> str:
 
 def _swap_rows_in(files: dict, scorers: dict, constants: dict, chunk_rows: int, engine) -> None:
     """One transaction: delete the batch's rows of each (version, role), insert the predicted rows
-    read back from the local Parquet files. No predicting or uploading happens inside it."""
+    read back from the local Parquet files (warehouse.bulk_insert: COPY on PostgreSQL). No
+    predicting or uploading happens inside it."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     time_col = get_config().dataset.time_column
-    threshold = float(get_config().model.decision_threshold)
     seconds = _parquet_schema(time_col).field(time_col).type  # Parquet stores them as milliseconds
-    scored_at = constants["scored_at"].strftime(warehouse.TIMESTAMP_FORMAT)
     with engine.begin() as conn:
         delete_sql, delete_order = _compile_sql(conn, "scoring/delete_predictions.sql")
-        inserter = _PredictionInserter(conn)
         cursor = conn.connection.cursor()
         for role, (version, _, _) in scorers.items():
             keys = {"batch_id": constants["batch_id"], "model_name": constants["model_name"]}
             keys |= {"model_version": version, "role": role}
             cursor.execute(delete_sql, _bind(delete_order, keys))
-            columns = [time_col, "probability", "predicted_label"]
-            for chunk in pq.ParquetFile(files[role]).iter_batches(batch_size=chunk_rows, columns=columns):
-                times = pc.strftime(chunk.column(0).cast(seconds), format=warehouse.TIMESTAMP_FORMAT).to_pylist()
-                probabilities, labels = chunk.column(1).to_pylist(), chunk.column(2).to_pylist()
-                inserter.insert(
-                    cursor, keys | {"threshold": threshold, "scored_at": scored_at}, times, probabilities, labels
-                )
+            for chunk in pq.ParquetFile(files[role]).iter_batches(batch_size=chunk_rows):
+                for name in (time_col, "scored_at"):  # warehouse time text
+                    text = pc.strftime(chunk.column(name).cast(seconds), format=warehouse.TIMESTAMP_FORMAT)
+                    chunk = chunk.set_column(chunk.schema.get_field_index(name), name, text)
+                warehouse.bulk_insert(conn, "predictions", chunk)
 
 
 def remove_staging(before: datetime) -> int:
@@ -509,40 +505,6 @@ def remove_staging(before: datetime) -> int:
     return len(stale)
 
 
-class _PredictionInserter:
-    """Inserts predictions ROWS_PER_STATEMENT rows per statement (insert_predictions.sql):
-    the per-batch values are bound once per statement, each row binds three values."""
-
-    ROWS_PER_STATEMENT = 300  # 906 parameters: under SQLite's historical limit of 999
-    CONSTANTS = ("batch_id", "model_name", "model_version", "role", "threshold", "scored_at")
-
-    def __init__(self, conn):
-        self.conn = conn
-        self.statements: dict[int, tuple[str, tuple | None, list[str]]] = {}
-
-    def _statement(self, rows: int):
-        if rows not in self.statements:
-            sql, order = _compile_sql(self.conn, "scoring/insert_predictions.sql", rows=rows)
-            names = [f"{kind}{i}" for i in range(rows) for kind in ("t", "p", "l")]
-            if order is not None and tuple(order) != (*self.CONSTANTS, *names):
-                raise RuntimeError("insert_predictions.sql: unexpected parameter order")
-            self.statements[rows] = (sql, order, names)
-        return self.statements[rows]
-
-    def insert(self, cursor, constants: dict, times: list, probabilities: list, labels: list) -> None:
-        step = self.ROWS_PER_STATEMENT
-        head = tuple(constants[name] for name in self.CONSTANTS)
-        for start in range(0, len(times), step):
-            stop = min(start + step, len(times))
-            sql, order, names = self._statement(stop - start)
-            values = [None] * (3 * (stop - start))
-            values[0::3], values[1::3], values[2::3] = times[start:stop], probabilities[start:stop], labels[start:stop]
-            if order is not None:  # positional parameter style (SQLite)
-                cursor.execute(sql, head + tuple(values))
-            else:  # named parameter style (PostgreSQL)
-                cursor.execute(sql, {**constants, **dict(zip(names, values, strict=True))})
-
-
 # ---------------------------------------------------------------- groups of batches
 
 
@@ -560,7 +522,8 @@ def plan_groups(batches: list[dict], sizes: dict[str, int], parallel: int, rows_
     count = max(1, min(parallel, len(batches), wanted))
     loads, members = [0] * count, [[] for _ in range(count)]
     for index in sorted(range(len(batches)), key=lambda i: -rows[i]):
-        target = loads.index(min(loads))
+        # Fewest rows, then fewest batches: empty-row batches do not leave a group without any.
+        target = min(range(count), key=lambda g: (loads[g], len(members[g])))
         loads[target] += rows[index]
         members[target].append(index)
     groups = []
