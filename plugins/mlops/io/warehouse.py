@@ -8,6 +8,7 @@ Identifiers of data set columns are always double-quoted, keeping their configur
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from pathlib import Path
 
@@ -41,10 +42,16 @@ def _template_context() -> dict:
 
 def render_sql(name: str, **context) -> str:
     """Render include/sql/<name> with the configuration's columns (and any extra context)."""
+    return _template(name).render(**_template_context(), **context)
+
+
+@functools.lru_cache(maxsize=256)
+def _template(name: str):
+    """include/sql/<name> parsed once per process (a task scoring many small batches renders the
+    same queries for each; parsing cost more than running them)."""
     import jinja2
 
-    template = jinja2.Template(Path(SQL_DIR / name).read_text(), undefined=jinja2.StrictUndefined)
-    return template.render(**_template_context(), **context)
+    return jinja2.Template(Path(SQL_DIR / name).read_text(), undefined=jinja2.StrictUndefined)
 
 
 def split_statements(sql: str) -> list[str]:

@@ -266,10 +266,17 @@ def _compile_sql(conn, sql_name: str, **context):
 
     Bulk reads and writes go through the DB-API cursor: SQLAlchemy's per-row work would cost
     more than scoring itself. The SQL is still rendered and compiled for whichever dialect."""
-    import sqlalchemy as sa
+    sql = warehouse.render_sql(sql_name, **context)
+    key = (conn.dialect.name, conn.dialect.paramstyle, sql)
+    if key not in _COMPILED:  # compiling costs more than a small batch's query
+        import sqlalchemy as sa
 
-    compiled = sa.text(warehouse.render_sql(sql_name, **context)).compile(dialect=conn.dialect)
-    return compiled.string, compiled.positiontup
+        compiled = sa.text(sql).compile(dialect=conn.dialect)
+        _COMPILED[key] = (compiled.string, compiled.positiontup)
+    return _COMPILED[key]
+
+
+_COMPILED: dict[tuple, tuple] = {}
 
 
 def _bind(order, params: dict):
@@ -397,10 +404,13 @@ def _read_chunks(batch_id: str, selected: list[str], chunk_rows: int, engine):
             if not records:
                 return
             frame = pd.DataFrame.from_records(records, columns=selected)
+            last = len(records) < chunk_rows  # a short chunk is the last: no query for an empty one
             del records
             after = frame[time_col].iloc[-1]
             frame[time_col] = pd.to_datetime(frame[time_col], format=warehouse.TIMESTAMP_FORMAT)
             yield frame
+            if last:
+                return
 
 
 def _predict_to_files(batch_id: str, scorers: dict, files: dict, constants: dict, chunk_rows: int, engine) -> int:
