@@ -92,12 +92,13 @@ def check_first_row_wins() -> None:
         [("new", None, None), ("first", 1.0, 1), ("x", None, None), ("second", 2.0, 2), ("y", None, None)],
     )
     with warehouse.engine().begin() as conn:
+        fresh = warehouse.bulk_insert(conn, TABLE, _table([5, 6], [("a", None, None), ("b", None, None)]), "id")
         inserted = warehouse.bulk_insert(conn, TABLE, rows, conflict_key="id")
         again = warehouse.bulk_insert(conn, TABLE, rows, conflict_key="id")  # same transaction, all stored
     with warehouse.engine().connect() as conn:
         stored = dict(conn.execute(sa.text(f"SELECT id, s FROM {TABLE}")).all())
-    assert stored == {1: "stored", 2: "first", 3: "x", 4: "y"}
-    assert (inserted, again) == (3, 0)
+    assert stored == {1: "stored", 2: "first", 3: "x", 4: "y", 5: "a", 6: "b"}
+    assert (fresh, inserted, again) == (2, 3, 0)
 
 
 @pytest.fixture()

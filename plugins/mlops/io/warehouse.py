@@ -71,9 +71,8 @@ def bulk_insert(conn, table: str, rows, conflict_key: str | None = None) -> int:
 
     PostgreSQL: COPY FROM STDIN in CSV format, the rows written by pyarrow's CSV writer (every
     string quoted, so an unquoted empty field is NULL and a quoted one is ''; floats in their
-    shortest round-trip form); with conflict_key the rows are copied into a temporary table
-    (dropped at commit) and moved with one INSERT ... SELECT ... ON CONFLICT DO NOTHING, which
-    reads the temporary table in the order it was written. SQLite (no COPY): executemany, as
+    shortest round-trip form); with conflict_key, rows that meet a conflict go through a
+    temporary table (see _copy_insert). SQLite (no COPY): executemany, as
     fast as the multi-row VALUES it replaced (bench/scoring.py; 200k prediction rows: 0.55 s
     either way) and simpler.
     """
@@ -94,12 +93,26 @@ def bulk_insert(conn, table: str, rows, conflict_key: str | None = None) -> int:
 
 
 def _copy_insert(dbapi, table: str, rows, conflict_key: str | None) -> int:
-    """bulk_insert on PostgreSQL (psycopg 3 or psycopg2): COPY, through a temporary table when
-    conflicts are to be skipped."""
+    """bulk_insert on PostgreSQL (psycopg 3 or psycopg2).
+
+    Without conflict_key: COPY into the table. With one: COPY into the table under a savepoint
+    first (new data, the usual case, has no conflict: one write per row); a unique violation
+    rolls back to the savepoint and the rows go through a temporary table instead, moved with
+    one INSERT ... SELECT ... ON CONFLICT DO NOTHING, which reads it in the order written."""
     columns = ", ".join(quote(name) for name in rows.schema.names)
     with contextlib.closing(dbapi.cursor()) as cursor:
         if conflict_key is None:
             _copy_csv(cursor, f"COPY {quote(table)} ({columns}) FROM STDIN WITH (FORMAT csv)", rows)
+            return rows.num_rows
+        cursor.execute("SAVEPOINT bulk_insert")
+        try:
+            _copy_csv(cursor, f"COPY {quote(table)} ({columns}) FROM STDIN WITH (FORMAT csv)", rows)
+        except Exception as exc:
+            if _sqlstate(exc) != UNIQUE_VIOLATION:
+                raise
+            cursor.execute("ROLLBACK TO SAVEPOINT bulk_insert")
+        else:
+            cursor.execute("RELEASE SAVEPOINT bulk_insert")
             return rows.num_rows
         stage = quote(f"bulk_{table}")
         # LIKE copies the columns and NOT NULLs, not the keys: every row lands in the stage.
@@ -111,6 +124,14 @@ def _copy_insert(dbapi, table: str, rows, conflict_key: str | None) -> int:
             f" ON CONFLICT ({quote(conflict_key)}) DO NOTHING"
         )
         return cursor.rowcount
+
+
+UNIQUE_VIOLATION = "23505"  # PostgreSQL's SQLSTATE
+
+
+def _sqlstate(exc: Exception) -> str | None:
+    """The SQLSTATE of a psycopg 3 (sqlstate) or psycopg2 (pgcode) error, None for other errors."""
+    return getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
 
 
 COPY_BLOCK_ROWS = 50_000  # rows per CSV block handed to COPY (a few MB)
