@@ -226,8 +226,11 @@ def child_score(rows: int, model_path: Path, batches: int = 1, profile: Path | N
     before = peak_rss_mb()
     profiler = _profiler(profile)
     t0 = time.perf_counter()
-    clients = scoring.open_clients()  # once, as a batch_score group task does
-    scored = sum(scoring.score_with(b, MODEL_NAME, scorers, clients=clients)["rows"] for b in batch_ids(batches))
+    # As a batch_score group task does (score_group without the model registry).
+    planned = [{"batch_id": b, "roles": ["champion"]} for b in batch_ids(batches)]
+    summaries, failures = scoring.score_batches(planned, MODEL_NAME, scorers)
+    assert not failures, failures
+    scored = sum(s["rows"] for s in summaries)
     seconds = time.perf_counter() - t0
     if profiler is not None:
         profiler.disable()

@@ -568,19 +568,20 @@ def _done_since(batch_id: str, name: str, version: str, role: str, since: str, s
     return True
 
 
-def score_group(group: dict, models: dict, since: str | None = None, chunk_rows: int | None = None) -> dict:
-    """Score a group's batches in order, each model loaded once, each batch committed on its own.
-
-    since: the run's start (warehouse time text); a batch and role already scored at or after it
-    (by an earlier attempt of this task) is skipped. A failing batch is recorded and the others
-    go on; at the end the task fails if any did: with ScoringInputError (no retry) when every
-    failure was bad input, otherwise with RuntimeError, so that Airflow retries the group."""
-    name = models["model_name"]
-    wanted = sorted({role for batch in group["batches"] for role in batch["roles"]}, key=ROLES.index)
-    scorers = load_scorers(models, wanted)
-    clients = open_clients()
+def score_batches(
+    batches: list[dict],
+    name: str,
+    scorers: dict,
+    since: str | None = None,
+    chunk_rows: int | None = None,
+    clients: Clients | None = None,
+) -> tuple[list[dict], dict]:
+    """Score `batches` ([{"batch_id", "roles"}]) in order with the loaded `scorers`, each batch
+    committed on its own: (summaries of the batches scored, {batch_id: exception} of those that
+    failed). A batch and role done at or after `since` (see score_group) is skipped."""
+    clients = clients or open_clients()
     summaries, failures = [], {}
-    for batch in group["batches"]:
+    for batch in batches:
         batch_id = batch["batch_id"]
         todo = {r: s for r, s in scorers.items() if r in batch["roles"]}
         if since:
@@ -592,6 +593,20 @@ def score_group(group: dict, models: dict, since: str | None = None, chunk_rows:
         except Exception as exc:  # noqa: BLE001 - recorded, the group goes on, the task fails at the end
             log.exception("batch %r failed; the group goes on", batch_id)
             failures[batch_id] = exc
+    return summaries, failures
+
+
+def score_group(group: dict, models: dict, since: str | None = None, chunk_rows: int | None = None) -> dict:
+    """Score a group's batches in order, each model loaded once, each batch committed on its own.
+
+    since: the run's start (warehouse time text); a batch and role already scored at or after it
+    (by an earlier attempt of this task) is skipped. A failing batch is recorded and the others
+    go on; at the end the task fails if any did: with ScoringInputError (no retry) when every
+    failure was bad input, otherwise with RuntimeError, so that Airflow retries the group."""
+    name = models["model_name"]
+    wanted = sorted({role for batch in group["batches"] for role in batch["roles"]}, key=ROLES.index)
+    scorers = load_scorers(models, wanted)
+    summaries, failures = score_batches(group["batches"], name, scorers, since, chunk_rows)
     summary = {
         "model_name": name,
         "batches": [s["batch_id"] for s in summaries],
