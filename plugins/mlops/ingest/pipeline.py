@@ -632,17 +632,31 @@ def _process_object(key: str) -> dict:
             delete_if_unchanged(key, local.etag)
             log.info("batch %s was already %s: landing object removed, nothing loaded", batch_id, existing["status"])
             return {"object_key": key, **_summary(existing), "new_rows": 0, "note": "same file seen before"}
-        put_verified(local, raw_key)
-        same_content = loaded_batch_with_checksum(local.sha256)
-        if kind == "landing" and same_content and same_content["batch_id"] != batch_id:
-            return _record_duplicate(key, kind, batch_id, local, raw_key)
-
-        staged = tmpdir / "staged.parquet"
-        result = validate_file(local.path, staged, arrival.original_key)
+        # The raw copy uploads while the file is validated (network and CPU at once); it is
+        # verified before anything records the batch or removes the landing object.
+        with _in_background(put_verified, local, raw_key) as raw_copy:
+            same_content = loaded_batch_with_checksum(local.sha256)
+            if kind == "landing" and same_content and same_content["batch_id"] != batch_id:
+                raw_copy.result()
+                return _record_duplicate(key, kind, batch_id, local, raw_key)
+            staged = tmpdir / "staged.parquet"
+            result = validate_file(local.path, staged, arrival.original_key)
+            raw_copy.result()
         result.update(batch_id=batch_id, checksum=local.sha256, raw_uri=_uri(raw_key), replayed_from=key)
         if result["status"] != "passed":
             _quarantine(arrival, result)
         return _load(arrival, result, staged)
+
+
+@contextlib.contextmanager
+def _in_background(function, *args):
+    """Run function(*args) in a thread (in this context: the shared clients) for the block; yields
+    its Future. Leaving the block waits for it; an error of the block wins over the thread's."""
+    import concurrent.futures
+    import contextvars
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        yield pool.submit(contextvars.copy_context().run, function, *args)
 
 
 @dataclasses.dataclass(frozen=True)

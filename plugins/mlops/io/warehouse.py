@@ -134,11 +134,14 @@ def _sqlstate(exc: Exception) -> str | None:
     return getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
 
 
-COPY_BLOCK_ROWS = 50_000  # rows per CSV block handed to COPY (a few MB)
+COPY_BLOCK_ROWS = 10_000  # rows per CSV block handed to COPY (about 1 MB)
 
 
 def _copy_csv(cursor, sql: str, rows) -> None:
-    """COPY ... FROM STDIN (FORMAT csv) of `rows`, written block by block by pyarrow's CSV writer."""
+    """COPY ... FROM STDIN (FORMAT csv) of `rows`, written block by block by pyarrow's CSV writer;
+    the next block is written in a thread while the server takes the current one (pyarrow and
+    the socket wait both release the GIL), so at most two blocks are held."""
+    import concurrent.futures
     import io
 
     import pyarrow as pa
@@ -147,18 +150,21 @@ def _copy_csv(cursor, sql: str, rows) -> None:
     options = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
     table = pa.Table.from_batches([rows]) if isinstance(rows, pa.RecordBatch) else rows
 
-    def blocks():
-        for start in range(0, table.num_rows, COPY_BLOCK_ROWS):
-            sink = pa.BufferOutputStream()
-            pa_csv.write_csv(table.slice(start, COPY_BLOCK_ROWS), sink, options)
-            yield sink.getvalue()
+    def block(start: int) -> pa.Buffer:
+        sink = pa.BufferOutputStream()
+        pa_csv.write_csv(table.slice(start, COPY_BLOCK_ROWS), sink, options)
+        return sink.getvalue()
 
-    if hasattr(cursor, "copy"):  # psycopg 3
-        with cursor.copy(sql) as copy:
-            for block in blocks():
-                copy.write(memoryview(block))
-    else:  # psycopg2 reads a file
-        cursor.copy_expert(sql, io.BytesIO(b"".join(block.to_pybytes() for block in blocks())))
+    starts = range(0, table.num_rows, COPY_BLOCK_ROWS)
+    if not hasattr(cursor, "copy"):  # psycopg2 reads a file
+        cursor.copy_expert(sql, io.BytesIO(b"".join(block(start).to_pybytes() for start in starts)))
+        return
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool, cursor.copy(sql) as copy:
+        pending = pool.submit(block, starts[0])
+        for start in starts[1:]:
+            current, pending = pending.result(), pool.submit(block, start)
+            copy.write(memoryview(current))
+        copy.write(memoryview(pending.result()))
 
 
 def engine():
