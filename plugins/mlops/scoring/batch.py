@@ -347,7 +347,12 @@ def open_clients() -> Clients:
 
 
 def score_with(
-    batch_id: str, name: str, scorers: dict, chunk_rows: int | None = None, clients: Clients | None = None
+    batch_id: str,
+    name: str,
+    scorers: dict,
+    chunk_rows: int | None = None,
+    clients: Clients | None = None,
+    published: list | None = None,
 ) -> dict:
     """Score the batch with every role's loaded model and replace its stored predictions.
     scorers: {role: (version, model, input spec)}.
@@ -357,7 +362,9 @@ def score_with(
     transaction deletes the old rows and inserts the new; (4) only after the commit the staged
     objects are copied to their final keys. A kill before (3) leaves staging objects only
     (remove_staging deletes them at the next run); a kill between (3) and (4) leaves rows whose
-    Parquet file is missing or older, which the task's retry rewrites."""
+    Parquet file is missing or older, which the task's retry rewrites. `published`: a list that
+    receives the staging keys once copied, for the caller to delete in bulk (without it each is
+    deleted at once)."""
     cfg = get_config()
     chunk_rows = int(chunk_rows or cfg.scoring.chunk_rows)
     scored_at = datetime.now(UTC).replace(microsecond=0)
@@ -372,7 +379,7 @@ def score_with(
     crash_point("scoring_rows_committed")
     outputs = []
     for role, (version, _, _) in scorers.items():
-        final_key = _publish(staged[role], predictions_key(name, version, role, batch_id), clients.s3)
+        final_key = _publish(staged[role], predictions_key(name, version, role, batch_id), clients.s3, published)
         outputs.append(
             {
                 "role": role,
@@ -466,12 +473,28 @@ def _stage(files: dict, name: str, scorers: dict, batch_id: str, s3) -> dict:
     return staged
 
 
-def _publish(staged_key: str, final_key: str, s3) -> str:
-    """Copy a staged object to its final key (the rows are committed by now), then drop the stage."""
+def _publish(staged_key: str, final_key: str, s3, published: list | None = None) -> str:
+    """Copy a staged object to its final key (the rows are committed by now), then drop the stage
+    (or add it to `published`, for _delete_staged)."""
     bucket = get_config().storage.bucket
     s3.copy_object(Bucket=bucket, Key=final_key, CopySource={"Bucket": bucket, "Key": staged_key})
-    s3.delete_object(Bucket=bucket, Key=staged_key)
+    if published is None:
+        s3.delete_object(Bucket=bucket, Key=staged_key)
+    else:
+        published.append(staged_key)
     return final_key
+
+
+def _delete_staged(keys: list[str], s3) -> None:
+    """Delete published staging objects, 1,000 per request. A failure only logs: the next run's
+    remove_staging deletes what is left."""
+    bucket = get_config().storage.bucket
+    for start in range(0, len(keys), 1000):
+        chunk = keys[start : start + 1000]
+        try:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True})
+        except Exception:  # noqa: BLE001 - leftovers are removed by the next run
+            log.warning("could not delete %d published staging object(s); the next run removes them", len(chunk))
 
 
 def _swap_rows_in(files: dict, scorers: dict, constants: dict, chunk_rows: int, engine) -> None:
@@ -580,7 +603,7 @@ def score_batches(
     committed on its own: (summaries of the batches scored, {batch_id: exception} of those that
     failed). A batch and role done at or after `since` (see score_group) is skipped."""
     clients = clients or open_clients()
-    summaries, failures = [], {}
+    summaries, failures, published = [], {}, []
     for batch in batches:
         batch_id = batch["batch_id"]
         todo = {r: s for r, s in scorers.items() if r in batch["roles"]}
@@ -589,10 +612,11 @@ def score_batches(
         if not todo:
             continue
         try:
-            summaries.append(score_with(batch_id, name, todo, chunk_rows, clients))
+            summaries.append(score_with(batch_id, name, todo, chunk_rows, clients, published))
         except Exception as exc:  # noqa: BLE001 - recorded, the group goes on, the task fails at the end
             log.exception("batch %r failed; the group goes on", batch_id)
             failures[batch_id] = exc
+    _delete_staged(published, clients.s3)  # one request for the group, not one per batch
     return summaries, failures
 
 
