@@ -24,8 +24,10 @@ from mlops.io import warehouse
 TABLE = "bulk_probe"
 DDL = f"CREATE TABLE IF NOT EXISTS {TABLE} (id BIGINT PRIMARY KEY, s TEXT, f DOUBLE PRECISION, i BIGINT)"
 TRICKY = ["", "\\.", "\\N", "\\", '"', '""', "a,b", "tab\there", "cr\rlf\n", "\n\\.\n", "NULL", " ", "ü€😀", "'"]
-# PostgreSQL's text type cannot hold NUL (neither could the executemany path): left out.
-texts = st.one_of(st.none(), st.sampled_from(TRICKY), st.text(st.characters(blacklist_characters="\x00")))
+# PostgreSQL's text type cannot hold NUL, and lone surrogates are not UTF-8 (no database stores them): left out.
+texts = st.one_of(
+    st.none(), st.sampled_from(TRICKY), st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",)))
+)
 floats = st.one_of(
     st.none(),
     st.sampled_from([0.0, -0.0, 5e-324, -5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, 0.1, 1 / 3]),
