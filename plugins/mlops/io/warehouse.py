@@ -86,10 +86,22 @@ def bulk_insert(conn, table: str, rows, conflict_key: str | None = None) -> int:
         sql += f" ON CONFLICT ({quote(conflict_key)}) DO NOTHING"
     cursor = conn.connection.driver_connection.cursor()
     try:
-        cursor.executemany(sql, zip(*(column.to_pylist() for column in rows.columns), strict=True))
+        cursor.executemany(sql, zip(*(_python_values(column) for column in rows.columns), strict=True))
         return cursor.rowcount
     finally:
         cursor.close()
+
+
+def _python_values(column):
+    """A column's values as Python objects for executemany; a column holding one value (the
+    batch, model, role, ... of every prediction) is repeated, not converted row by row."""
+    import itertools
+
+    import pyarrow.compute as pc
+
+    if column.null_count == 0 and len(column) > 1 and pc.count_distinct(column).as_py() == 1:
+        return itertools.repeat(column[0].as_py(), len(column))
+    return column.to_pylist()
 
 
 def _copy_insert(dbapi, table: str, rows, conflict_key: str | None) -> int:

@@ -501,6 +501,7 @@ def _swap_rows_in(files: dict, scorers: dict, constants: dict, chunk_rows: int, 
     """One transaction: delete the batch's rows of each (version, role), insert the predicted rows
     read back from the local Parquet files (warehouse.bulk_insert: COPY on PostgreSQL). No
     predicting or uploading happens inside it."""
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -514,9 +515,10 @@ def _swap_rows_in(files: dict, scorers: dict, constants: dict, chunk_rows: int, 
             keys |= {"model_version": version, "role": role}
             cursor.execute(delete_sql, _bind(delete_order, keys))
             for chunk in pq.ParquetFile(files[role]).iter_batches(batch_size=chunk_rows):
-                for name in (time_col, "scored_at"):  # warehouse time text
-                    text = pc.strftime(chunk.column(name).cast(seconds), format=warehouse.TIMESTAMP_FORMAT)
-                    chunk = chunk.set_column(chunk.schema.get_field_index(name), name, text)
+                text = pc.strftime(chunk.column(time_col).cast(seconds), format=warehouse.TIMESTAMP_FORMAT)
+                chunk = chunk.set_column(chunk.schema.get_field_index(time_col), time_col, text)
+                scored_at = pa.repeat(constants["scored_at"].strftime(warehouse.TIMESTAMP_FORMAT), chunk.num_rows)
+                chunk = chunk.set_column(chunk.schema.get_field_index("scored_at"), "scored_at", scored_at)
                 warehouse.bulk_insert(conn, "predictions", chunk)
 
 
