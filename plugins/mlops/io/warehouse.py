@@ -73,8 +73,8 @@ def bulk_insert(conn, table: str, rows, conflict_key: str | None = None) -> int:
     string quoted, so an unquoted empty field is NULL and a quoted one is ''; floats in their
     shortest round-trip form); with conflict_key, rows that meet a conflict go through a
     temporary table (see _copy_insert). SQLite (no COPY): executemany, as
-    fast as the multi-row VALUES it replaced (bench/scoring.py; 200k prediction rows: 0.55 s
-    either way) and simpler.
+    fast as the multi-row VALUES it replaced in a micro-benchmark (200k prediction rows: 0.55 s
+    either way; bench/scoring.py's 1M-row batch was ~10 % slower end to end, see README).
     """
     if rows.num_rows == 0:
         return 0
