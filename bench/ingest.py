@@ -26,16 +26,31 @@ Prints validation time / CSV parse time (goal <= 1) and end-to-end rows per seco
 measures instead the peak resident memory of an ingest task for each size: one fresh
 subprocess per size (`--peak-only`: generate, upload, process_object, print the peak of
 resource.getrusage and the rows per second), printed side by side with the load average.
+
+    .venv/bin/python bench/ingest.py --compare-load [--rows 1000000] [--repeat 3]
+
+times process_object end to end on the embedded PostgreSQL (its server binaries, started by
+this script on a free port beside its own SeaweedFS) with the two load paths, side by side on
+the same file: `copy` (warehouse.bulk_insert: COPY into a temporary table, then one INSERT ...
+SELECT ... ON CONFLICT DO NOTHING) and `executemany` (the row-by-row INSERT ... ON CONFLICT DO
+NOTHING it replaced, psycopg's executemany, kept here for the comparison). Each run is a fresh
+process on a freshly created warehouse database, the paths interleaved --repeat times; it prints
+each path's median seconds, rows/s, peak RSS and the load average around the runs. Each process
+first validates a small file, untimed (imports and the GX context: a per-process constant).
+--memory with --warehouse postgres measures the peak RSS per size on PostgreSQL instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import os
 import random
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -87,14 +102,22 @@ def arguments() -> argparse.Namespace:
         help="rows in random order, so chunks overlap in time (the duplicate check then hashes every row, in a second pass)",
     )
     parser.add_argument("--memory", help="comma-separated row counts: peak RSS of process_object per size")
+    parser.add_argument("--compare-load", action="store_true", help="COPY vs executemany on PostgreSQL (see above)")
+    parser.add_argument("--warehouse", choices=["sqlite", "postgres"], default="sqlite", help="for --memory")
     parser.add_argument("--peak-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--load-path", choices=["copy", "executemany"], default="copy", help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
 def main() -> int:
     args = arguments()
-    if args.memory:
-        return memory_table([int(n) for n in args.memory.split(",")])
+    if args.compare_load:
+        return compare_load(args.rows, args.repeat)
+    if args.memory and not args.peak_only:
+        return memory_table([int(n) for n in args.memory.split(",")], args.warehouse)
+    if args.peak_only and args.data:
+        return timed_process_object(args.data, args.rows, args.load_path)
 
     for name in [n for n in os.environ if n.startswith("MLOPS__")]:
         del os.environ[name]  # the shipped configuration
@@ -199,12 +222,12 @@ def end_to_end_run(ingest, settings, state: Path, data: Path, storage):
     return upload, end_to_end, summary
 
 
-
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (Linux reports KiB)."""
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
 
 def peak_only(settings, data: Path, rows: int) -> int:
     """In a fresh process: upload the file, process_object it, print peak RSS and rows/s (JSON)."""
@@ -227,25 +250,135 @@ def peak_only(settings, data: Path, rows: int) -> int:
     return 0
 
 
-def memory_table(sizes: list[int]) -> int:
+def memory_table(sizes: list[int], warehouse: str = "sqlite") -> int:
     """One subprocess per size (a process's peak never goes down); a table with the load average."""
-    import subprocess
-
     lines = []
-    for rows in sizes:
-        load_before = os.getloadavg()[0]
-        out = subprocess.run(
-            [sys.executable, __file__, "--rows", str(rows), "--peak-only"], capture_output=True, text=True, check=True
-        ).stdout
-        figures = json.loads(next(line for line in out.splitlines() if line.startswith("PEAK "))[5:])
-        lines.append({**figures, "load_avg_1min": f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}"})
-        print(json.dumps(lines[-1]), flush=True)
+    with postgres_bench() if warehouse == "postgres" else contextlib.nullcontext() as bench:
+        for rows in sizes:
+            load_before = os.getloadavg()[0]
+            if bench is None:
+                argv = [sys.executable, __file__, "--rows", str(rows), "--peak-only"]
+            else:
+                data = bench.state / f"batch-{rows}.csv"
+                make_file(data, rows)
+                bench.fresh_warehouse()
+                argv = [sys.executable, __file__, "--rows", str(rows), "--peak-only", "--data", str(data)]
+            out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+            figures = json.loads(next(line for line in out.splitlines() if line.startswith("PEAK "))[5:])
+            lines.append({**figures, "load_avg_1min": f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}"})
+            print(json.dumps(lines[-1]), flush=True)
+    print(f"\nwarehouse: {warehouse}")
     print("\n| rows | peak RSS of process_object (MB) | before it ran (MB) | rows/s | load average |")
     print("| --- | --- | --- | --- | --- |")
     for f in lines:
         print(
             f"| {f['rows']:,} | {f['peak_rss_mb']:.0f} | {f['peak_rss_mb_before']:.0f} | {f['rows_per_s']:,} | {f['load_avg_1min']} |"
         )
+    return 0
+
+
+# ---------------------------------------------------------------- PostgreSQL: COPY vs executemany
+
+
+@dataclasses.dataclass
+class PostgresBench:
+    """The benchmark's own PostgreSQL and SeaweedFS (free ports, a temporary state folder)."""
+
+    settings: object
+    state: Path
+
+    def fresh_warehouse(self) -> None:
+        """Drop and create the warehouse database: every run loads into empty tables."""
+        stack_module.create_pg_database(self.settings, stack_module.PG_DATABASES["warehouse"], fresh=True)
+
+
+@contextlib.contextmanager
+def postgres_bench():
+    """Start PostgreSQL and SeaweedFS for the block (their connections in os.environ, which the
+    children inherit); stop both and remove the state afterwards."""
+    for name in [n for n in os.environ if n.startswith("MLOPS__")]:
+        del os.environ[name]
+    state = Path(tempfile.mkdtemp(prefix="mlops-bench-ingest-pg-"))
+    settings = stack_module.Settings.from_env(state)
+    settings.warehouse = "postgres"
+    settings.pg_port, settings.s3_port = stack_module.free_port(), stack_module.free_port()
+    settings.weed_base_port = stack_module.free_weed_base()
+    os.environ.update(settings.connection_env())
+    try:
+        print("starting PostgreSQL and SeaweedFS ...", flush=True)
+        stack_module.start_postgres(settings)
+        stack_module.start_object_store(settings)
+        yield PostgresBench(settings, state)
+    finally:
+        for name in ("seaweedfs", "postgres"):
+            stack_module.stop_process(settings, name)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def executemany_insert(conn, table: str, rows, conflict_key: str | None = None) -> int:
+    """The load path bulk_insert replaced: INSERT ... ON CONFLICT DO NOTHING, psycopg's executemany."""
+    from mlops.io.warehouse import quote
+
+    columns = ", ".join(quote(name) for name in rows.schema.names)
+    sql = f"INSERT INTO {quote(table)} ({columns}) VALUES ({', '.join(['%s'] * rows.num_columns)})"
+    if conflict_key:
+        sql += f" ON CONFLICT ({quote(conflict_key)}) DO NOTHING"
+    cursor = conn.connection.driver_connection.cursor()
+    cursor.executemany(sql, list(zip(*(column.to_pylist() for column in rows.columns), strict=True)))
+    return cursor.rowcount
+
+
+def timed_process_object(data: Path, rows: int, load_path: str) -> int:
+    """In a fresh process: upload `data`, process_object it with the chosen load path; print
+    PEAK {rows/s, seconds, peak RSS} as JSON."""
+    from mlops.config import get_config
+    from mlops.ingest import pipeline as ingest
+    from mlops.io import warehouse
+
+    if load_path == "executemany":
+        warehouse.bulk_insert = executemany_insert
+    # Untimed, as in side_by_side: the imports and the GX context (~4 s, a per-process constant).
+    ingest.validate_file(ROOT / "tests" / "data" / "bad" / "few_bad_rows.csv", data.parent / "warm.parquet", "warm")
+    key = f"{get_config().storage.landing_prefix}bench/{load_path}-{time.time_ns()}.csv"
+    ingest._client().upload_file(str(data), get_config().storage.bucket, key)
+    before = peak_rss_mb()
+    t0 = time.perf_counter()
+    summary = ingest.process_object(key)
+    seconds = time.perf_counter() - t0
+    assert summary["status"] == "loaded" and summary["new_rows"] == summary["rows_kept"], summary
+    figures = {"rows": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds)}
+    figures |= {"new_rows": summary["new_rows"], "peak_rss_mb_before": round(before, 1)}
+    print("PEAK " + json.dumps({**figures, "peak_rss_mb": round(peak_rss_mb(), 1)}))
+    return 0
+
+
+def compare_load(rows: int, repeat: int) -> int:
+    """process_object with each load path on the same file, interleaved `repeat` times, each run
+    in a fresh process on a fresh warehouse database; medians and the load average."""
+    runs: dict[str, list[dict]] = {"executemany": [], "copy": []}
+    with postgres_bench() as bench:
+        data = bench.state / "batch.csv"
+        make_file(data, rows)
+        print(f"generated {rows:,} rows in time order ({data.stat().st_size / 1e6:.0f} MB)", flush=True)
+        loads = [os.getloadavg()[0]]
+        for repetition in range(repeat):
+            for path in runs:
+                bench.fresh_warehouse()
+                argv = [sys.executable, __file__, "--peak-only", "--rows", str(rows), "--data", str(data)]
+                out = subprocess.run([*argv, "--load-path", path], capture_output=True, text=True, check=False)
+                if out.returncode != 0:
+                    raise SystemExit(f"{path} run failed:\n{out.stderr[-3000:]}")
+                figures = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("PEAK "))[5:])
+                runs[path].append(figures)
+                loads.append(os.getloadavg()[0])
+                print(f"repetition {repetition + 1} {path}: {json.dumps(figures)} load {loads[-1]:.2f}", flush=True)
+    print(f"\nprocess_object of {rows:,} ordered rows on the embedded PostgreSQL, median of {repeat} (fresh process")
+    print(f"and warehouse each run); 1-min load average during the runs {min(loads):.2f}-{max(loads):.2f}")
+    print("| load path | seconds | rows/s | peak RSS (MB) |\n| --- | --- | --- | --- |")
+    for path, results in runs.items():
+        seconds = statistics.median(r["seconds"] for r in results)
+        peak = statistics.median(r["peak_rss_mb"] for r in results)
+        print(f"| {path} | {seconds:.2f} | {rows / seconds:,.0f} | {peak:.0f} |")
     return 0
 
 

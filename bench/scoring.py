@@ -186,8 +186,30 @@ def child_raw(rows: int, model_path: Path) -> dict:
     return {"rows": len(probability), "seconds": seconds, "peak_rss_mb": peak_rss_mb()}
 
 
-def child_score(rows: int, model_path: Path, batches: int = 1) -> dict:
-    """The project's scoring path on the stored batch(es), one after another in this process."""
+def _profiler(profile: Path | None):
+    """A running cProfile.Profile when `profile` (a .prof path) is given, else None."""
+    if profile is None:
+        return None
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    return profiler
+
+
+def _print_profile(profiler, path: Path) -> None:
+    """Save the profile and print its top functions by cumulative and by own time (to stderr)."""
+    import pstats
+
+    profiler.dump_stats(path)
+    stats = pstats.Stats(profiler, stream=sys.stderr).strip_dirs()
+    stats.sort_stats("cumulative").print_stats(35)
+    stats.sort_stats("tottime").print_stats(20)
+
+
+def child_score(rows: int, model_path: Path, batches: int = 1, profile: Path | None = None) -> dict:
+    """The project's scoring path on the stored batch(es), one after another in this process
+    (under cProfile when `profile` is given: the timed part only, saved there)."""
     import sqlalchemy as sa
 
     from mlops.io import warehouse
@@ -202,10 +224,17 @@ def child_score(rows: int, model_path: Path, batches: int = 1) -> dict:
     with warehouse.engine().begin() as conn:
         conn.execute(sa.text("DELETE FROM predictions WHERE batch_id <> :w"), {"w": WARMUP_BATCH_ID})
     before = peak_rss_mb()
+    profiler = _profiler(profile)
     t0 = time.perf_counter()
-    clients = scoring.open_clients()  # once, as a batch_score group task does
-    scored = sum(scoring.score_with(b, MODEL_NAME, scorers, clients=clients)["rows"] for b in batch_ids(batches))
+    # As a batch_score group task does (score_group without the model registry).
+    planned = [{"batch_id": b, "roles": ["champion"]} for b in batch_ids(batches)]
+    summaries, failures = scoring.score_batches(planned, MODEL_NAME, scorers)
+    assert not failures, failures
+    scored = sum(s["rows"] for s in summaries)
     seconds = time.perf_counter() - t0
+    if profiler is not None:
+        profiler.disable()
+        _print_profile(profiler, profile)
     assert scored == rows, (scored, rows)
     return {
         "rows": scored,
@@ -224,7 +253,8 @@ def parse_size(text: str) -> tuple[int, int]:
     return (int(batches), int(batches) * int(rows)) if rows else (1, int(batches))
 
 
-def run_child(role: str, rows: int, env: dict, model_path: Path, batches: int = 1) -> dict:
+def run_child(role: str, rows: int, env: dict, model_path: Path, batches: int = 1, profile: Path | None = None) -> dict:
+    """Run one child mode in a fresh process; its JSON result (a profile's tables go to stderr)."""
     argv = [
         sys.executable,
         __file__,
@@ -237,9 +267,13 @@ def run_child(role: str, rows: int, env: dict, model_path: Path, batches: int = 
         "--batches",
         str(batches),
     ]
+    if profile is not None:
+        argv += ["--profile-path", str(profile)]
     out = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"{role} child failed:\n{out.stderr[-4000:]}")
+    if profile is not None:
+        print(out.stderr, flush=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -266,6 +300,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--rows", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--model-path", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--batches", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--profile-path", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="run the timed scoring under cProfile: <workdir>/score-<size>.prof, top functions printed",
+    )
     return parser
 
 
@@ -274,7 +314,7 @@ def _child_main(args: argparse.Namespace) -> int:
     result = {
         "generate": lambda: child_generate(args.rows, args.batches),
         "raw": lambda: child_raw(args.rows, args.model_path),
-        "score": lambda: child_score(args.rows, args.model_path, args.batches),
+        "score": lambda: child_score(args.rows, args.model_path, args.batches, args.profile_path),
     }[args.child]()
     print(json.dumps(result), flush=True)
     return 0
@@ -293,7 +333,9 @@ def _base_env(settings, workdir: Path, threads: int) -> dict:
     return base_env
 
 
-def _bench_size(batches: int, rows: int, base_env: dict, model_path: Path, workdir: Path) -> tuple:
+def _bench_size(
+    batches: int, rows: int, base_env: dict, model_path: Path, workdir: Path, profile: bool = False
+) -> tuple:
     """Generate the size's warehouse once, then time raw predict_proba and the scoring path."""
     db = workdir / f"warehouse-{batches}x{rows}.db"
     env = {
@@ -312,7 +354,8 @@ def _bench_size(batches: int, rows: int, base_env: dict, model_path: Path, workd
         )
     raw = run_child("raw", rows, env, model_path)
     print(f"[bench] {rows:,} raw predict_proba: {raw['seconds']:.1f}s", flush=True)
-    e2e = run_child("score", rows, env, model_path, batches)
+    profile_path = workdir / f"score-{batches}x{rows // batches}.prof" if profile else None
+    e2e = run_child("score", rows, env, model_path, batches, profile_path)
     print(
         f"[bench] {rows:,} scoring path: {e2e['seconds']:.1f}s, peak RSS {e2e['peak_rss_mb']:.0f} MB",
         flush=True,
@@ -363,7 +406,7 @@ def main() -> int:
     results = []
     try:
         for batches, rows in sizes:
-            results.append(_bench_size(batches, rows, base_env, model_path, workdir))
+            results.append(_bench_size(batches, rows, base_env, model_path, workdir, args.profile))
     finally:
         stack.stop_process(settings, "seaweedfs")
 

@@ -409,7 +409,6 @@ def load_batch(staged: Path, batch_values: dict) -> Loaded:
     from mlops.io import warehouse
 
     columns = list(get_config().dataset.columns)
-    (insert,) = warehouse.split_statements(warehouse.render_sql("ingest/insert_observations.sql"))
     loaded_at = _now()
     batch_id = batch_values["batch_id"]
     conflicts = {"count": 0, "on_conflict": get_config().ingest.on_conflict, "examples": []}
@@ -421,20 +420,17 @@ def load_batch(staged: Path, batch_values: dict) -> Loaded:
             record_batch(conn, **batch_values)
         except sa.exc.IntegrityError as exc:  # the one-loaded-batch-per-checksum index
             raise SameContentLoaded(batch_values["checksum"]) from exc
-        dbapi = conn.connection.driver_connection
-        cursor = dbapi.cursor()
-        try:
-            # pre_buffer=False: pyarrow's read-ahead cache kept the column chunks it had read
-            # (the load's memory grew ~20 MB per million rows); without it, one chunk at a time.
-            staged_file, pool = pq.ParquetFile(staged, pre_buffer=False), pa.default_memory_pool()
-            for arrow_batch in staged_file.iter_batches(batch_size=50_000, columns=columns):
-                frame = arrow_batch.to_pandas()
-                _settle_conflicts(conn, frame, batch_id, loaded_at, conflicts)
-                warehouse.insert_many(cursor, insert, _rows_for_insert(frame, columns, batch_id, loaded_at))
-                del frame, arrow_batch
-                pool.release_unused()  # mimalloc (pyarrow's default) otherwise keeps freed chunks
-        finally:
-            cursor.close()
+        # pre_buffer=False: pyarrow's read-ahead cache kept the column chunks it had read
+        # (the load's memory grew ~20 MB per million rows); without it, one chunk at a time.
+        staged_file, pool = pq.ParquetFile(staged, pre_buffer=False), pa.default_memory_pool()
+        for arrow_batch in staged_file.iter_batches(batch_size=LOAD_CHUNK_ROWS, columns=columns):
+            _settle_conflicts(conn, arrow_batch, batch_id, loaded_at, conflicts)
+            # The time column is the primary key: a row stored already (by an earlier,
+            # overlapping batch) is skipped, never duplicated or overwritten.
+            rows = _with_batch_columns(arrow_batch, batch_id, loaded_at)
+            warehouse.bulk_insert(conn, "observations", rows, conflict_key=get_config().dataset.time_column)
+            del arrow_batch, rows
+            pool.release_unused()  # mimalloc (pyarrow's default) otherwise keeps freed chunks
         rows_after = conn.execute(count_rows, {"batch_id": batch_id}).scalar_one()
         if rows_after > rows_before:
             # In the same transaction as the rows: whatever happens to this attempt from here on,
@@ -443,22 +439,35 @@ def load_batch(staged: Path, batch_values: dict) -> Loaded:
     return Loaded(int(rows_after - rows_before), conflicts)
 
 
-def _settle_conflicts(conn, frame, batch_id: str, loaded_at: str, conflicts: dict) -> None:
-    """Find the rows of `frame` (one staged chunk) whose timestamp another batch stored with
+# Staged rows per bulk insert (and per conflict probe): a few MB of Arrow data at a time.
+LOAD_CHUNK_ROWS = 100_000
+
+
+def _with_batch_columns(arrow_batch, batch_id: str, loaded_at: str):
+    """The staged chunk with the batch_id and loaded_at columns of the observations table."""
+    import pyarrow as pa
+
+    n = arrow_batch.num_rows
+    columns = [*arrow_batch.columns, pa.repeat(batch_id, n), pa.repeat(loaded_at, n)]
+    return pa.RecordBatch.from_arrays(columns, names=[*arrow_batch.schema.names, "batch_id", "loaded_at"])
+
+
+def _settle_conflicts(conn, arrow_batch, batch_id: str, loaded_at: str, conflicts: dict) -> None:
+    """Find the rows of `arrow_batch` (one staged chunk) whose timestamp another batch stored with
     other values; record each, and with on_conflict: replace write this batch's values over it.
     A chunk whose time range holds no other batch's row costs one indexed probe."""
+    import pyarrow.compute as pc
     import sqlalchemy as sa
 
     from mlops.io import warehouse
 
-    time_col = get_config().dataset.time_column
-    times = frame[time_col].dropna()
-    if times.empty:
+    span = pc.min_max(arrow_batch.column(get_config().dataset.time_column)).as_py()
+    if span["min"] is None:
         return
-    probe = {"lo": times.min(), "hi": times.max(), "batch_id": batch_id}
+    probe = {"lo": span["min"], "hi": span["max"], "batch_id": batch_id}
     if conn.execute(sa.text(warehouse.render_sql("ingest/overlapping_rows.sql")), probe).first() is None:
         return
-    differing = _differing_rows(conn, frame, batch_id)
+    differing = _differing_rows(conn, arrow_batch.to_pandas(), batch_id)
     if differing.empty:
         return
     replace = conflicts["on_conflict"] == "replace"
@@ -577,19 +586,6 @@ def mark_announced(batch_ids: list[str]) -> None:
             conn.execute(statement, {"batch_id": batch_id, "announced_at": _now()})
 
 
-def _rows_for_insert(frame, columns: list[str], batch_id: str, loaded_at: str) -> list[tuple]:
-    import numpy as np
-
-    data = []
-    for name in columns:
-        values = frame[name].to_numpy(dtype=object, na_value=None)
-        data.append(values)
-    n = len(frame)
-    data.append(np.full(n, batch_id, dtype=object))
-    data.append(np.full(n, loaded_at, dtype=object))
-    return list(zip(*data, strict=True))
-
-
 # ---------------------------------------------------------------- one object, end to end
 
 
@@ -636,17 +632,31 @@ def _process_object(key: str) -> dict:
             delete_if_unchanged(key, local.etag)
             log.info("batch %s was already %s: landing object removed, nothing loaded", batch_id, existing["status"])
             return {"object_key": key, **_summary(existing), "new_rows": 0, "note": "same file seen before"}
-        put_verified(local, raw_key)
-        same_content = loaded_batch_with_checksum(local.sha256)
-        if kind == "landing" and same_content and same_content["batch_id"] != batch_id:
-            return _record_duplicate(key, kind, batch_id, local, raw_key)
-
-        staged = tmpdir / "staged.parquet"
-        result = validate_file(local.path, staged, arrival.original_key)
+        # The raw copy uploads while the file is validated (network and CPU at once); it is
+        # verified before anything records the batch or removes the landing object.
+        with _in_background(put_verified, local, raw_key) as raw_copy:
+            same_content = loaded_batch_with_checksum(local.sha256)
+            if kind == "landing" and same_content and same_content["batch_id"] != batch_id:
+                raw_copy.result()
+                return _record_duplicate(key, kind, batch_id, local, raw_key)
+            staged = tmpdir / "staged.parquet"
+            result = validate_file(local.path, staged, arrival.original_key)
+            raw_copy.result()
         result.update(batch_id=batch_id, checksum=local.sha256, raw_uri=_uri(raw_key), replayed_from=key)
         if result["status"] != "passed":
             _quarantine(arrival, result)
         return _load(arrival, result, staged)
+
+
+@contextlib.contextmanager
+def _in_background(function, *args):
+    """Run function(*args) in a thread (in this context: the shared clients) for the block; yields
+    its Future. Leaving the block waits for it; an error of the block wins over the thread's."""
+    import concurrent.futures
+    import contextvars
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        yield pool.submit(contextvars.copy_context().run, function, *args)
 
 
 @dataclasses.dataclass(frozen=True)

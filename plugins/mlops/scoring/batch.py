@@ -266,10 +266,17 @@ def _compile_sql(conn, sql_name: str, **context):
 
     Bulk reads and writes go through the DB-API cursor: SQLAlchemy's per-row work would cost
     more than scoring itself. The SQL is still rendered and compiled for whichever dialect."""
-    import sqlalchemy as sa
+    sql = warehouse.render_sql(sql_name, **context)
+    key = (conn.dialect.name, conn.dialect.paramstyle, sql)
+    if key not in _COMPILED:  # compiling costs more than a small batch's query
+        import sqlalchemy as sa
 
-    compiled = sa.text(warehouse.render_sql(sql_name, **context)).compile(dialect=conn.dialect)
-    return compiled.string, compiled.positiontup
+        compiled = sa.text(sql).compile(dialect=conn.dialect)
+        _COMPILED[key] = (compiled.string, compiled.positiontup)
+    return _COMPILED[key]
+
+
+_COMPILED: dict[tuple, tuple] = {}
 
 
 def _bind(order, params: dict):
@@ -340,7 +347,12 @@ def open_clients() -> Clients:
 
 
 def score_with(
-    batch_id: str, name: str, scorers: dict, chunk_rows: int | None = None, clients: Clients | None = None
+    batch_id: str,
+    name: str,
+    scorers: dict,
+    chunk_rows: int | None = None,
+    clients: Clients | None = None,
+    published: list | None = None,
 ) -> dict:
     """Score the batch with every role's loaded model and replace its stored predictions.
     scorers: {role: (version, model, input spec)}.
@@ -350,7 +362,9 @@ def score_with(
     transaction deletes the old rows and inserts the new; (4) only after the commit the staged
     objects are copied to their final keys. A kill before (3) leaves staging objects only
     (remove_staging deletes them at the next run); a kill between (3) and (4) leaves rows whose
-    Parquet file is missing or older, which the task's retry rewrites."""
+    Parquet file is missing or older, which the task's retry rewrites. `published`: a list that
+    receives the staging keys once copied, for the caller to delete in bulk (without it each is
+    deleted at once)."""
     cfg = get_config()
     chunk_rows = int(chunk_rows or cfg.scoring.chunk_rows)
     scored_at = datetime.now(UTC).replace(microsecond=0)
@@ -365,7 +379,7 @@ def score_with(
     crash_point("scoring_rows_committed")
     outputs = []
     for role, (version, _, _) in scorers.items():
-        final_key = _publish(staged[role], predictions_key(name, version, role, batch_id), clients.s3)
+        final_key = _publish(staged[role], predictions_key(name, version, role, batch_id), clients.s3, published)
         outputs.append(
             {
                 "role": role,
@@ -397,10 +411,13 @@ def _read_chunks(batch_id: str, selected: list[str], chunk_rows: int, engine):
             if not records:
                 return
             frame = pd.DataFrame.from_records(records, columns=selected)
+            last = len(records) < chunk_rows  # a short chunk is the last: no query for an empty one
             del records
             after = frame[time_col].iloc[-1]
             frame[time_col] = pd.to_datetime(frame[time_col], format=warehouse.TIMESTAMP_FORMAT)
             yield frame
+            if last:
+                return
 
 
 def _predict_to_files(batch_id: str, scorers: dict, files: dict, constants: dict, chunk_rows: int, engine) -> int:
@@ -456,39 +473,53 @@ def _stage(files: dict, name: str, scorers: dict, batch_id: str, s3) -> dict:
     return staged
 
 
-def _publish(staged_key: str, final_key: str, s3) -> str:
-    """Copy a staged object to its final key (the rows are committed by now), then drop the stage."""
+def _publish(staged_key: str, final_key: str, s3, published: list | None = None) -> str:
+    """Copy a staged object to its final key (the rows are committed by now), then drop the stage
+    (or add it to `published`, for _delete_staged)."""
     bucket = get_config().storage.bucket
     s3.copy_object(Bucket=bucket, Key=final_key, CopySource={"Bucket": bucket, "Key": staged_key})
-    s3.delete_object(Bucket=bucket, Key=staged_key)
+    if published is None:
+        s3.delete_object(Bucket=bucket, Key=staged_key)
+    else:
+        published.append(staged_key)
     return final_key
+
+
+def _delete_staged(keys: list[str], s3) -> None:
+    """Delete published staging objects, 1,000 per request. A failure only logs: the next run's
+    remove_staging deletes what is left."""
+    bucket = get_config().storage.bucket
+    for start in range(0, len(keys), 1000):
+        chunk = keys[start : start + 1000]
+        try:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True})
+        except Exception:  # noqa: BLE001 - leftovers are removed by the next run
+            log.warning("could not delete %d published staging object(s); the next run removes them", len(chunk))
 
 
 def _swap_rows_in(files: dict, scorers: dict, constants: dict, chunk_rows: int, engine) -> None:
     """One transaction: delete the batch's rows of each (version, role), insert the predicted rows
-    read back from the local Parquet files. No predicting or uploading happens inside it."""
+    read back from the local Parquet files (warehouse.bulk_insert: COPY on PostgreSQL). No
+    predicting or uploading happens inside it."""
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     time_col = get_config().dataset.time_column
-    threshold = float(get_config().model.decision_threshold)
     seconds = _parquet_schema(time_col).field(time_col).type  # Parquet stores them as milliseconds
-    scored_at = constants["scored_at"].strftime(warehouse.TIMESTAMP_FORMAT)
     with engine.begin() as conn:
         delete_sql, delete_order = _compile_sql(conn, "scoring/delete_predictions.sql")
-        inserter = _PredictionInserter(conn)
         cursor = conn.connection.cursor()
         for role, (version, _, _) in scorers.items():
             keys = {"batch_id": constants["batch_id"], "model_name": constants["model_name"]}
             keys |= {"model_version": version, "role": role}
             cursor.execute(delete_sql, _bind(delete_order, keys))
-            columns = [time_col, "probability", "predicted_label"]
-            for chunk in pq.ParquetFile(files[role]).iter_batches(batch_size=chunk_rows, columns=columns):
-                times = pc.strftime(chunk.column(0).cast(seconds), format=warehouse.TIMESTAMP_FORMAT).to_pylist()
-                probabilities, labels = chunk.column(1).to_pylist(), chunk.column(2).to_pylist()
-                inserter.insert(
-                    cursor, keys | {"threshold": threshold, "scored_at": scored_at}, times, probabilities, labels
-                )
+            for chunk in pq.ParquetFile(files[role]).iter_batches(batch_size=chunk_rows):
+                text = pc.strftime(chunk.column(time_col).cast(seconds), format=warehouse.TIMESTAMP_FORMAT)
+                chunk = chunk.set_column(chunk.schema.get_field_index(time_col), time_col, text)
+                scored_at = pa.repeat(constants["scored_at"].strftime(warehouse.TIMESTAMP_FORMAT), chunk.num_rows)
+                chunk = chunk.set_column(chunk.schema.get_field_index("scored_at"), "scored_at", scored_at)
+                warehouse.bulk_insert(conn, "predictions", chunk)
 
 
 def remove_staging(before: datetime) -> int:
@@ -509,40 +540,6 @@ def remove_staging(before: datetime) -> int:
     return len(stale)
 
 
-class _PredictionInserter:
-    """Inserts predictions ROWS_PER_STATEMENT rows per statement (insert_predictions.sql):
-    the per-batch values are bound once per statement, each row binds three values."""
-
-    ROWS_PER_STATEMENT = 300  # 906 parameters: under SQLite's historical limit of 999
-    CONSTANTS = ("batch_id", "model_name", "model_version", "role", "threshold", "scored_at")
-
-    def __init__(self, conn):
-        self.conn = conn
-        self.statements: dict[int, tuple[str, tuple | None, list[str]]] = {}
-
-    def _statement(self, rows: int):
-        if rows not in self.statements:
-            sql, order = _compile_sql(self.conn, "scoring/insert_predictions.sql", rows=rows)
-            names = [f"{kind}{i}" for i in range(rows) for kind in ("t", "p", "l")]
-            if order is not None and tuple(order) != (*self.CONSTANTS, *names):
-                raise RuntimeError("insert_predictions.sql: unexpected parameter order")
-            self.statements[rows] = (sql, order, names)
-        return self.statements[rows]
-
-    def insert(self, cursor, constants: dict, times: list, probabilities: list, labels: list) -> None:
-        step = self.ROWS_PER_STATEMENT
-        head = tuple(constants[name] for name in self.CONSTANTS)
-        for start in range(0, len(times), step):
-            stop = min(start + step, len(times))
-            sql, order, names = self._statement(stop - start)
-            values = [None] * (3 * (stop - start))
-            values[0::3], values[1::3], values[2::3] = times[start:stop], probabilities[start:stop], labels[start:stop]
-            if order is not None:  # positional parameter style (SQLite)
-                cursor.execute(sql, head + tuple(values))
-            else:  # named parameter style (PostgreSQL)
-                cursor.execute(sql, {**constants, **dict(zip(names, values, strict=True))})
-
-
 # ---------------------------------------------------------------- groups of batches
 
 
@@ -560,7 +557,8 @@ def plan_groups(batches: list[dict], sizes: dict[str, int], parallel: int, rows_
     count = max(1, min(parallel, len(batches), wanted))
     loads, members = [0] * count, [[] for _ in range(count)]
     for index in sorted(range(len(batches)), key=lambda i: -rows[i]):
-        target = loads.index(min(loads))
+        # Fewest rows, then fewest batches: empty-row batches do not leave a group without any.
+        target = min(range(count), key=lambda g: (loads[g], len(members[g])))
         loads[target] += rows[index]
         members[target].append(index)
     groups = []
@@ -595,6 +593,35 @@ def _done_since(batch_id: str, name: str, version: str, role: str, since: str, s
     return True
 
 
+def score_batches(
+    batches: list[dict],
+    name: str,
+    scorers: dict,
+    since: str | None = None,
+    chunk_rows: int | None = None,
+    clients: Clients | None = None,
+) -> tuple[list[dict], dict]:
+    """Score `batches` ([{"batch_id", "roles"}]) in order with the loaded `scorers`, each batch
+    committed on its own: (summaries of the batches scored, {batch_id: exception} of those that
+    failed). A batch and role done at or after `since` (see score_group) is skipped."""
+    clients = clients or open_clients()
+    summaries, failures, published = [], {}, []
+    for batch in batches:
+        batch_id = batch["batch_id"]
+        todo = {r: s for r, s in scorers.items() if r in batch["roles"]}
+        if since:
+            todo = {r: s for r, s in todo.items() if not _done_since(batch_id, name, s[0], r, since, clients.s3)}
+        if not todo:
+            continue
+        try:
+            summaries.append(score_with(batch_id, name, todo, chunk_rows, clients, published))
+        except Exception as exc:  # noqa: BLE001 - recorded, the group goes on, the task fails at the end
+            log.exception("batch %r failed; the group goes on", batch_id)
+            failures[batch_id] = exc
+    _delete_staged(published, clients.s3)  # one request for the group, not one per batch
+    return summaries, failures
+
+
 def score_group(group: dict, models: dict, since: str | None = None, chunk_rows: int | None = None) -> dict:
     """Score a group's batches in order, each model loaded once, each batch committed on its own.
 
@@ -605,20 +632,7 @@ def score_group(group: dict, models: dict, since: str | None = None, chunk_rows:
     name = models["model_name"]
     wanted = sorted({role for batch in group["batches"] for role in batch["roles"]}, key=ROLES.index)
     scorers = load_scorers(models, wanted)
-    clients = open_clients()
-    summaries, failures = [], {}
-    for batch in group["batches"]:
-        batch_id = batch["batch_id"]
-        todo = {r: s for r, s in scorers.items() if r in batch["roles"]}
-        if since:
-            todo = {r: s for r, s in todo.items() if not _done_since(batch_id, name, s[0], r, since, clients.s3)}
-        if not todo:
-            continue
-        try:
-            summaries.append(score_with(batch_id, name, todo, chunk_rows, clients))
-        except Exception as exc:  # noqa: BLE001 - recorded, the group goes on, the task fails at the end
-            log.exception("batch %r failed; the group goes on", batch_id)
-            failures[batch_id] = exc
+    summaries, failures = score_batches(group["batches"], name, scorers, since, chunk_rows)
     summary = {
         "model_name": name,
         "batches": [s["batch_id"] for s in summaries],
