@@ -117,3 +117,16 @@ def test_rows_read_back_equal_on_sqlite(sqlite_warehouse, values):
 
 def test_first_row_of_a_key_wins_and_stored_rows_stay_on_sqlite(sqlite_warehouse):
     check_first_row_wins()
+
+
+@pytest.mark.parametrize("n", [2, 499, 500, 501, 1234])
+def test_columns_of_one_value_read_back_on_every_row_across_statements_on_sqlite(sqlite_warehouse, n):
+    """SQLite binds a column of one value once per multi-row statement: every row still gets it,
+    at and across statement boundaries, and a conflict key still keeps the first row."""
+    values = [("batch-7", 0.25, i % 3) for i in range(n)]
+    check_round_trip(values)
+    with warehouse.engine().begin() as conn:
+        again = warehouse.bulk_insert(conn, TABLE, _table(list(range(n - 1, n + 1)), values[:2]), conflict_key="id")
+    with warehouse.engine().connect() as conn:
+        last = conn.execute(sa.text(f"SELECT s, f, i FROM {TABLE} WHERE id = {n}")).one()
+    assert again == 1 and tuple(last) == values[1]

@@ -72,36 +72,69 @@ def bulk_insert(conn, table: str, rows, conflict_key: str | None = None) -> int:
     PostgreSQL: COPY FROM STDIN in CSV format, the rows written by pyarrow's CSV writer (every
     string quoted, so an unquoted empty field is NULL and a quoted one is ''; floats in their
     shortest round-trip form); with conflict_key, rows that meet a conflict go through a
-    temporary table (see _copy_insert). SQLite (no COPY): executemany, as
-    fast as the multi-row VALUES it replaced in a micro-benchmark (200k prediction rows: 0.55 s
-    either way; bench/scoring.py's 1M-row batch was ~10 % slower end to end, see README).
+    temporary table (see _copy_insert). SQLite (no COPY): multi-row VALUES statements, a column
+    holding one value bound once per statement (see _sqlite_insert).
     """
     if rows.num_rows == 0:
         return 0
     if conn.dialect.name == "postgresql":
         return _copy_insert(conn.connection.driver_connection, table, rows, conflict_key)
-    columns = ", ".join(quote(name) for name in rows.schema.names)
-    sql = f"INSERT INTO {quote(table)} ({columns}) VALUES ({', '.join('?' * rows.num_columns)})"
-    if conflict_key:
-        sql += f" ON CONFLICT ({quote(conflict_key)}) DO NOTHING"
-    cursor = conn.connection.driver_connection.cursor()
-    try:
-        cursor.executemany(sql, zip(*(_python_values(column) for column in rows.columns), strict=True))
-        return cursor.rowcount
-    finally:
-        cursor.close()
+    return _sqlite_insert(conn.connection.driver_connection, table, rows, conflict_key)
 
 
-def _python_values(column):
-    """A column's values as Python objects for executemany; a column holding one value (the
-    batch, model, role, ... of every prediction) is repeated, not converted row by row."""
-    import itertools
+SQLITE_ROWS_PER_STATEMENT = 500  # rows of one multi-row VALUES statement
 
+
+def _sqlite_insert(dbapi, table: str, rows, conflict_key: str | None) -> int:
+    """bulk_insert on SQLite (sqlite3): INSERT ... VALUES (...), (...), ... of up to
+    SQLITE_ROWS_PER_STATEMENT rows each, in the given order. A column holding one value in every
+    row (the batch, model, role, scored_at of a chunk of predictions) is one numbered parameter
+    (?1, ?2, ...) that every row of the statement names, so it is bound once per statement, not
+    once per row; measured faster than executemany, which binds and steps every row on its own
+    (bench/scoring.py, 1M rows: see README)."""
+    import sqlite3
+
+    constant = [i for i, column in enumerate(rows.columns) if _is_constant(column)]
+    varying = [i for i in range(rows.num_columns) if i not in constant]
+    limit = dbapi.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) - len(constant)
+    per_statement = max(1, min(SQLITE_ROWS_PER_STATEMENT, limit // max(len(varying), 1)))
+    head = [rows.column(i)[0].as_py() for i in constant]
+    values = [None] * (rows.num_rows * len(varying))
+    for offset, i in enumerate(varying):
+        values[offset :: len(varying)] = rows.column(i).to_pylist()
+    names, width, inserted = tuple(rows.schema.names), len(varying), 0
+    with contextlib.closing(dbapi.cursor()) as cursor:
+        for start in range(0, rows.num_rows, per_statement):
+            count = min(per_statement, rows.num_rows - start)
+            sql = _sqlite_values_sql(table, names, tuple(constant), count, conflict_key)
+            cursor.execute(sql, head + values[start * width : (start + count) * width])
+            inserted += cursor.rowcount
+    return inserted
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_values_sql(table: str, names: tuple, constant: tuple, count: int, conflict_key: str | None) -> str:
+    """INSERT INTO table (names) VALUES of `count` rows: the constant columns (indexes into names)
+    are ?1 .. ?k in every row, the others numbered on from k + 1, row after row."""
+    marks, number = [], len(constant)
+    for _ in range(count):
+        row = []
+        for i in range(len(names)):
+            if i in constant:
+                row.append(f"?{constant.index(i) + 1}")
+            else:
+                number += 1
+                row.append(f"?{number}")
+        marks.append(f"({', '.join(row)})")
+    sql = f"INSERT INTO {quote(table)} ({', '.join(quote(n) for n in names)}) VALUES {', '.join(marks)}"
+    return sql + (f" ON CONFLICT ({quote(conflict_key)}) DO NOTHING" if conflict_key else "")
+
+
+def _is_constant(column) -> bool:
+    """True if the column holds one non-null value in every one of its (at least two) rows."""
     import pyarrow.compute as pc
 
-    if column.null_count == 0 and len(column) > 1 and pc.count_distinct(column).as_py() == 1:
-        return itertools.repeat(column[0].as_py(), len(column))
-    return column.to_pylist()
+    return column.null_count == 0 and len(column) > 1 and pc.count_distinct(column).as_py() == 1
 
 
 def _copy_insert(dbapi, table: str, rows, conflict_key: str | None) -> int:
