@@ -10,6 +10,9 @@ The flow of one run of the batch_score DAG:
 3. `score_batch()` streams the batch from the warehouse in chunks (keyset pagination on the
    time column), checks each chunk against the model's signature, scores it with every
    role, and writes the predictions to the warehouse and to Parquet in the object store.
+   `score_group()` does so for a group's batches in order, the models loaded once; batches
+   smaller than a chunk are predicted together (one predict_proba per chunk of rows), then
+   committed and published one by one.
 
 A batch is the unit of storage: its predictions by one model version in one role are
 replaced as a whole (delete + insert in one transaction; the Parquet file is written to a
@@ -20,6 +23,7 @@ its own rows and its own Parquet key. Nothing is written when a chunk breaks the
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import tempfile
 import uuid
@@ -353,6 +357,7 @@ def score_with(
     chunk_rows: int | None = None,
     clients: Clients | None = None,
     published: list | None = None,
+    frames=None,
 ) -> dict:
     """Score the batch with every role's loaded model and replace its stored predictions.
     scorers: {role: (version, model, input spec)}.
@@ -364,18 +369,35 @@ def score_with(
     (remove_staging deletes them at the next run); a kill between (3) and (4) leaves rows whose
     Parquet file is missing or older, which the task's retry rewrites. `published`: a list that
     receives the staging keys once copied, for the caller to delete in bulk (without it each is
-    deleted at once)."""
-    cfg = get_config()
-    chunk_rows = int(chunk_rows or cfg.scoring.chunk_rows)
-    scored_at = datetime.now(UTC).replace(microsecond=0)
-    constants = {"batch_id": batch_id, "model_name": name, "scored_at": scored_at}
+    deleted at once). `frames`: the batch's chunks as _read_chunks yields them, when the caller
+    has started reading it already (default: read here)."""
+    chunk_rows = int(chunk_rows or get_config().scoring.chunk_rows)
+    constants = _constants(batch_id, name)
     clients = clients or open_clients()
+    if frames is None:
+        frames = _read_chunks(batch_id, _selected_columns(scorers), chunk_rows, clients.engine)
     with tempfile.TemporaryDirectory(prefix="batch_score-") as tmp:
         files = {role: Path(tmp) / f"{role}.parquet" for role in scorers}
-        rows_total = _predict_to_files(batch_id, scorers, files, constants, chunk_rows, clients.engine)
-        staged = _stage(files, name, scorers, batch_id, clients.s3)
-        crash_point("scoring_staged")
-        _swap_rows_in(files, scorers, constants, chunk_rows, clients.engine)
+        rows_total = _predict_to_files(batch_id, scorers, files, constants, frames)
+        return _commit_and_publish(files, rows_total, scorers, constants, chunk_rows, clients, published)
+
+
+def _constants(batch_id: str, name: str) -> dict:
+    """The values every prediction row of one scoring of a batch shares (scored_at: now, seconds)."""
+    scored_at = datetime.now(UTC).replace(microsecond=0)
+    return {"batch_id": batch_id, "model_name": name, "scored_at": scored_at}
+
+
+def _commit_and_publish(
+    files: dict, rows_total: int, scorers: dict, constants: dict, chunk_rows: int, clients: Clients, published
+) -> dict:
+    """Steps (2) to (4) of score_with for the batch's predictions in local Parquet `files`
+    ({role: path}): stage, swap the rows in (one transaction), publish. Its summary."""
+    cfg = get_config()
+    batch_id, name = constants["batch_id"], constants["model_name"]
+    staged = _stage(files, name, scorers, batch_id, clients.s3)
+    crash_point("scoring_staged")
+    _swap_rows_in(files, scorers, constants, chunk_rows, clients.engine)
     crash_point("scoring_rows_committed")
     outputs = []
     for role, (version, _, _) in scorers.items():
@@ -390,8 +412,14 @@ def score_with(
         )
     if rows_total == 0:
         log.info("batch %r has no observations: nothing scored", batch_id)
-    text = scored_at.strftime(warehouse.TIMESTAMP_FORMAT)
+    text = constants["scored_at"].strftime(warehouse.TIMESTAMP_FORMAT)
     return {"batch_id": batch_id, "model_name": name, "rows": rows_total, "scored_at": text, "outputs": outputs}
+
+
+def _selected_columns(scorers: dict) -> list[str]:
+    """The observation columns to read: the time column, then every role's inputs, once each."""
+    time_col = get_config().dataset.time_column
+    return list(dict.fromkeys([time_col, *(col for _, _, spec in scorers.values() for col, _ in spec)]))
 
 
 def _read_chunks(batch_id: str, selected: list[str], chunk_rows: int, engine):
@@ -420,37 +448,42 @@ def _read_chunks(batch_id: str, selected: list[str], chunk_rows: int, engine):
                 return
 
 
-def _predict_to_files(batch_id: str, scorers: dict, files: dict, constants: dict, chunk_rows: int, engine) -> int:
-    """Predict every chunk with every role's model and append the predictions to the role's local
-    Parquet file (the final file's schema). Returns the number of rows scored."""
-    import pyarrow as pa
+def _predict_to_files(batch_id: str, scorers: dict, files: dict, constants: dict, frames) -> int:
+    """Predict every chunk of `frames` with every role's model and append the predictions to the
+    role's local Parquet file (the final file's schema). Returns the number of rows scored."""
     import pyarrow.parquet as pq
 
-    cfg = get_config()
-    time_col = cfg.dataset.time_column
-    threshold = float(cfg.model.decision_threshold)
-    schema = _parquet_schema(time_col)
-    selected = list(dict.fromkeys([time_col, *(col for _, _, spec in scorers.values() for col, _ in spec)]))
-    scored_at = pa.scalar(constants["scored_at"], type=schema.field("scored_at").type)
+    schema = _parquet_schema(get_config().dataset.time_column)
     writers = {role: pq.ParquetWriter(files[role], schema) for role in scorers}
     rows_total = 0
     try:
-        for frame in _read_chunks(batch_id, selected, chunk_rows, engine):
-            times = pa.array(frame[time_col].to_numpy()).cast(schema.field(time_col).type)
-            n = len(frame)
+        for frame in frames:
             for role, (version, model, spec) in scorers.items():
                 x = coerce_to_spec(frame, spec, f"batch {batch_id!r} (rows after {rows_total})")
                 probability = model.predict_proba(x)[:, 1].astype("float64")
-                label = (probability >= threshold).astype("int8")
-                columns = [pa.repeat(batch_id, n), times, pa.repeat(constants["model_name"], n)]
-                columns += [pa.repeat(version, n), pa.repeat(role, n), pa.array(probability), pa.array(label)]
-                columns += [pa.repeat(threshold, n), pa.repeat(scored_at, n)]
-                writers[role].write_table(pa.table(columns, schema=schema))
-            rows_total += n
+                writers[role].write_table(_prediction_table(constants, version, role, frame, probability, schema))
+            rows_total += len(frame)
     finally:
         for writer in writers.values():
             writer.close()
     return rows_total
+
+
+def _prediction_table(constants: dict, version: str, role: str, frame, probability, schema):
+    """One role's predictions of `frame`'s rows (probability: float64 array, same length) as a
+    pyarrow Table of the Parquet schema; the label is probability >= the decision threshold."""
+    import pyarrow as pa
+
+    time_col = get_config().dataset.time_column
+    threshold = float(get_config().model.decision_threshold)
+    n = len(probability)
+    times = pa.array(frame[time_col].to_numpy()).cast(schema.field(time_col).type)
+    scored_at = pa.scalar(constants["scored_at"], type=schema.field("scored_at").type)
+    label = (probability >= threshold).astype("int8")
+    columns = [pa.repeat(constants["batch_id"], n), times, pa.repeat(constants["model_name"], n)]
+    columns += [pa.repeat(version, n), pa.repeat(role, n), pa.array(probability), pa.array(label)]
+    columns += [pa.repeat(threshold, n), pa.repeat(scored_at, n)]
+    return pa.table(columns, schema=schema)
 
 
 def _staging_prefix() -> str:
@@ -603,23 +636,126 @@ def score_batches(
 ) -> tuple[list[dict], dict]:
     """Score `batches` ([{"batch_id", "roles"}]) in order with the loaded `scorers`, each batch
     committed on its own: (summaries of the batches scored, {batch_id: exception} of those that
-    failed). A batch and role done at or after `since` (see score_group) is skipped."""
+    failed). A batch and role done at or after `since` (see score_group) is skipped. Batches of
+    fewer than chunk_rows rows are predicted together (see _GroupScoring)."""
     clients = clients or open_clients()
-    summaries, failures, published = [], {}, []
+    group = _GroupScoring(name, int(chunk_rows or get_config().scoring.chunk_rows), clients)
     for batch in batches:
         batch_id = batch["batch_id"]
         todo = {r: s for r, s in scorers.items() if r in batch["roles"]}
         if since:
             todo = {r: s for r, s in todo.items() if not _done_since(batch_id, name, s[0], r, since, clients.s3)}
-        if not todo:
-            continue
+        if todo:
+            group.add(batch_id, todo)
+    group.flush()
+    _delete_staged(group.published, clients.s3)  # one request for the group, not one per batch
+    return group.summaries, group.failures
+
+
+class _GroupScoring:
+    """Scores a group's batches in the order added. A batch of fewer than chunk_rows rows is read
+    whole and held; held batches (at most chunk_rows rows in all, the same models) are predicted
+    together, one predict_proba per role (each call costs milliseconds of overhead, more than a
+    small batch's rows take), then each is staged, committed and published on its own, as
+    score_with does: per-batch commits, idempotency and the kill-safe order stay. A larger batch
+    streams through score_with. A failing batch is recorded in `failures`, the others go on."""
+
+    def __init__(self, name: str, chunk_rows: int, clients: Clients):
+        self.name, self.chunk_rows, self.clients = name, chunk_rows, clients
+        self.summaries: list[dict] = []
+        self.failures: dict = {}
+        self.published: list[str] = []
+        self.held: list[tuple] = []  # (batch_id, frame) read, not yet predicted
+        self.held_scorers: dict | None = None
+
+    def add(self, batch_id: str, scorers: dict) -> None:
+        """Hold the batch if it is small, else score it now (after the held ones)."""
         try:
-            summaries.append(score_with(batch_id, name, todo, chunk_rows, clients, published))
+            frames = _read_chunks(batch_id, _selected_columns(scorers), self.chunk_rows, self.clients.engine)
+            first = next(frames, None)
+        except Exception as exc:  # noqa: BLE001 - recorded, the group goes on
+            self._failed(batch_id, exc)
+            return
+        small = first is not None and len(first) < self.chunk_rows
+        held_rows = sum(len(frame) for _, frame in self.held)
+        if not small or scorers != self.held_scorers or held_rows + len(first) > self.chunk_rows:
+            self.flush()
+        if small:
+            frames.close()
+            self.held.append((batch_id, first))
+            self.held_scorers = scorers
+            return
+        rest = iter(()) if first is None else itertools.chain([first], frames)
+        self._run(
+            batch_id,
+            lambda: score_with(batch_id, self.name, scorers, self.chunk_rows, self.clients, self.published, rest),
+        )
+
+    def flush(self) -> None:
+        """Predict the held batches together, then commit and publish each; if predicting them
+        together fails (e.g. one batch breaks the signature), each is scored alone instead, so
+        the error names its batch and the others are scored."""
+        held, scorers = self.held, self.held_scorers
+        self.held, self.held_scorers = [], None
+        if not held:
+            return
+        try:
+            predicted = predict_together([frame for _, frame in held], scorers)
+        except Exception:  # noqa: BLE001 - each batch again on its own, with its own error
+            log.warning("predicting %d batches together failed; scoring them one by one", len(held), exc_info=True)
+            for batch_id, _ in held:
+                self._run(
+                    batch_id,
+                    lambda b=batch_id: score_with(b, self.name, scorers, self.chunk_rows, self.clients, self.published),
+                )
+            return
+        for (batch_id, frame), probabilities in zip(held, predicted, strict=True):
+            self._run(batch_id, lambda b=batch_id, f=frame, p=probabilities: self._commit_predicted(b, scorers, f, p))
+
+    def _commit_predicted(self, batch_id: str, scorers: dict, frame, probabilities: dict) -> dict:
+        """score_with's steps (2) to (4) for a batch predicted already ({role: probability})."""
+        import pyarrow.parquet as pq
+
+        constants = _constants(batch_id, self.name)
+        schema = _parquet_schema(get_config().dataset.time_column)
+        with tempfile.TemporaryDirectory(prefix="batch_score-") as tmp:
+            files = {role: Path(tmp) / f"{role}.parquet" for role in scorers}
+            for role, (version, _, _) in scorers.items():
+                table = _prediction_table(constants, version, role, frame, probabilities[role], schema)
+                pq.write_table(table, files[role])
+            return _commit_and_publish(
+                files, len(frame), scorers, constants, self.chunk_rows, self.clients, self.published
+            )
+
+    def _run(self, batch_id: str, work) -> None:
+        try:
+            self.summaries.append(work())
         except Exception as exc:  # noqa: BLE001 - recorded, the group goes on, the task fails at the end
-            log.exception("batch %r failed; the group goes on", batch_id)
-            failures[batch_id] = exc
-    _delete_staged(published, clients.s3)  # one request for the group, not one per batch
-    return summaries, failures
+            self._failed(batch_id, exc)
+
+    def _failed(self, batch_id: str, exc: Exception) -> None:
+        log.error("batch %r failed; the group goes on", batch_id, exc_info=exc)
+        self.failures[batch_id] = exc
+
+
+def predict_together(frames: list, scorers: dict) -> list[dict]:
+    """Each role's predictions of several batches' observations with one predict_proba call on
+    all their rows: [{role: probability (float64 array)}], one per frame, in order.
+
+    frames: DataFrames as _read_chunks yields them (the same rows as scoring each alone: the
+    models predict row by row). Raises ScoringInputError if the rows break a role's signature."""
+    import numpy as np
+    import pandas as pd
+
+    rows = pd.concat(frames, ignore_index=True)
+    bounds = np.cumsum([len(frame) for frame in frames])[:-1]
+    predicted = [{} for _ in frames]
+    for role, (_, model, spec) in scorers.items():
+        x = coerce_to_spec(rows, spec, f"{len(frames)} batches predicted together")
+        probability = model.predict_proba(x)[:, 1].astype("float64")
+        for one, part in zip(predicted, np.split(probability, bounds), strict=True):
+            one[role] = part
+    return predicted
 
 
 def score_group(group: dict, models: dict, since: str | None = None, chunk_rows: int | None = None) -> dict:
