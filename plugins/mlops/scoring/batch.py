@@ -27,6 +27,7 @@ import itertools
 import logging
 import tempfile
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 ROLES = (CHAMPION, CHALLENGER)
 PART_FILE = "part-00000.parquet"
 SINGLE_PUT_BYTES = 32 * 1024 * 1024  # staged files below this go up in one PUT
+S3_THREADS = 4  # concurrent staging uploads and copies of a group's small batches
 # Text that sorts before / after every timestamp in TIMESTAMP_FORMAT.
 TIME_MIN, TIME_MAX = "", "9999-12-31 23:59:59"
 # Signature types (mlflow DataType names) and the configuration's column types.
@@ -393,23 +395,29 @@ def _commit_and_publish(
 ) -> dict:
     """Steps (2) to (4) of score_with for the batch's predictions in local Parquet `files`
     ({role: path}): stage, swap the rows in (one transaction), publish. Its summary."""
-    cfg = get_config()
     batch_id, name = constants["batch_id"], constants["model_name"]
     staged = _stage(files, name, scorers, batch_id, clients.s3)
     crash_point("scoring_staged")
     _swap_rows_in(files, scorers, constants, chunk_rows, clients.engine)
     crash_point("scoring_rows_committed")
-    outputs = []
     for role, (version, _, _) in scorers.items():
-        final_key = _publish(staged[role], predictions_key(name, version, role, batch_id), clients.s3, published)
-        outputs.append(
-            {
-                "role": role,
-                "model_version": version,
-                "rows": rows_total,
-                "uri": f"s3://{cfg.storage.bucket}/{final_key}",
-            }
-        )
+        _publish(staged[role], predictions_key(name, version, role, batch_id), clients.s3, published)
+    return _summary(constants, scorers, rows_total)
+
+
+def _summary(constants: dict, scorers: dict, rows_total: int) -> dict:
+    """What a scored batch reports (rows, versions, object URIs) for XCom and the log."""
+    batch_id, name = constants["batch_id"], constants["model_name"]
+    bucket = get_config().storage.bucket
+    outputs = [
+        {
+            "role": role,
+            "model_version": version,
+            "rows": rows_total,
+            "uri": f"s3://{bucket}/{predictions_key(name, version, role, batch_id)}",
+        }
+        for role, (version, _, _) in scorers.items()
+    ]
     if rows_total == 0:
         log.info("batch %r has no observations: nothing scored", batch_id)
     text = constants["scored_at"].strftime(warehouse.TIMESTAMP_FORMAT)
@@ -709,23 +717,68 @@ class _GroupScoring:
                     lambda b=batch_id: score_with(b, self.name, scorers, self.chunk_rows, self.clients, self.published),
                 )
             return
-        for (batch_id, frame), probabilities in zip(held, predicted, strict=True):
-            self._run(batch_id, lambda b=batch_id, f=frame, p=probabilities: self._commit_predicted(b, scorers, f, p))
+        with tempfile.TemporaryDirectory(prefix="batch_score-") as tmp, ThreadPoolExecutor(S3_THREADS) as s3_calls:
+            written = self._write_and_stage(held, predicted, scorers, Path(tmp), s3_calls)
+            publishing = self._commit_each(written, scorers, s3_calls)
+            for constants, rows, copies in publishing:
+                self._run(
+                    constants["batch_id"], lambda c=constants, r=rows, f=copies: self._published(c, scorers, r, f)
+                )
 
-    def _commit_predicted(self, batch_id: str, scorers: dict, frame, probabilities: dict) -> dict:
-        """score_with's steps (2) to (4) for a batch predicted already ({role: probability})."""
+    def _write_and_stage(self, held: list, predicted: list, scorers: dict, tmp: Path, s3_calls) -> list:
+        """Write each held batch's Parquet files and start their staging uploads (in threads: each
+        PUT mostly waits on the object store): [(constants, files, rows, staging future)]."""
         import pyarrow.parquet as pq
 
-        constants = _constants(batch_id, self.name)
         schema = _parquet_schema(get_config().dataset.time_column)
-        with tempfile.TemporaryDirectory(prefix="batch_score-") as tmp:
-            files = {role: Path(tmp) / f"{role}.parquet" for role in scorers}
-            for role, (version, _, _) in scorers.items():
-                table = _prediction_table(constants, version, role, frame, probabilities[role], schema)
-                pq.write_table(table, files[role])
-            return _commit_and_publish(
-                files, len(frame), scorers, constants, self.chunk_rows, self.clients, self.published
-            )
+        written = []
+        for index, ((batch_id, frame), probabilities) in enumerate(zip(held, predicted, strict=True)):
+            try:
+                constants = _constants(batch_id, self.name)
+                files = {role: tmp / f"{index}-{role}.parquet" for role in scorers}
+                for role, (version, _, _) in scorers.items():
+                    table = _prediction_table(constants, version, role, frame, probabilities[role], schema)
+                    pq.write_table(table, files[role])
+            except Exception as exc:  # noqa: BLE001 - recorded, the group goes on
+                self._failed(batch_id, exc)
+                continue
+            staging = s3_calls.submit(_stage, files, self.name, scorers, batch_id, self.clients.s3)
+            written.append((constants, files, len(frame), staging))
+        return written
+
+    def _commit_each(self, written: list, scorers: dict, s3_calls) -> list:
+        """In order, each batch once staged: its own transaction swaps its rows in, then its
+        objects' copies to their final keys start (in threads; the next batch does not wait for
+        them). [(constants, rows, copy futures)] of the batches committed."""
+        publishing = []
+        for constants, files, rows, staging in written:
+            batch_id = constants["batch_id"]
+            try:
+                staged = staging.result()
+                crash_point("scoring_staged")
+                _swap_rows_in(files, scorers, constants, self.chunk_rows, self.clients.engine)
+            except Exception as exc:  # noqa: BLE001 - recorded, the group goes on
+                self._failed(batch_id, exc)
+                continue
+            crash_point("scoring_rows_committed")
+            copies = [
+                s3_calls.submit(
+                    _publish,
+                    staged[role],
+                    predictions_key(self.name, version, role, batch_id),
+                    self.clients.s3,
+                    self.published,
+                )
+                for role, (version, _, _) in scorers.items()
+            ]
+            publishing.append((constants, rows, copies))
+        return publishing
+
+    def _published(self, constants: dict, scorers: dict, rows: int, copies: list) -> dict:
+        """The batch's summary once its objects are copied into place (a failed copy raises)."""
+        for copy in copies:
+            copy.result()
+        return _summary(constants, scorers, rows)
 
     def _run(self, batch_id: str, work) -> None:
         try:
