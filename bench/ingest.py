@@ -27,13 +27,15 @@ measures instead the peak resident memory of an ingest task for each size: one f
 subprocess per size (`--peak-only`: generate, upload, process_object, print the peak of
 resource.getrusage and the rows per second), printed side by side with the load average.
 
-    .venv/bin/python bench/ingest.py --compare-load [--rows 1000000] [--repeat 3]
+    .venv/bin/python bench/ingest.py --compare-load [--rows 1000000] [--repeat 3] [--paths ...]
 
 times process_object end to end on the embedded PostgreSQL (its server binaries, started by
-this script on a free port beside its own SeaweedFS) with the two load paths, side by side on
-the same file: `copy` (warehouse.bulk_insert: COPY into a temporary table, then one INSERT ...
-SELECT ... ON CONFLICT DO NOTHING) and `executemany` (the row-by-row INSERT ... ON CONFLICT DO
-NOTHING it replaced, psycopg's executemany, kept here for the comparison). Each run is a fresh
+this script on a free port beside its own SeaweedFS) with the load paths, side by side on the
+same file: `copy-during-validation` (the default: mlops.ingest.load.LoadDuringValidation, the
+COPY of each chunk while the next is validated), `copy` (ingest.load_during_validation false:
+warehouse.bulk_insert's COPY of the staged file after validation) and `executemany` (the
+row-by-row INSERT ... ON CONFLICT DO NOTHING that COPY replaced, psycopg's executemany, after
+validation, kept for the comparison; --paths leaves it out if not named). Each run is a fresh
 process on a freshly created warehouse database, the paths interleaved --repeat times; it prints
 each path's median seconds, rows/s, peak RSS and the load average around the runs. Each process
 first validates a small file, untimed (imports and the GX context: a per-process constant).
@@ -65,6 +67,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import stack as stack_module  # noqa: E402
 
 TURKU = ROOT / "include" / "data" / "port_of_turku_weather.csv.gz"
+# --compare-load's paths, the project's default first (see the module docstring).
+LOAD_PATHS = ["copy-during-validation", "copy", "executemany"]
 
 
 def make_file(path: Path, rows: int, seed: int = 7) -> None:
@@ -105,7 +109,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--compare-load", action="store_true", help="COPY vs executemany on PostgreSQL (see above)")
     parser.add_argument("--warehouse", choices=["sqlite", "postgres"], default="sqlite", help="for --memory")
     parser.add_argument("--peak-only", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--load-path", choices=["copy", "executemany"], default="copy", help=argparse.SUPPRESS)
+    parser.add_argument("--paths", default=",".join(LOAD_PATHS), help="comma-separated load paths for --compare-load")
+    parser.add_argument("--load-path", choices=LOAD_PATHS, default="copy", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -113,7 +118,7 @@ def arguments() -> argparse.Namespace:
 def main() -> int:
     args = arguments()
     if args.compare_load:
-        return compare_load(args.rows, args.repeat)
+        return compare_load(args.rows, args.repeat, args.paths.split(","))
     if args.memory and not args.peak_only:
         return memory_table([int(n) for n in args.memory.split(",")], args.warehouse)
     if args.peak_only and args.data:
@@ -352,10 +357,10 @@ def timed_process_object(data: Path, rows: int, load_path: str) -> int:
     return 0
 
 
-def compare_load(rows: int, repeat: int) -> int:
+def compare_load(rows: int, repeat: int, paths: list[str]) -> int:
     """process_object with each load path on the same file, interleaved `repeat` times, each run
     in a fresh process on a fresh warehouse database; medians and the load average."""
-    runs: dict[str, list[dict]] = {"executemany": [], "copy": []}
+    runs: dict[str, list[dict]] = {path: [] for path in paths}
     with postgres_bench() as bench:
         data = bench.state / "batch.csv"
         make_file(data, rows)
@@ -365,7 +370,11 @@ def compare_load(rows: int, repeat: int) -> int:
             for path in runs:
                 bench.fresh_warehouse()
                 argv = [sys.executable, __file__, "--peak-only", "--rows", str(rows), "--data", str(data)]
-                out = subprocess.run([*argv, "--load-path", path], capture_output=True, text=True, check=False)
+                env = {
+                    **os.environ,
+                    "MLOPS__INGEST__LOAD_DURING_VALIDATION": "true" if path == LOAD_PATHS[0] else "false",
+                }
+                out = subprocess.run([*argv, "--load-path", path], capture_output=True, text=True, check=False, env=env)
                 if out.returncode != 0:
                     raise SystemExit(f"{path} run failed:\n{out.stderr[-3000:]}")
                 figures = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("PEAK "))[5:])

@@ -240,6 +240,9 @@ class IngestConfig(_Strict):
     # A row whose timestamp is stored already with other values: keep the stored row (keep_first)
     # or let the later batch win (replace); either way it is counted, listed and recorded.
     on_conflict: Literal["keep_first", "replace"] = "keep_first"
+    # PostgreSQL: load a file's rows while it is still being validated (mlops.ingest.load), in
+    # one transaction committed only if validation passes; false: load after validation.
+    load_during_validation: bool = True
 
 
 class AlertsConfig(_Strict):

@@ -109,6 +109,10 @@ def start_postgres(settings: Settings) -> subprocess.Popen:
         "unix_socket_directories=",
         "-c",
         "max_connections=300",
+        # Bulk loads (ingest's COPY of a file's rows): buffers that hold a large batch, WAL
+        # buffered in bigger writes, and no checkpoint forced in the middle of a load (the
+        # PostgreSQL manual, "Populating a Database": increase max_wal_size).
+        *("-c", "shared_buffers=512MB", "-c", "wal_buffers=64MB", "-c", "max_wal_size=4GB"),
     ]
     proc = _spawn(settings, "postgres", run_as + argv, {})
     _wait_postgres(settings, proc)

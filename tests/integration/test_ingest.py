@@ -6,6 +6,7 @@ the assertions read the warehouse, the batches table and the quarantine area.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 from pathlib import Path
@@ -585,3 +586,127 @@ def test_sensor_and_listing_ignore_markers_placeholders_and_other_suffixes(fresh
     assert ingest.landing_keys() == [f"{STORAGE.landing_prefix}good.csv.gz"]
     assert sensor.poke({})
     assert trigger_fires()
+
+
+# ---------------------------------------------------------------- loading during validation
+
+OBSERVATION_COLUMNS = ", ".join(f'"{c}"' for c in get_config().dataset.columns)
+SNAPSHOT = {
+    "observations": f'SELECT {OBSERVATION_COLUMNS}, batch_id FROM observations ORDER BY "Timestamp"',
+    "batches": "SELECT batch_id, object_key, checksum, raw_uri, rows_in, rows_kept, rows_dropped, status, reason,"
+    " report_uri, announced_at IS NULL FROM batches ORDER BY batch_id",
+    "conflicts": 'SELECT batch_id, "Timestamp", stored_batch_id, stored_values, new_values, action'
+    " FROM observation_conflicts ORDER BY 1, 2",
+}
+
+
+def _hours(rows: int, bad_every: int = 0):
+    """`rows` distinct ordered hours of the example (text as in the file); every bad_every-th
+    row gets text in a float column."""
+    raw = pd.read_csv(TURKU, dtype=str, keep_default_na=False).drop_duplicates("Timestamp")
+    frame = raw.sort_values("Timestamp").iloc[:rows].reset_index(drop=True)
+    if bad_every:
+        frame.loc[::bad_every, "Temperature_C"] = "n/a"
+    return frame
+
+
+def _files(scenario: str) -> list:
+    """The files of a scenario, loaded in this order (validation.chunk_rows is 1000 in the test)."""
+    rows = _hours(2500, bad_every=97)
+    if scenario == "in order, three chunks":
+        return [rows]
+    if scenario == "a timestamp repeated with other values in the second chunk":
+        repeat = rows.iloc[[1500]].assign(Temperature_C="31.5")
+        return [pd.concat([rows.iloc[:1501], repeat, rows.iloc[1501:]])]
+    if scenario == "chunks overlapping in time (shuffled)":
+        return [rows.sample(frac=1, random_state=3)]
+    if scenario == "overlapping a stored batch with other values":
+        later = rows.iloc[1200:].copy()
+        later.loc[[1200, 1201, 1300], "Humidity"] = "0.01"
+        return [rows.iloc[:1500], later]
+    assert scenario == "quarantined: too many bad rows"
+    return [_hours(2500, bad_every=2)]
+
+
+def _load_scenario(s3, scenario: str, during: bool) -> dict:
+    """Empty the warehouse tables, ingest the scenario's files with the load during validation
+    on or off; the tables read back (without the load times) and how often load_batch ran."""
+    from mlops.ingest import load
+
+    with load.engine().begin() as conn:
+        for table in ("observations", "batches", "observation_conflicts"):
+            conn.execute(sa.text(f"DELETE FROM {table}"))
+    staged_loads = []
+    load_batch = ingest.load_batch
+    settings = {"MLOPS__INGEST__LOAD_DURING_VALIDATION": str(during).lower(), "MLOPS__VALIDATION__CHUNK_ROWS": "1000"}
+    with config_env(**settings), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ingest, "load_batch", lambda *a: staged_loads.append(a) or load_batch(*a))
+        for i, frame in enumerate(_files(scenario)):
+            key = f"{STORAGE.landing_prefix}during/{i}.csv"
+            _put(s3, key, frame.to_csv(index=False).encode())
+            with contextlib.suppress(ingest.BadBatch):
+                ingest.process_object(key)
+    return {name: query(sql) for name, sql in SNAPSHOT.items()} | {"load_batch calls": len(staged_loads)}
+
+
+@pytest.mark.warehouses("postgres")  # the load during validation is PostgreSQL's only
+@pytest.mark.parametrize(
+    "scenario, streamed",
+    [
+        ("in order, three chunks", True),
+        ("a timestamp repeated with other values in the second chunk", False),
+        ("chunks overlapping in time (shuffled)", False),
+        ("overlapping a stored batch with other values", True),
+        ("quarantined: too many bad rows", True),
+    ],
+)
+def test_loading_during_validation_leaves_the_warehouse_as_loading_after_it(fresh, scenario, streamed):
+    """Every table equals the load after validation's, row for row, whether the rows went in
+    while the file was validated (streamed) or validation took them back (a second pass into
+    the staging file, then load_batch)."""
+    after = _load_scenario(fresh, scenario, during=False)
+    during = _load_scenario(fresh, scenario, during=True)
+    assert after["load_batch calls"] == (0 if "quarantined" in scenario else len(_files(scenario)))
+    expected_calls = 0 if streamed else len(_files(scenario))
+    assert during.pop("load_batch calls") == expected_calls
+    after.pop("load_batch calls")
+    assert during == after
+    if "quarantined" in scenario:
+        assert after["observations"] == [] and [b[7] for b in after["batches"]] == ["quarantined"]
+    else:
+        assert len(after["observations"]) > 2000
+    if "stored batch" in scenario:
+        assert len(after["conflicts"]) == 3
+
+
+@pytest.mark.warehouses("postgres")
+@pytest.mark.parametrize("crash_at", ["ingest_chunk_loaded", "ingest_before_commit"])
+def test_an_ingest_killed_while_loading_during_validation_leaves_nothing_and_the_retry_loads_it(
+    fresh, tmp_path, crash_at
+):
+    """SIGKILL after a chunk went in, or right before the commit: no row, no batch; the landing
+    object stays, and the retry leaves the tables as an uninterrupted ingest does."""
+    import os
+    import subprocess
+    import sys
+
+    from mlops.config import PROJECT_ROOT
+    from mlops.crashpoints import CRASH_AT_ENV
+
+    scenario = "in order, three chunks"
+    uninterrupted = _load_scenario(fresh, scenario, during=True)
+    key = f"{STORAGE.landing_prefix}during/0.csv"
+    with config_env(MLOPS__VALIDATION__CHUNK_ROWS="1000"):
+        _put(fresh, key, _files(scenario)[0].to_csv(index=False).encode())
+        with ingest.shared_connections(), ingest._engine().begin() as conn:
+            for table in ("observations", "batches", "observation_conflicts"):
+                conn.execute(sa.text(f"DELETE FROM {table}"))
+        env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "plugins"), CRASH_AT_ENV: crash_at}
+        code = f"from mlops.ingest.pipeline import process_object; process_object({key!r})"
+        assert subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, timeout=300).returncode == -9
+        assert [query(sql) for sql in SNAPSHOT.values()] == [[], [], []]
+        assert _keys(fresh, key) == [key]
+        ingest.process_object(key)
+    assert {name: query(sql) for name, sql in SNAPSHOT.items()} == {
+        k: v for k, v in uninterrupted.items() if k != "load_batch calls"
+    }

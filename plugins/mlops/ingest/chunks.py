@@ -168,36 +168,55 @@ def _stage_frame(frame, dataset):
     return out
 
 
-def validate_file(path: Path, staged: Path, object_key: str, timings: dict | None = None) -> dict:
+def validate_file(path: Path, staged: Path, object_key: str, timings: dict | None = None, sink=None) -> dict:
     """Read, parse and validate a local copy of an object; stage kept rows as Parquet.
 
     Returns the validation result (JSON-able). result["status"] is "passed" or "quarantined".
     `timings` (if given) receives seconds spent parsing (CSV + types), validating (GX, row rules,
     duplicates) and staging (Parquet).
+
+    `sink` (optional, e.g. mlops.ingest.load's LoadDuringValidation) receives the kept rows
+    instead of the staging file: `sink.write(table)` per chunk (a pyarrow Table of the staged
+    schema). When rows it received would not stay (a chunk overlaps an earlier one in time, or
+    some timestamps carry conflicting values), validation calls `sink.discard()` and starts over
+    without it, staging to the file. So on return either the sink holds exactly the kept rows,
+    or it was discarded and `staged` holds them.
     """
     timings = timings if timings is not None else {}
     for phase in ("parse", "validate", "stage"):
         timings.setdefault(phase, 0.0)
     try:
-        return _validate_pass(path, staged, object_key, timings, rows_across_chunks=False)
+        return _validate_pass(path, staged, object_key, timings, rows_across_chunks=False, sink=sink)
     except _ChunksOverlapInTime:
         # Rows of an earlier chunk may repeat in this one; that needs every row's hash, from the start.
         log.info("%s: chunks overlap in time; validating again with every row's hash", object_key)
-        staged.unlink(missing_ok=True)
-        return _validate_pass(path, staged, object_key, timings, rows_across_chunks=True)
+        rows_across_chunks = True
+    except _SinkRowsWouldChange:
+        log.info("%s: timestamps with conflicting values; validating again into a staging file", object_key)
+        rows_across_chunks = False
+    staged.unlink(missing_ok=True)
+    if sink is not None:
+        sink.discard()
+    return _validate_pass(path, staged, object_key, timings, rows_across_chunks=rows_across_chunks)
 
 
 class _ChunksOverlapInTime(Exception):
     pass
 
 
-def _validate_pass(path: Path, staged: Path, object_key: str, timings: dict, rows_across_chunks: bool) -> dict:
+class _SinkRowsWouldChange(Exception):
+    """Rows handed to the sink must leave again (timestamps with conflicting values)."""
+
+
+def _validate_pass(
+    path: Path, staged: Path, object_key: str, timings: dict, rows_across_chunks: bool, sink=None
+) -> dict:
     """One pass of validate_file. A file in time order (or in reverse order) has no timestamp in
     two chunks, so duplicates are looked for only within each chunk. The first chunk that
     overlaps an earlier one in time raises _ChunksOverlapInTime unless `rows_across_chunks`,
     which keeps every row's timestamp and hash to compare later chunks with (16 bytes a row).
     """
-    return _ChunkValidator(path, staged, object_key, timings, rows_across_chunks).run()
+    return _ChunkValidator(path, staged, object_key, timings, rows_across_chunks, sink).run()
 
 
 class _ChunkValidator:
@@ -208,13 +227,13 @@ class _ChunkValidator:
     After the last chunk: GX on the sample, timestamps with conflicting values, the verdict.
     """
 
-    def __init__(self, path: Path, staged: Path, object_key: str, timings: dict, rows_across_chunks: bool):
+    def __init__(self, path: Path, staged: Path, object_key: str, timings: dict, rows_across_chunks: bool, sink=None):
         import numpy as np
 
         from mlops.ingest import validation
 
         cfg = get_config()
-        self.path, self.staged, self.timings = path, staged, timings
+        self.path, self.staged, self.timings, self.sink = path, staged, timings, sink
         self.rows_across_chunks = rows_across_chunks
         self.dataset, self.policy = cfg.dataset, cfg.validation
         suite_file = validation.suite_path(self.policy)
@@ -239,7 +258,7 @@ class _ChunkValidator:
             "rng": np.random.default_rng(0),
         }
         self.conflicting_ts: set[int] = set()
-        self.writer = None
+        self.writer = self.schema = None
         self.staged_rows = 0
         self.shape = self.reader = None
 
@@ -401,7 +420,7 @@ class _ChunkValidator:
         return nulled_columns
 
     def _stage(self, chunk, keep, ts, time_text) -> None:
-        """Append the kept rows to the staging Parquet file."""
+        """Hand the kept rows to the sink, or append them to the staging Parquet file."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -410,9 +429,15 @@ class _ChunkValidator:
         frame = _stage_frame(kept, self.dataset)
         frame["__ts__"] = ts[keep]
         table = pa.Table.from_pandas(frame, preserve_index=False)
-        if self.writer is None:
-            self.writer = pq.ParquetWriter(self.staged, table.schema)
-        self.writer.write_table(table.cast(self.writer.schema))
+        if self.schema is None:
+            self.schema = table.schema
+        table = table.cast(self.schema)
+        if self.sink is not None:
+            self.sink.write(table)  # loaded while validation goes on: no staging file
+        else:
+            if self.writer is None:
+                self.writer = pq.ParquetWriter(self.staged, self.schema)
+            self.writer.write_table(table)
         self.staged_rows += len(frame)
         del table, frame
         pa.default_memory_pool().release_unused()  # mimalloc keeps freed chunks otherwise
@@ -421,6 +446,8 @@ class _ChunkValidator:
         """GX on the sample, conflicting timestamps, then the counts into the result."""
         import pandas as pd
 
+        if self.conflicting_ts and self.staged_rows and self.sink is not None:
+            raise _SinkRowsWouldChange
         if self.gx_rows:
             t1 = time.perf_counter()
             _validate_with_gx(

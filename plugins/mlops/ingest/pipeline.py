@@ -5,13 +5,15 @@ The path of a file (all keys under config.storage.bucket):
 1. ``landing/<name>`` is streamed to a local temporary file while its SHA-256 and MD5 are
    computed. The batch id is ``sha256(key + "\\n" + content sha256)[:16]``: the same file
    dropped twice has the same id and is not loaded twice (the ``batches`` table says so).
-2. It is copied to the immutable ``raw/<batch_id>/<safe name>`` and the copy is verified
-   (size and MD5 against what was read). The landing object is removed only at the very end,
+2. It is copied to the immutable ``raw/<batch_id>/<safe name>`` (a server-side copy of the
+   version read, or an upload of the local file) and the copy is verified (size, and MD5 or
+   ETag against what was read). The landing object is removed only at the very end,
    after the batch's final status is committed: if anything dies on the way, the file is still
    in landing and the next run finishes the job (every step is idempotent).
 3. The file is read in chunks (never whole), parsed to the configured types and validated with
    the Great Expectations suite (mlops.ingest.chunks; mlops.ingest.validation has the row policy). Kept rows are staged
-   to a local Parquet file.
+   to a local Parquet file, or on PostgreSQL loaded while the next chunk is validated
+   (mlops.ingest.load.LoadDuringValidation, committed only if the batch passes).
 4. A good batch is loaded in ONE transaction: its ``batches`` row and its observations
    (``INSERT ... ON CONFLICT DO NOTHING`` on the time column: an overlapping later batch adds no
    duplicates). A bad batch goes to ``quarantine/<batch_id>/`` with the raw file, the validation
@@ -27,7 +29,6 @@ import base64
 import contextlib
 import dataclasses
 import hashlib
-import json
 import logging
 import re
 import tempfile
@@ -36,6 +37,8 @@ from pathlib import Path
 
 from mlops.config import get_config
 from mlops.ingest.chunks import bounded, validate_file
+from mlops.ingest.load import SameContentLoaded, load_batch, record_batch
+from mlops.ingest.load import engine as _engine
 from mlops.io.connections import shared_connections
 
 log = logging.getLogger(__name__)
@@ -50,10 +53,6 @@ class BadBatch(Exception):
     def __init__(self, message: str, result: dict):
         super().__init__(message)
         self.result = result
-
-
-class SameContentLoaded(Exception):
-    """Another batch with the same content checksum is already loaded (it won the claim)."""
 
 
 # ---------------------------------------------------------------- keys and ids
@@ -91,28 +90,6 @@ def _client():
     from mlops.io import objectstore
 
     return objectstore.client()
-
-
-def _engine():
-    from mlops.io import warehouse
-    from mlops.io.connections import shared
-
-    def make():
-        import sqlalchemy as sa
-
-        engine = warehouse.engine()
-        for attempt in range(10):
-            try:
-                warehouse.ensure_schema()
-                break
-            except sa.exc.IntegrityError:
-                # Two tasks ran CREATE TABLE IF NOT EXISTS at once on PostgreSQL (its catalog's
-                # unique index reports the race); the other one created that table: go on.
-                if attempt == 9:
-                    raise
-        return engine
-
-    return shared("engine", make)
 
 
 def _read(name: str, params: dict):
@@ -214,11 +191,14 @@ def object_exists(key: str) -> bool:
 
 @dataclasses.dataclass
 class Download:
+    """A local copy of an object: its path, size, hashes, and the key and ETag it was read from."""
+
     path: Path
     size: int
     sha256: str
     md5: str
     etag: str = ""
+    key: str = ""
 
 
 def download(key: str, directory: Path) -> Download:
@@ -233,37 +213,55 @@ def download(key: str, directory: Path) -> Download:
             md5.update(block)
             size += len(block)
             out.write(block)
-    return Download(path=path, size=size, sha256=sha.hexdigest(), md5=md5.hexdigest(), etag=response["ETag"])
+    sha256, md5_hex = sha.hexdigest(), md5.hexdigest()
+    return Download(path=path, size=size, sha256=sha256, md5=md5_hex, etag=response["ETag"], key=key)
 
 
 def put_verified(local: Download, key: str) -> None:
-    """Upload a local file and check that the stored object has the same size and MD5.
+    """Make `key` hold the content of `local`, checked: same size, and an ETag that is the MD5
+    of what was read or the ETag of the very version read.
 
-    An existing object at `key` with the right size and MD5 is kept as is (raw is immutable;
-    a rerun finds the copy already made).
+    An existing object at `key` that passes the check is kept as is (raw is immutable; a rerun
+    finds the copy already made). Otherwise a server-side copy of the object `local` was read
+    from, conditional on its ETag (CopySourceIfMatch: only that version, whose hashes we hold;
+    the store moves the bytes, this process sends none); if that version is gone or the store
+    refuses, the local file is uploaded with its MD5 (ContentMD5, checked by the store).
+    Raises OSError when the stored object does not pass the check.
     """
     from botocore.exceptions import ClientError
 
     client, bucket = _client(), get_config().storage.bucket
     with contextlib.suppress(ClientError):
-        head = client.head_object(Bucket=bucket, Key=key)
-        if head["ContentLength"] == local.size and head["ETag"].strip('"') == local.md5:
+        if _holds(client.head_object(Bucket=bucket, Key=key), local):
             return
-    with open(local.path, "rb") as body:
-        client.put_object(
-            Bucket=bucket,
-            Key=key,
-            Body=body,
-            ContentMD5=base64.b64encode(bytes.fromhex(local.md5)).decode(),
-            Metadata={"sha256": local.sha256},
-        )
+    metadata = {"sha256": local.sha256}
+    try:
+        if not local.key or not local.etag:
+            raise LookupError("no source object to copy")
+        source = {"Bucket": bucket, "Key": local.key}
+        client.copy_object(
+            Bucket=bucket, Key=key, CopySource=source, CopySourceIfMatch=local.etag,
+            MetadataDirective="REPLACE", Metadata=metadata,
+        )  # fmt: skip
+    except (ClientError, LookupError) as exc:
+        log.info("%s: server-side copy not made (%s); uploading the local copy", key, exc)
+        with open(local.path, "rb") as body:
+            md5 = base64.b64encode(bytes.fromhex(local.md5)).decode()
+            client.put_object(Bucket=bucket, Key=key, Body=body, ContentMD5=md5, Metadata=metadata)
     head = client.head_object(Bucket=bucket, Key=key)
-    if head["ContentLength"] != local.size or head["ETag"].strip('"') != local.md5:
+    if not _holds(head, local):
         # Raised as a plain error: the task is retried, the landing object is still there.
         raise OSError(
             f"copy to {_uri(key)} not verified: size {head['ContentLength']} vs {local.size}, "
-            f"etag {head['ETag']} vs md5 {local.md5}"
+            f"etag {head['ETag']} vs md5 {local.md5} / read etag {local.etag}"
         )
+
+
+def _holds(head: dict, local: Download) -> bool:
+    """Whether a HEAD response describes the content of `local`: the same size, and an ETag equal
+    to its MD5 (a single-part object) or to the ETag it was read under (a copy that kept it)."""
+    etag = head["ETag"].strip('"')
+    return head["ContentLength"] == local.size and etag in (local.md5, local.etag.strip('"'))
 
 
 def put_json(key: str, payload: dict) -> None:
@@ -320,12 +318,6 @@ def delete_if_unchanged(key: str, etag: str) -> bool:
 # ---------------------------------------------------------------- warehouse
 
 
-def _now() -> str:
-    from mlops.io.warehouse import now_text
-
-    return now_text()
-
-
 def get_batch(batch_id: str) -> dict | None:
     frame = _read("ingest/batch_by_id.sql", {"batch_id": batch_id})
     return None if frame.empty else _record(frame.iloc[0].to_dict())
@@ -344,222 +336,6 @@ def batches_for_key(object_key: str) -> list[dict]:
 
 def _record(row: dict) -> dict:
     return {k: (None if v != v else v) if isinstance(v, float) else v for k, v in row.items()}  # NaN -> None
-
-
-def _batch_params(**values) -> dict:
-    params = dict.fromkeys(
-        (
-            "batch_id",
-            "object_key",
-            "checksum",
-            "raw_uri",
-            "rows_in",
-            "rows_kept",
-            "rows_dropped",
-            "status",
-            "reason",
-            "report_uri",
-        )
-    )
-    params.update(values)
-    params["loaded_at"] = _now()
-    return params
-
-
-def record_batch(connection=None, **values) -> None:
-    """Insert or update the batch's row (portable upsert on batch_id)."""
-    import sqlalchemy as sa
-
-    from mlops.io import warehouse
-
-    statement = sa.text(warehouse.render_sql("ingest/upsert_batch.sql"))
-    if connection is not None:
-        connection.execute(statement, _batch_params(**values))
-        return
-    with _engine().begin() as conn:
-        conn.execute(statement, _batch_params(**values))
-
-
-@dataclasses.dataclass
-class Loaded:
-    """What load_batch did: rows this call added to observations (or took over, with
-    on_conflict: replace) and the rows whose timestamp was stored with other values."""
-
-    new_rows: int
-    conflicts: dict
-
-
-CONFLICT_EXAMPLES = 5
-
-
-def load_batch(staged: Path, batch_values: dict) -> Loaded:
-    """One transaction: the batches row and the staged observations, loaded chunk by chunk.
-
-    new_rows is 0 for a replay whose rows are all stored already. A staged row whose timestamp
-    another batch stored with other values is a conflict: counted, the first few listed, each
-    recorded in observation_conflicts; ingest.on_conflict decides whether the stored row stays
-    (keep_first) or takes this batch's values and id (replace).
-    Raises SameContentLoaded (nothing written) when a loaded batch with the same checksum exists:
-    the unique index on the checksum of loaded batches decides a race between tasks.
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    import sqlalchemy as sa
-
-    from mlops.io import warehouse
-
-    columns = list(get_config().dataset.columns)
-    loaded_at = _now()
-    batch_id = batch_values["batch_id"]
-    conflicts = {"count": 0, "on_conflict": get_config().ingest.on_conflict, "examples": []}
-    count_rows = sa.text(warehouse.render_sql("ingest/count_batch_rows.sql"))
-    with _engine().begin() as conn:
-        # A replay of a loaded batch finds its rows stored already: only the difference is new.
-        rows_before = conn.execute(count_rows, {"batch_id": batch_id}).scalar_one()
-        try:
-            record_batch(conn, **batch_values)
-        except sa.exc.IntegrityError as exc:  # the one-loaded-batch-per-checksum index
-            raise SameContentLoaded(batch_values["checksum"]) from exc
-        # pre_buffer=False: pyarrow's read-ahead cache kept the column chunks it had read
-        # (the load's memory grew ~20 MB per million rows); without it, one chunk at a time.
-        staged_file, pool = pq.ParquetFile(staged, pre_buffer=False), pa.default_memory_pool()
-        for arrow_batch in staged_file.iter_batches(batch_size=LOAD_CHUNK_ROWS, columns=columns):
-            _settle_conflicts(conn, arrow_batch, batch_id, loaded_at, conflicts)
-            # The time column is the primary key: a row stored already (by an earlier,
-            # overlapping batch) is skipped, never duplicated or overwritten.
-            rows = _with_batch_columns(arrow_batch, batch_id, loaded_at)
-            warehouse.bulk_insert(conn, "observations", rows, conflict_key=get_config().dataset.time_column)
-            del arrow_batch, rows
-            pool.release_unused()  # mimalloc (pyarrow's default) otherwise keeps freed chunks
-        rows_after = conn.execute(count_rows, {"batch_id": batch_id}).scalar_one()
-        if rows_after > rows_before:
-            # In the same transaction as the rows: whatever happens to this attempt from here on,
-            # the batch stays pending until an asset event carrying it has been emitted.
-            conn.execute(sa.text(warehouse.render_sql("ingest/unannounce_batch.sql")), {"batch_id": batch_id})
-    return Loaded(int(rows_after - rows_before), conflicts)
-
-
-# Staged rows per bulk insert (and per conflict probe): a few MB of Arrow data at a time.
-LOAD_CHUNK_ROWS = 100_000
-
-
-def _with_batch_columns(arrow_batch, batch_id: str, loaded_at: str):
-    """The staged chunk with the batch_id and loaded_at columns of the observations table."""
-    import pyarrow as pa
-
-    n = arrow_batch.num_rows
-    columns = [*arrow_batch.columns, pa.repeat(batch_id, n), pa.repeat(loaded_at, n)]
-    return pa.RecordBatch.from_arrays(columns, names=[*arrow_batch.schema.names, "batch_id", "loaded_at"])
-
-
-def _settle_conflicts(conn, arrow_batch, batch_id: str, loaded_at: str, conflicts: dict) -> None:
-    """Find the rows of `arrow_batch` (one staged chunk) whose timestamp another batch stored with
-    other values; record each, and with on_conflict: replace write this batch's values over it.
-    A chunk whose time range holds no other batch's row costs one indexed probe."""
-    import pyarrow.compute as pc
-    import sqlalchemy as sa
-
-    from mlops.io import warehouse
-
-    span = pc.min_max(arrow_batch.column(get_config().dataset.time_column)).as_py()
-    if span["min"] is None:
-        return
-    probe = {"lo": span["min"], "hi": span["max"], "batch_id": batch_id}
-    if conn.execute(sa.text(warehouse.render_sql("ingest/overlapping_rows.sql")), probe).first() is None:
-        return
-    differing = _differing_rows(conn, arrow_batch.to_pandas(), batch_id)
-    if differing.empty:
-        return
-    replace = conflicts["on_conflict"] == "replace"
-    records = _conflict_records(differing, batch_id, "replaced" if replace else "kept_first")
-    conflicts["count"] += len(records)
-    room = CONFLICT_EXAMPLES - len(conflicts["examples"])
-    conflicts["examples"] += [
-        {"time": r["time"], "stored_batch_id": r["stored_batch_id"], "stored": r["stored"], "new": r["new"]}
-        for r in records[: max(room, 0)]
-    ]
-    conn.execute(
-        sa.text(warehouse.render_sql("ingest/insert_conflict.sql")),
-        [{k: v for k, v in r.items() if k not in ("stored", "new")} for r in records],
-    )
-    if replace:
-        columns = list(get_config().dataset.columns)
-        updates = [
-            {
-                **{f"v{i}": r["new"][c] for i, c in enumerate(columns)},
-                "time": r["time"],
-                "batch_id": batch_id,
-                "loaded_at": loaded_at,
-            }
-            for r in records
-        ]
-        conn.execute(sa.text(warehouse.render_sql("ingest/replace_observation.sql")), updates)
-
-
-def _differing_rows(conn, frame, batch_id: str):
-    """The rows of `frame` joined to the stored row of another batch at the same timestamp,
-    kept only where some column differs (null equals null). Stored columns end in '__stored'."""
-    import pandas as pd
-    import sqlalchemy as sa
-
-    from mlops.io import warehouse
-
-    dataset = get_config().dataset
-    query = sa.text(warehouse.render_sql("ingest/stored_rows.sql")).bindparams(sa.bindparam("times", expanding=True))
-    times = frame[dataset.time_column].dropna().tolist()
-    parts = [
-        pd.DataFrame(conn.execute(query, {"times": times[i : i + 1000], "batch_id": batch_id}).mappings().all())
-        for i in range(0, len(times), 1000)
-    ]
-    stored = pd.concat([p for p in parts if not p.empty]) if any(not p.empty for p in parts) else pd.DataFrame()
-    if stored.empty:
-        return stored
-    merged = frame.merge(stored, on=dataset.time_column, suffixes=("", "__stored"))
-    differs = pd.Series(False, index=merged.index)
-    for name, spec in dataset.columns.items():
-        if name == dataset.time_column:
-            continue
-        ours, theirs = merged[name], merged[f"{name}__stored"]
-        if spec.type in ("float", "int"):
-            ours, theirs = pd.to_numeric(ours).astype("float64"), pd.to_numeric(theirs).astype("float64")
-        else:
-            ours, theirs = ours.astype("string"), theirs.astype("string")
-        both_missing = ours.isna() & theirs.isna()
-        differs |= ~both_missing & ~(ours == theirs).fillna(False).astype(bool)
-    return merged[differs.to_numpy()]
-
-
-def _conflict_records(differing, batch_id: str, action: str) -> list[dict]:
-    """observation_conflicts rows (values as JSON objects, nulls as null) of the differing rows."""
-    dataset = get_config().dataset
-    recorded_at = _now()
-    records = []
-    for row in differing.to_dict("records"):
-        new = {c: _plain(row[c]) for c in dataset.columns}
-        stored = {c: _plain(row[c] if c == dataset.time_column else row[f"{c}__stored"]) for c in dataset.columns}
-        records.append(
-            {
-                "batch_id": batch_id,
-                "time": new[dataset.time_column],
-                "stored_batch_id": row["batch_id"],
-                "stored_values": json.dumps(stored),
-                "new_values": json.dumps(new),
-                "action": action,
-                "recorded_at": recorded_at,
-                "stored": stored,
-                "new": new,
-            }
-        )
-    return records
-
-
-def _plain(value):
-    """A pandas/numpy scalar as a JSON-able Python value (missing -> None)."""
-    import pandas as pd
-
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return None
-    return value.item() if hasattr(value, "item") else value
 
 
 def unannounced_batches() -> dict[str, int]:
@@ -583,7 +359,7 @@ def mark_announced(batch_ids: list[str]) -> None:
     statement = sa.text(warehouse.render_sql("ingest/mark_announced.sql"))
     with _engine().begin() as conn:
         for batch_id in batch_ids:
-            conn.execute(statement, {"batch_id": batch_id, "announced_at": _now()})
+            conn.execute(statement, {"batch_id": batch_id, "announced_at": warehouse.now_text()})
 
 
 # ---------------------------------------------------------------- one object, end to end
@@ -639,13 +415,33 @@ def _process_object(key: str) -> dict:
             if kind == "landing" and same_content and same_content["batch_id"] != batch_id:
                 raw_copy.result()
                 return _record_duplicate(key, kind, batch_id, local, raw_key)
-            staged = tmpdir / "staged.parquet"
-            result = validate_file(local.path, staged, arrival.original_key)
-            raw_copy.result()
-        result.update(batch_id=batch_id, checksum=local.sha256, raw_uri=_uri(raw_key), replayed_from=key)
-        if result["status"] != "passed":
-            _quarantine(arrival, result)
-        return _load(arrival, result, staged)
+            with _load_during_validation(arrival) as loading:
+                staged = tmpdir / "staged.parquet"
+                result = validate_file(local.path, staged, arrival.original_key, sink=loading)
+                raw_copy.result()
+                result.update(batch_id=batch_id, checksum=local.sha256, raw_uri=_uri(raw_key), replayed_from=key)
+                if result["status"] != "passed":
+                    if loading is not None:
+                        loading.abandon()  # before _quarantine records the batch
+                    _quarantine(arrival, result)
+                return _load(arrival, result, staged, loading)
+
+
+@contextlib.contextmanager
+def _load_during_validation(arrival: _Arrival):
+    """The batch's LoadDuringValidation for the block (None where it does not apply); leaving the
+    block rolls back whatever it did not commit."""
+    from mlops.ingest import load
+
+    if not load.load_during_validation_applies():
+        yield None
+        return
+    claim = {"batch_id": arrival.batch_id, "object_key": arrival.original_key, "checksum": arrival.local.sha256}
+    loading = load.LoadDuringValidation({**claim, "raw_uri": _uri(arrival.raw_key), "status": "loaded"})
+    try:
+        yield loading
+    finally:
+        loading.abandon()
 
 
 @contextlib.contextmanager
@@ -733,8 +529,9 @@ def _quarantine(arrival: _Arrival, result: dict) -> None:
     raise BadBatch(message, result)
 
 
-def _load(arrival: _Arrival, result: dict, staged: Path) -> dict:
-    """Write the report, load the staged rows, remove the landing object; the task's summary."""
+def _load(arrival: _Arrival, result: dict, staged: Path, loading=None) -> dict:
+    """Write the report, commit the load done during validation (`loading`, a
+    LoadDuringValidation) or load the staged rows, remove the landing object; the task's summary."""
     from mlops.ingest import validation
 
     batch_values = _batch_values(arrival, result)
@@ -744,8 +541,11 @@ def _load(arrival: _Arrival, result: dict, staged: Path) -> dict:
     result["report_uri"] = report_uri
     put_json(folder + "validation.json", result)
     put_text(folder + "report.html", validation.render_html(result), "text/html; charset=utf-8")
+    batch_values.update(status="loaded", report_uri=report_uri)
     try:
-        loaded = load_batch(staged, {**batch_values, "status": "loaded", "report_uri": report_uri})
+        loaded = loading.finish(batch_values) if loading is not None else None
+        if loaded is None:  # not loaded during validation, or that load was abandoned
+            loaded = load_batch(staged, batch_values)
     except SameContentLoaded:
         # Another task loaded the same content under another key meanwhile: it won the claim.
         return _record_duplicate(arrival.key, arrival.kind, arrival.batch_id, arrival.local, arrival.raw_key)
