@@ -10,6 +10,7 @@ mlops.ingest.pipeline, which imports this module, while it is parsed).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
 import time
@@ -192,7 +193,11 @@ def validate_file(path: Path, staged: Path, object_key: str, timings: dict | Non
         log.info("%s: chunks overlap in time; validating again with every row's hash", object_key)
         rows_across_chunks = True
     except _SinkRowsWouldChange:
-        log.info("%s: timestamps with conflicting values; validating again into a staging file", object_key)
+        log.info(
+            "%s: rows read would change (conflicting timestamps or misshapen records);"
+            " validating again into a staging file",
+            object_key,
+        )
         rows_across_chunks = False
     staged.unlink(missing_ok=True)
     if sink is not None:
@@ -205,7 +210,8 @@ class _ChunksOverlapInTime(Exception):
 
 
 class _SinkRowsWouldChange(Exception):
-    """Rows handed to the sink must leave again (timestamps with conflicting values)."""
+    """Rows handed to the sink must leave again (timestamps with conflicting values, or records
+    whose field count the pass did not wait for)."""
 
 
 def _validate_pass(
@@ -260,18 +266,62 @@ class _ChunkValidator:
         self.conflicting_ts: set[int] = set()
         self.writer = self.schema = None
         self.staged_rows = 0
-        self.shape = self.reader = None
+        self.shape = self.reader = self.shape_pass = None
 
     def run(self) -> dict:
         """Validate every chunk, stage the kept rows; the validation result with its verdict."""
-        self._open()
+        if self.sink is not None:
+            self._open_without_waiting_for_shape()
+        else:
+            self._open()
         try:
             self._read_chunks()
+        except _ChunksOverlapInTime:
+            with contextlib.suppress(_SinkRowsWouldChange):
+                self._confirm_shape()  # the next pass checks the shape again: this one is done first
+            raise
+        except Exception:
+            self._confirm_shape()  # a misshapen file explains it: start over, shape first
+            raise
         finally:
             if self.writer is not None:
                 self.writer.close()
+        self._confirm_shape()
         self._finish()
         return _decide(self.result, self.policy)
+
+    def _open_without_waiting_for_shape(self) -> None:
+        """With a sink: the field-count pass runs in a thread while the chunks are read as if
+        every record were well formed, so the sink's load starts one pass earlier. Most files
+        are; _confirm_shape checks the guess after the last chunk."""
+        import concurrent.futures
+
+        from mlops.ingest import csv_shape
+
+        compression = _compression(self.path)
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        self.shape_pass = pool.submit(csv_shape.check_shape, self.path, compression, self.staged.parent)
+        pool.shutdown(wait=False)  # the pass runs on; _confirm_shape waits for it
+        self.reader = self._guarded(lambda: _csv_reader(self.path, compression, self.dataset, self.policy))
+        self.plausible = plausible_range(self.policy)
+
+    def _confirm_shape(self) -> None:
+        """After a pass that did not wait for the field counts: raises _SinkRowsWouldChange
+        unless every record had the header's field count and the header is the configured one
+        (else the pass starts over without the sink, shape first, and reports it as usual)."""
+        if self.shape_pass is None:
+            return
+        t0 = time.perf_counter()
+        try:
+            shape = self.shape_pass.result()
+        except Exception as exc:  # noqa: BLE001 - the pass without the sink reports it
+            raise _SinkRowsWouldChange from exc
+        finally:
+            self.timings["shape"] = self.timings.get("shape", 0.0) + time.perf_counter() - t0
+            self.shape_pass = None
+        if shape is None or shape.bad_count or _header_problem(shape.header, list(self.dataset.columns)):
+            raise _SinkRowsWouldChange
+        self.shape = shape
 
     def _drop(self, mask, rule: str) -> None:
         count = int(mask.sum())
@@ -561,7 +611,6 @@ def _open_reader(path: Path, shape, dataset, policy, result: dict, guarded):
     nothing is guessed), only the configured markers mean missing, and the header was checked
     on the raw file (pandas would rename a duplicated 'Humidity' to 'Humidity.1').
     """
-    import pandas as pd
 
     if shape is None:
         if not result["structural_errors"]:
@@ -571,20 +620,25 @@ def _open_reader(path: Path, shape, dataset, policy, result: dict, guarded):
     if problem:
         result["structural_errors"].append(problem)
         return None
-    source = shape.clean_path or path
-    return guarded(
-        lambda: pd.read_csv(
-            source,
-            compression=None if shape.clean_path else _compression(path),
-            encoding="utf-8",
-            encoding_errors="strict",
-            chunksize=policy.chunk_rows,
-            low_memory=True,
-            index_col=False,
-            dtype={n: str for n, c in dataset.columns.items() if c.type in ("string", "datetime")},
-            keep_default_na=False,
-            na_values={n: dataset.missing_values_of(n) for n in dataset.columns},
-        )
+    compression = None if shape.clean_path else _compression(path)
+    return guarded(lambda: _csv_reader(shape.clean_path or path, compression, dataset, policy))
+
+
+def _csv_reader(source: Path, compression: str | None, dataset, policy):
+    """pandas' chunked reader of a CSV file with the data set's columns and missing markers."""
+    import pandas as pd
+
+    return pd.read_csv(
+        source,
+        compression=compression,
+        encoding="utf-8",
+        encoding_errors="strict",
+        chunksize=policy.chunk_rows,
+        low_memory=True,
+        index_col=False,
+        dtype={n: str for n, c in dataset.columns.items() if c.type in ("string", "datetime")},
+        keep_default_na=False,
+        na_values={n: dataset.missing_values_of(n) for n in dataset.columns},
     )
 
 

@@ -396,9 +396,11 @@ def _process_object(key: str) -> dict:
     kind, replay_batch = _resolve(key)
     with tempfile.TemporaryDirectory(prefix="ingest-") as tmp:
         tmpdir = Path(tmp)
-        if kind == "landing" and not object_exists(key):
-            return _already_processed(key)
-        arrival = _identify(key, kind, replay_batch, download(key, tmpdir))
+        with _in_background(_engine):  # the warehouse connects (and checks its schema) meanwhile
+            if kind == "landing" and not object_exists(key):
+                return _already_processed(key)
+            local = download(key, tmpdir)
+        arrival = _identify(key, kind, replay_batch, local)
         local, batch_id, raw_key = arrival.local, arrival.batch_id, arrival.raw_key
         log.info("object %s: %d bytes, sha256 %s -> batch %s", key, local.size, local.sha256, batch_id)
 

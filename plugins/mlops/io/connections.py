@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import threading
 
 from mlops.config import get_config
 
@@ -32,13 +33,20 @@ def shared_connections():
 
 def shared(name: str, make):
     """make() once per shared_connections() block (its result cached under `name`); outside
-    a block, make() every call."""
+    a block, make() every call. Thread-safe: threads of the block (copies of its context) that
+    ask for the same name at once wait for the one make(); other names are made meanwhile."""
     cache = _SHARED.get()
     if cache is None:
         return make()
-    if name not in cache:
-        cache[name] = make()
+    with _LOCKS_GUARD:
+        lock = cache.setdefault(f"{name} lock", threading.Lock())
+    with lock:
+        if name not in cache:
+            cache[name] = make()
     return cache[name]
+
+
+_LOCKS_GUARD = threading.Lock()
 
 
 def object_store_hook():
