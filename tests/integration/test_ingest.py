@@ -532,6 +532,38 @@ def test_the_object_store_refuses_a_delete_with_a_stale_etag(fresh):
     assert fresh.get_object(Bucket=STORAGE.bucket, Key=key)["Body"].read() == b"second"
 
 
+@pytest.mark.warehouses("postgres")  # the object store's behaviour: one warehouse is enough
+def test_the_raw_copy_holds_the_version_read_even_when_the_landing_key_was_overwritten(fresh, tmp_path, monkeypatch):
+    """The raw copy is a server-side copy of the version read (its ETag as the condition); a
+    version written meanwhile makes the copy fail its condition, and the local file, whose
+    hashes were taken, is uploaded instead. Either way the raw object holds what was read."""
+    uploads = []
+
+    class Recording:  # the real client; its uploads are recorded
+        def __getattr__(self, name):
+            return getattr(fresh, name)
+
+        def put_object(self, **kwargs):
+            uploads.append(kwargs["Key"])
+            return fresh.put_object(**kwargs)
+
+    monkeypatch.setattr(ingest, "_client", Recording)
+    content = b"a,b\n1,2\n" * 1000
+    downloads = []
+    for name in ("copied", "overwritten"):
+        _put(fresh, f"{STORAGE.landing_prefix}{name}.csv", content)
+        (tmp_path / name).mkdir()
+        downloads.append(ingest.download(f"{STORAGE.landing_prefix}{name}.csv", tmp_path / name))
+    _put(fresh, f"{STORAGE.landing_prefix}overwritten.csv", b"a,b\n9,9\n")
+    for local in downloads:
+        raw_key = f"{STORAGE.raw_prefix}test/{local.path.parent.name}.csv"
+        ingest.put_verified(local, raw_key)
+        stored = fresh.get_object(Bucket=STORAGE.bucket, Key=raw_key)
+        assert stored["Body"].read() == content and stored["Metadata"]["sha256"] == local.sha256
+        ingest.put_verified(local, raw_key)  # a rerun finds the copy and keeps it
+    assert uploads == [f"{STORAGE.raw_prefix}test/overwritten.csv"]  # the other one was copied
+
+
 def test_sensor_and_listing_ignore_markers_placeholders_and_other_suffixes(fresh):
     """Folder markers, zero-length objects and other suffixes wake neither the sensor's poke nor
     its trigger, and the listing reports them once; a real file wakes both."""
