@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from unit import test_ingest_fuzz as fuzz
 
 import stack as stack_module
@@ -27,12 +27,7 @@ def postgres_warehouse(postgres_server):
         yield
 
 
-@settings(
-    derandomize=True,
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@fuzz.FUZZ_SETTINGS(max_examples=25)
 @given(mutations=fuzz.st.lists(fuzz.mutation, max_size=6), options=fuzz.file_level)
 def test_mutated_files_never_crash_shift_or_lose_rows_on_postgres(postgres_warehouse, tmp_path, mutations, options):
     data = fuzz._build(mutations, options)

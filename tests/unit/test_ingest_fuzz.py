@@ -153,6 +153,16 @@ def sqlite_warehouse(tmp_path_factory):
         yield path
 
 
+def FUZZ_SETTINGS(max_examples: int) -> settings:  # noqa: N802 - used as a decorator, like settings
+    """Hypothesis settings of this module's fuzz tests: seeded, no deadline, a shared tmp_path."""
+    return settings(
+        derandomize=True,
+        max_examples=max_examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+
+
 def check_invariants(data: bytes, workdir: Path, batch_id: str) -> dict:
     """Validate and (if passed) load one file; assert the invariants; return the result."""
     dataset = get_config().dataset
@@ -183,12 +193,7 @@ def check_invariants(data: bytes, workdir: Path, batch_id: str) -> dict:
     return result
 
 
-@settings(
-    derandomize=True,
-    max_examples=70,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@FUZZ_SETTINGS(max_examples=70)
 @given(mutations=st.lists(mutation, max_size=6), options=file_level)
 def test_mutated_files_never_crash_shift_or_lose_rows(sqlite_warehouse, tmp_path, mutations, options):
     data = _build(mutations, options)
@@ -209,12 +214,7 @@ class _CollectingSink:
         self.discarded = True
 
 
-@settings(
-    derandomize=True,
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@FUZZ_SETTINGS(max_examples=40)
 @given(mutations=st.lists(mutation, max_size=6), options=file_level)
 def test_validation_into_a_sink_gives_the_result_and_rows_of_the_staging_file(tmp_path, mutations, options):
     """With a sink the chunks are read before the field counts are known (the load during

@@ -11,15 +11,12 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import json
-import logging
 import queue
 import threading
 from pathlib import Path
 
 from mlops.config import get_config
 from mlops.crashpoints import crash_point
-
-log = logging.getLogger(__name__)
 
 
 class SameContentLoaded(Exception):
