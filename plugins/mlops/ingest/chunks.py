@@ -178,8 +178,10 @@ def validate_file(path: Path, staged: Path, object_key: str, timings: dict | Non
 
     `sink` (optional, e.g. mlops.ingest.load's LoadDuringValidation) receives the kept rows
     instead of the staging file: `sink.write(table)` per chunk (a pyarrow Table of the staged
-    schema). When rows it received would not stay (a chunk overlaps an earlier one in time, or
-    some timestamps carry conflicting values), validation calls `sink.discard()` and starts over
+    schema). The field-count pass then runs beside the chunk reading instead of before it. When
+    rows it received would not stay (a chunk overlaps an earlier one in time, some timestamps
+    carry conflicting values, or a record has the wrong field count or the header is not the
+    configured one), validation calls `sink.discard()` and starts over
     without it, staging to the file. So on return either the sink holds exactly the kept rows,
     or it was discarded and `staged` holds them.
     """
