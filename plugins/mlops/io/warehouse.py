@@ -147,11 +147,11 @@ def _copy_insert(dbapi, table: str, rows, conflict_key: str | None) -> int:
     columns = ", ".join(quote(name) for name in rows.schema.names)
     with contextlib.closing(dbapi.cursor()) as cursor:
         if conflict_key is None:
-            _copy_csv(cursor, f"COPY {quote(table)} ({columns}) FROM STDIN WITH (FORMAT csv)", rows)
+            _copy(cursor, quote(table), columns, rows)
             return rows.num_rows
         cursor.execute("SAVEPOINT bulk_insert")
         try:
-            _copy_csv(cursor, f"COPY {quote(table)} ({columns}) FROM STDIN WITH (FORMAT csv)", rows)
+            _copy(cursor, quote(table), columns, rows)
         except Exception as exc:
             if _sqlstate(exc) != UNIQUE_VIOLATION:
                 raise
@@ -163,7 +163,7 @@ def _copy_insert(dbapi, table: str, rows, conflict_key: str | None) -> int:
         # LIKE copies the columns and NOT NULLs, not the keys: every row lands in the stage.
         cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} (LIKE {quote(table)}) ON COMMIT DROP")
         cursor.execute(f"TRUNCATE {stage}")
-        _copy_csv(cursor, f"COPY {stage} ({columns}) FROM STDIN WITH (FORMAT csv)", rows)
+        _copy(cursor, stage, columns, rows)
         cursor.execute(
             f"INSERT INTO {quote(table)} ({columns}) SELECT {columns} FROM {stage}"
             f" ON CONFLICT ({quote(conflict_key)}) DO NOTHING"
@@ -179,37 +179,60 @@ def _sqlstate(exc: Exception) -> str | None:
     return getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
 
 
-COPY_BLOCK_ROWS = 10_000  # rows per CSV block handed to COPY (about 1 MB)
+COPY_BLOCK_ROWS = 10_000  # rows per block handed to COPY (1-2 MB)
 
 
-def _copy_csv(cursor, sql: str, rows) -> None:
-    """COPY ... FROM STDIN (FORMAT csv) of `rows`, written block by block by pyarrow's CSV writer;
-    the next block is written in a thread while the server takes the current one (pyarrow and
-    the socket wait both release the GIL), so at most two blocks are held."""
-    import concurrent.futures
-    import io
+def _copy(cursor, table: str, columns: str, rows) -> None:
+    """COPY `rows` into `table` (quoted) in PostgreSQL's binary format when every column's type
+    has an encoder in mlops.io.pg_binary (the server then parses no text: see its docstring),
+    else, or for values binary cannot carry as text would, in CSV."""
+    from mlops.io import pg_binary
 
+    try:
+        oids = pg_binary.column_type_oids(cursor, table)
+        pg_binary.check_encodable(rows, oids)
+    except pg_binary.NotEncodable:
+        _copy_blocks(cursor, f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)", _csv_blocks(rows))
+        return
+    _copy_blocks(cursor, f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT binary)", _binary_blocks(rows, oids))
+
+
+def _binary_blocks(rows, oids: dict):
+    """Blocks of the binary COPY stream of `rows`: the header with the first, the trailer after the last."""
+    from mlops.io import pg_binary
+
+    starts = range(0, max(rows.num_rows, 1), COPY_BLOCK_ROWS)
+    for start in starts:
+        yield pg_binary.encode(rows.slice(start, COPY_BLOCK_ROWS), oids, header=start == 0, trailer=start == starts[-1])
+
+
+def _csv_blocks(rows):
+    """Blocks of `rows` in CSV as COPY reads it: every string quoted where needed, no header."""
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
     options = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
-    table = pa.Table.from_batches([rows]) if isinstance(rows, pa.RecordBatch) else rows
-
-    def block(start: int) -> pa.Buffer:
+    for start in range(0, rows.num_rows, COPY_BLOCK_ROWS):
         sink = pa.BufferOutputStream()
-        pa_csv.write_csv(table.slice(start, COPY_BLOCK_ROWS), sink, options)
-        return sink.getvalue()
+        pa_csv.write_csv(rows.slice(start, COPY_BLOCK_ROWS), sink, options)
+        yield sink.getvalue()
 
-    starts = range(0, table.num_rows, COPY_BLOCK_ROWS)
-    if not hasattr(cursor, "copy"):  # psycopg2 reads a file
-        cursor.copy_expert(sql, io.BytesIO(b"".join(block(start).to_pybytes() for start in starts)))
+
+def _copy_blocks(cursor, sql: str, blocks) -> None:
+    """COPY ... FROM STDIN of the byte blocks an iterator yields; the next block is made in a
+    thread while the server takes the current one (pyarrow, NumPy and the socket wait release
+    the GIL), so at most two blocks are held. psycopg2 (no streaming COPY) reads them as a file."""
+    import concurrent.futures
+    import io
+
+    if not hasattr(cursor, "copy"):
+        cursor.copy_expert(sql, io.BytesIO(b"".join(bytes(block) for block in blocks)))
         return
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool, cursor.copy(sql) as copy:
-        pending = pool.submit(block, starts[0])
-        for start in starts[1:]:
-            current, pending = pending.result(), pool.submit(block, start)
-            copy.write(memoryview(current))
-        copy.write(memoryview(pending.result()))
+        pending = pool.submit(next, blocks, None)
+        while (block := pending.result()) is not None:
+            pending = pool.submit(next, blocks, None)
+            copy.write(memoryview(block))
 
 
 def engine():
