@@ -119,7 +119,8 @@ def encode(table, oids: dict[str, int], header: bool = False, trailer: bool = Fa
 
 
 class _Slot:
-    """One column laid out for the row records: lengths (rows,) int32 with -1 for NULL; data
+    """One column laid out for the row records: lengths (rows,) int32 with -1 for NULL (or one
+    int32 for every row); data
     (rows,) of the big-endian value type, or (rows, slot width) uint8 for text; present
     (rows, slot bytes) bool, or None when every byte is kept."""
 
@@ -133,7 +134,7 @@ def _slot(column, dtype: str | None, n: int) -> _Slot:
     import pyarrow as pa
 
     column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    valid = np.ones(n, bool) if column.null_count == 0 else column.is_valid().to_numpy(zero_copy_only=False)
+    valid = None if column.null_count == 0 else column.is_valid().to_numpy(zero_copy_only=False)
     if pa.types.is_null(column.type):
         return _Slot(np.full(n, -1, np.int32), np.empty((n, 0), np.uint8), None)
     if dtype is None:
@@ -142,7 +143,8 @@ def _slot(column, dtype: str | None, n: int) -> _Slot:
 
 
 def _fixed_slot(column, valid, dtype: np.dtype) -> _Slot:
-    """A number, integer or boolean column as its big-endian bytes (NULLs: length -1, no bytes)."""
+    """A number, integer or boolean column as its big-endian bytes (NULLs: length -1, no bytes).
+    valid: (rows,) bool, None when the column has no NULL."""
     import pyarrow as pa
 
     if pa.types.is_boolean(column.type):
@@ -150,9 +152,11 @@ def _fixed_slot(column, valid, dtype: np.dtype) -> _Slot:
     else:
         values = column.fill_null(0).to_numpy(zero_copy_only=False)  # ranges: check_encodable
     data = values.astype(dtype, copy=False)
-    lengths = np.where(valid, dtype.itemsize, -1).astype(np.int32)
-    present = None if valid.all() else np.repeat(valid[:, None], dtype.itemsize, axis=1)
-    return _Slot(lengths, data, present)
+    if valid is None:
+        return _Slot(np.int32(dtype.itemsize), data, None)
+    return _Slot(
+        np.where(valid, dtype.itemsize, -1).astype(np.int32), data, np.repeat(valid[:, None], dtype.itemsize, axis=1)
+    )
 
 
 def _text_slot(column, valid, n: int) -> _Slot:
@@ -164,9 +168,9 @@ def _text_slot(column, valid, n: int) -> _Slot:
     offsets = np.frombuffer(offsets_buffer, np.int64)[column.offset : column.offset + n + 1]
     data = np.frombuffer(data_buffer, np.uint8) if data_buffer is not None else np.empty(0, np.uint8)
     sizes = np.diff(offsets)
-    lengths = np.where(valid, sizes, -1).astype(np.int32)
+    lengths = sizes.astype(np.int32) if valid is None else np.where(valid, sizes, -1).astype(np.int32)
     widest = int(sizes.max()) if n else 0
-    nulls = None if valid.all() else np.repeat(valid[:, None], widest, axis=1)
+    nulls = None if valid is None else np.repeat(valid[:, None], widest, axis=1)
     if n and (sizes == widest).all():  # one length: the bytes are the matrix already
         return _Slot(lengths, data[offsets[0] : offsets[0] + n * widest].reshape(n, widest), nulls)
     filled = np.arange(widest) < sizes[:, None]
