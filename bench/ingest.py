@@ -32,7 +32,8 @@ resource.getrusage and the rows per second), printed side by side with the load 
 times process_object end to end on the embedded PostgreSQL (its server binaries, started by
 this script on a free port beside its own SeaweedFS) with the load paths, side by side on the
 same file: `copy-during-validation` (the default: mlops.ingest.load.LoadDuringValidation, the
-COPY of each chunk while the next is validated), `copy` (ingest.load_during_validation false:
+COPY of each chunk while the next is validated, in PostgreSQL's binary format),
+`csv-copy-during-validation` (the same in CSV, as before mlops.io.pg_binary), `copy` (ingest.load_during_validation false:
 warehouse.bulk_insert's COPY of the staged file after validation) and `executemany` (the
 row-by-row INSERT ... ON CONFLICT DO NOTHING that COPY replaced, psycopg's executemany, after
 validation, kept for the comparison; --paths leaves it out if not named). Each run is a fresh
@@ -68,7 +69,7 @@ import stack as stack_module  # noqa: E402
 
 TURKU = ROOT / "include" / "data" / "port_of_turku_weather.csv.gz"
 # --compare-load's paths, the project's default first (see the module docstring).
-LOAD_PATHS = ["copy-during-validation", "copy", "executemany"]
+LOAD_PATHS = ["copy-during-validation", "csv-copy-during-validation", "copy", "executemany"]
 
 
 def make_file(path: Path, rows: int, seed: int = 7) -> None:
@@ -342,6 +343,13 @@ def timed_process_object(data: Path, rows: int, load_path: str) -> int:
 
     if load_path == "executemany":
         warehouse.bulk_insert = executemany_insert
+    if load_path.startswith("csv-"):  # COPY in CSV, as before the binary format (stop 21)
+        from mlops.io import pg_binary
+
+        def refuse(*_):
+            raise pg_binary.NotEncodable("the benchmark's CSV path")
+
+        pg_binary.check_encodable = refuse
     # Untimed, as in side_by_side: the imports and the GX context (~4 s, a per-process constant).
     ingest.validate_file(ROOT / "tests" / "data" / "bad" / "few_bad_rows.csv", data.parent / "warm.parquet", "warm")
     key = f"{get_config().storage.landing_prefix}bench/{load_path}-{time.time_ns()}.csv"
@@ -372,7 +380,7 @@ def compare_load(rows: int, repeat: int, paths: list[str]) -> int:
                 argv = [sys.executable, __file__, "--peak-only", "--rows", str(rows), "--data", str(data)]
                 env = {
                     **os.environ,
-                    "MLOPS__INGEST__LOAD_DURING_VALIDATION": "true" if path == LOAD_PATHS[0] else "false",
+                    "MLOPS__INGEST__LOAD_DURING_VALIDATION": "true" if path.endswith("during-validation") else "false",
                 }
                 out = subprocess.run([*argv, "--load-path", path], capture_output=True, text=True, check=False, env=env)
                 if out.returncode != 0:
