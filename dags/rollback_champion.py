@@ -45,7 +45,9 @@ def rollback_champion():
         ctx = get_current_context()
         params = dict(ctx["params"])
         target = params.get("target_version")
-        decision = promotion.rollback(None if target in (None, "") else str(target), trigger_info(params, ctx["dag_run"]))
+        decision = promotion.rollback(
+            None if target in (None, "") else str(target), trigger_info(params, ctx["dag_run"])
+        )
         print(decision["reason"])
         return {k: decision[k] for k in ("outcome", "reason", "champion_before", "champion_after")}
 
