@@ -738,7 +738,6 @@ def score_batches(
     after `since` (see score_group) is skipped. Batches of fewer than chunk_rows rows are read,
     predicted and committed together (see _GroupScoring); a larger one streams on its own."""
     clients = clients or open_clients()
-    group = _GroupScoring(name, int(chunk_rows or get_config().scoring.chunk_rows), clients)
     todo = []
     for batch in batches:
         batch_id = batch["batch_id"]
@@ -752,27 +751,37 @@ def score_batches(
     except Exception:  # noqa: BLE001 - each batch then goes alone, with its own errors
         log.warning("could not count the group's batches; scoring them one by one", exc_info=True)
         sizes = {}
-    for batch_id, wanted in todo:
-        group.add(batch_id, wanted, sizes.get(batch_id, 0))
-    group.flush()
+    with ThreadPoolExecutor(S3_THREADS, thread_name_prefix="scoring-s3") as s3_calls:
+        group = _GroupScoring(name, int(chunk_rows or get_config().scoring.chunk_rows), clients, s3_calls)
+        for batch_id, wanted in todo:
+            group.add(batch_id, wanted, sizes.get(batch_id, 0))
+        group.flush()
+        group.drain()
     _delete_staged(group.published, clients.s3)  # one request for the group, not one per batch
     return group.summaries, group.failures
 
 
 class _GroupScoring:
-    """Scores a group's batches in the order added. Batches of fewer than chunk_rows rows are held
-    (at most chunk_rows rows and IDS_PER_QUERY batches in all, the same models), then read in one
-    query, predicted with one predict_proba per role (each call costs milliseconds of overhead,
-    more than a small batch's rows take), staged one object per batch and role, and committed in
-    one transaction; only after that commit are their objects copied into place. A larger batch
-    streams through score_with. A failing batch is recorded in `failures`, the others go on: if
-    the held batches fail together (reading, predicting, committing), each is done alone again."""
+    """Scores a group's batches in the order added.
 
-    def __init__(self, name: str, chunk_rows: int, clients: Clients):
-        self.name, self.chunk_rows, self.clients = name, chunk_rows, clients
+    Batches of fewer than chunk_rows rows are held (at most chunk_rows rows and IDS_PER_QUERY
+    batches in all, the same models), then read in one query, predicted with one predict_proba per
+    role (each call costs milliseconds of overhead, more than a small batch's rows take), and
+    their rows swapped in with one transaction. Only after that commit is each batch's Parquet
+    file written and PUT to its final key (in threads, while the next held batches are read and
+    predicted): a file is never visible before its rows, and a kill before the commit leaves
+    nothing. A small file needs no staging: one PUT after the commit costs what the copy of a
+    staged object would. A larger batch streams through score_with (staged, then copied).
+
+    A failing batch is recorded in `failures`, the others go on: if the held batches fail together
+    (reading, predicting, committing), each is done alone again."""
+
+    def __init__(self, name: str, chunk_rows: int, clients: Clients, s3_calls: ThreadPoolExecutor):
+        self.name, self.chunk_rows, self.clients, self.s3_calls = name, chunk_rows, clients, s3_calls
         self.summaries: list[dict] = []
         self.failures: dict = {}
-        self.published: list[str] = []
+        self.published: list[str] = []  # staging keys copied into place (by score_with)
+        self.publishing: list[tuple] = []  # (batch_id, summary work, PUT futures), in order
         self.held: list[str] = []  # small batches not yet read
         self.held_rows = 0
         self.held_scorers: dict | None = None
@@ -792,14 +801,15 @@ class _GroupScoring:
         self._alone(batch_id, scorers)
 
     def _alone(self, batch_id: str, scorers: dict) -> None:
+        self.drain()  # summaries stay in the order added
         self._run(
             batch_id, lambda: score_with(batch_id, self.name, scorers, self.chunk_rows, self.clients, self.published)
         )
 
     def flush(self) -> None:
-        """Read, predict, stage and commit the held batches together, then publish each; if reading
-        or predicting them together fails (e.g. one batch breaks the signature), each is scored
-        alone instead, so the error names its batch and the others are scored."""
+        """Read, predict and commit the held batches together, then start their PUTs; if reading or
+        predicting them together fails (e.g. one batch breaks the signature), each is scored alone
+        instead, so the error names its batch and the others are scored."""
         held, scorers = self.held, self.held_scorers
         self.held, self.held_rows, self.held_scorers = [], 0, None
         if not held:
@@ -812,9 +822,24 @@ class _GroupScoring:
             for batch_id in held:
                 self._alone(batch_id, scorers)
             return
+        parts = self._tables_of_each(held, counts, frame, probabilities, scorers)
+        of_batch = {batch_id: (tables, constants, rows) for batch_id, tables, constants, rows in parts}
+        for batch_id in self._commit(parts, scorers):
+            tables, constants, rows = of_batch[batch_id]
+            puts = [
+                self.s3_calls.submit(
+                    _put_parquet, tables[role], predictions_key(self.name, version, role, batch_id), self.clients.s3
+                )
+                for role, (version, _, _) in scorers.items()
+            ]
+            self.publishing.append((batch_id, functools.partial(_summary, constants, scorers, rows), puts))
+
+    def _tables_of_each(self, held: list, counts: list, frame, probabilities: dict, scorers: dict) -> list:
+        """[(batch_id, {role: its predictions as a Parquet-schema Table}, constants, rows)] of the
+        held batches: one table per role for all their rows, sliced per batch (no copies)."""
         import numpy as np
 
-        constants = _constants(None, self.name)
+        constants = _constants(None, self.name)  # one scored_at: they are committed together
         schema = _parquet_schema(get_config().dataset.time_column)
         batch_column = np.repeat(np.array(held, dtype=object), counts)
         tables = {
@@ -824,90 +849,40 @@ class _GroupScoring:
             for role, (version, _, _) in scorers.items()
         }
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        parts = [
-            (b, {r: t.slice(int(o), n) for r, t in tables.items()})
+        return [
+            (b, {r: t.slice(int(o), n) for r, t in tables.items()}, constants | {"batch_id": b}, n)
             for b, o, n in zip(held, starts, counts, strict=True)
         ]
-        with tempfile.TemporaryDirectory(prefix="batch_score-") as tmp, ThreadPoolExecutor(S3_THREADS) as s3_calls:
-            staged = self._write_and_stage(parts, scorers, Path(tmp), s3_calls)
-            committed = self._commit(staged, parts, scorers, constants)
-            copies = {
-                b: [
-                    s3_calls.submit(
-                        _publish,
-                        staged[b][0][role],
-                        predictions_key(self.name, version, role, b),
-                        self.clients.s3,
-                        self.published,
-                    )
-                    for role, (version, _, _) in scorers.items()
-                ]
-                for b in committed
-            }
-            for batch_id, rows in zip(held, counts, strict=True):
-                if batch_id in copies:
-                    self._run(
-                        batch_id,
-                        lambda b=batch_id, r=rows: self._published(constants | {"batch_id": b}, scorers, r, copies[b]),
-                    )
 
-    def _write_and_stage(self, parts: list, scorers: dict, tmp: Path, s3_calls) -> dict:
-        """Each batch's Parquet files written and uploaded to staging keys, in threads (pyarrow and
-        the PUTs release the GIL): {batch_id: ({role: staged key}, {role: local file})} of those
-        staged; the others are recorded as failed."""
-        futures = {
-            batch_id: s3_calls.submit(self._write_and_stage_one, index, batch_id, roles, scorers, tmp)
-            for index, (batch_id, roles) in enumerate(parts)
-        }
-        staged = {}
-        for batch_id, future in futures.items():
-            try:
-                staged[batch_id] = future.result()
-            except Exception as exc:  # noqa: BLE001 - recorded, the group goes on
-                self._failed(batch_id, exc)
-        return staged
-
-    def _write_and_stage_one(self, index: int, batch_id: str, tables: dict, scorers: dict, tmp: Path) -> tuple:
-        import pyarrow.parquet as pq
-
-        files = {role: tmp / f"{index}-{role}.parquet" for role in scorers}
-        for role, table in tables.items():
-            pq.write_table(table, files[role])
-        return _stage(files, self.name, scorers, batch_id, self.clients.s3), files
-
-    def _commit(self, staged: dict, parts: list, scorers: dict, constants: dict) -> list[str]:
-        """Swap the staged batches' rows in, all in one transaction; if that fails, each batch in a
+    def _commit(self, parts: list, scorers: dict) -> list[str]:
+        """Swap the batches' rows in, all in one transaction; if that fails, each batch in a
         transaction of its own (a failing one is recorded). The batch ids committed."""
         import pyarrow as pa
 
-        ids = [b for b, _ in parts if b in staged]
-        if not ids:
-            return []
-        crash_point("scoring_staged")
+        ids = [b for b, _, _, _ in parts]
+        crash_point("scoring_group_predicted")
         try:
-            tables = {role: pa.concat_tables([t[role] for b, t in parts if b in staged]) for role in scorers}
+            tables = {role: pa.concat_tables([t[role] for _, t, _, _ in parts]) for role in scorers}
             _swap_group_in(tables, ids, self.name, scorers, self.clients.engine)
             committed = ids
         except Exception:  # noqa: BLE001 - each batch in its own transaction, with its own error
             log.warning("committing %d batches together failed; committing them one by one", len(ids), exc_info=True)
             committed = []
-            for batch_id in ids:
+            for batch_id, tables, _, _ in parts:
                 try:
-                    files = staged[batch_id][1]
-                    _swap_rows_in(
-                        files, scorers, constants | {"batch_id": batch_id}, self.chunk_rows, self.clients.engine
-                    )
+                    _swap_group_in(tables, [batch_id], self.name, scorers, self.clients.engine)
                     committed.append(batch_id)
                 except Exception as exc:  # noqa: BLE001 - recorded, the group goes on
                     self._failed(batch_id, exc)
-        crash_point("scoring_rows_committed")
+        crash_point("scoring_group_committed")
         return committed
 
-    def _published(self, constants: dict, scorers: dict, rows: int, copies: list) -> dict:
-        """The batch's summary once its objects are copied into place (a failed copy raises)."""
-        for copy in copies:
-            copy.result()
-        return _summary(constants, scorers, rows)
+    def drain(self) -> None:
+        """Wait for the PUTs started so far; each batch whose files are all in place gets its
+        summary, in the order added (a failed PUT is the batch's failure: the retry rescores it)."""
+        publishing, self.publishing = self.publishing, []
+        for batch_id, summary, puts in publishing:
+            self._run(batch_id, functools.partial(_after, puts, summary))
 
     def _run(self, batch_id: str, work) -> None:
         try:
@@ -918,6 +893,24 @@ class _GroupScoring:
     def _failed(self, batch_id: str, exc: Exception) -> None:
         log.error("batch %r failed; the group goes on", batch_id, exc_info=exc)
         self.failures[batch_id] = exc
+
+
+def _after(futures: list, work):
+    """work() once every future has finished (the first failure raises instead)."""
+    for future in futures:
+        future.result()
+    return work()
+
+
+def _put_parquet(table, key: str, s3) -> str:
+    """Write `table` as Parquet in memory and PUT it to `key` (one request: a small batch's file)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    s3.put_object(Bucket=get_config().storage.bucket, Key=key, Body=sink.getvalue().to_pybytes())
+    return key
 
 
 def _predict_rows(rows, scorers: dict, what: str) -> dict:
