@@ -396,3 +396,66 @@ def test_a_killed_scoring_never_shows_a_file_without_rows_and_the_retry_complete
     assert len(_parquet(batch_id, version, "champion")) == len(_predictions(batch_id)) == len(_observations(batch_id))
     # A further retry finds both done.
     assert scoring.score_group(group, scoring.resolve_models(), since=since_text)["batches"] == []
+
+
+def _score_group_in_subprocess(batch_ids: list[str], crash_at: str, tmp_path) -> int:
+    """score_group of the champion on `batch_ids` in a fresh interpreter killed (SIGKILL) at
+    crash_at: its exit code."""
+    import os
+    import subprocess
+    import sys
+
+    from mlops.crashpoints import CRASH_AT_ENV
+
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "plugins"), CRASH_AT_ENV: crash_at}
+    group = {"label": "kill", "batches": [{"batch_id": b, "roles": ["champion"]} for b in batch_ids]}
+    code = f"from mlops.scoring.batch import resolve_models, score_group; score_group({group!r}, resolve_models())"
+    return subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, timeout=300).returncode
+
+
+@pytest.mark.warehouses("postgres")
+def test_a_group_killed_around_its_one_commit_never_shows_a_file_without_rows_and_the_retry_equals_a_clean_run(
+    scoring_setup, tmp_path
+):
+    """Small batches of a group are committed in one transaction and published after it: a kill
+    before it leaves nothing (not even staging objects), a kill after it leaves every batch's rows
+    and no file; the retry then scores each batch again and equals an uninterrupted run."""
+    version = scoring_setup["champion"]
+    ids = list(BATCHES)
+    group = {"label": "kill test", "batches": [{"batch_id": b, "roles": ["champion"]} for b in ids]}
+    finals = {b: scoring.predictions_key(MODEL_NAME, version, "champion", b) for b in ids}
+    staging = f"{get_config().storage.predictions_prefix}_staging/"
+    scoring.score_group(group, scoring.resolve_models())  # the uninterrupted run
+    clean = {b: _predictions(b).drop(columns="scored_at") for b in ids}
+
+    def clear() -> None:  # every batch as if never scored
+        from mlops.io.connections import s3_client
+
+        with warehouse.engine().begin() as conn:
+            for b in ids:
+                conn.execute(sa.text("DELETE FROM predictions WHERE batch_id = :b"), {"b": b})
+        for key in finals.values():
+            s3_client().delete_object(Bucket=get_config().storage.bucket, Key=key)
+
+    def files() -> set[str]:
+        return {b for b, key in finals.items() if key in _object_keys(key)}
+
+    clear()
+    scoring.remove_staging(pd.Timestamp.now(tz="UTC") + pd.Timedelta(seconds=1))
+    since = pd.Timestamp.now(tz="UTC").floor("s").strftime(warehouse.TIMESTAMP_FORMAT)
+    # Killed after predicting, before the commit: no rows, no files, no staging objects.
+    assert _score_group_in_subprocess(ids, "scoring_group_predicted", tmp_path) == -9
+    assert all(_predictions(b).empty for b in ids) and files() == set()
+    assert _object_keys(staging) == []
+    # Killed right after the one commit: every batch's rows, no file yet.
+    assert _score_group_in_subprocess(ids, "scoring_group_committed", tmp_path) == -9
+    assert [len(_predictions(b)) for b in ids] == [len(_observations(b)) for b in ids]
+    assert files() == set()
+
+    # The retry scores both again (their files are missing) and equals the uninterrupted run.
+    assert scoring.score_group(group, scoring.resolve_models(), since=since)["batches"] == ids
+    for b in ids:
+        stored = _predictions(b)
+        pd.testing.assert_frame_equal(stored.drop(columns="scored_at"), clean[b])
+        assert len(_parquet(b, version, "champion")) == len(stored)
+    assert scoring.score_group(group, scoring.resolve_models(), since=since)["batches"] == []

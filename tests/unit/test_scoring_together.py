@@ -38,10 +38,16 @@ class CountingModel:
 
 
 class ObjectStore:
-    """The S3 calls scoring makes, on a dict."""
+    """The S3 calls scoring makes, on a dict (and how many of each)."""
 
     def __init__(self):
         self.objects: dict[str, bytes] = {}
+        self.calls: dict[str, int] = {}
+
+    def __getattribute__(self, name):
+        if not name.startswith("_") and name not in ("objects", "calls"):
+            self.calls[name] = self.calls.get(name, 0) + 1
+        return object.__getattribute__(self, name)
 
     def put_object(self, Bucket, Key, Body):  # noqa: N803 - boto3's names
         self.objects[Key] = bytes(Body)
@@ -146,3 +152,44 @@ def test_a_bad_batch_among_small_ones_fails_alone_by_name(group):
     assert [s["batch_id"] for s in summaries] == [b for b in batch_ids[:6] if b != bad]
     stored = _stored(clients.engine)
     assert sorted(stored["batch_id"].unique()) == [b for b in batch_ids[:6] if b != bad]
+
+
+def test_a_group_of_small_batches_pays_one_query_one_commit_and_one_put_per_file(group):
+    """The per-batch costs of a group of small batches: their rows are read in one query and
+    swapped in with one transaction, and each batch's file takes one PUT (no staging, no copy)."""
+    batch_ids, scorers, clients = group
+    small = [b for b, rows in zip(batch_ids, SIZES, strict=True) if rows < CHUNK_ROWS][:12]  # 480 rows
+    statements = []  # every SQL statement sqlite3 runs, through its own trace hook
+    sa.event.listen(
+        clients.engine, "checkout", lambda dbapi, record, proxy: dbapi.set_trace_callback(statements.append)
+    )
+    planned = [{"batch_id": b, "roles": ["champion"]} for b in small]
+    summaries, failures = scoring.score_batches(planned, "m", scorers, chunk_rows=CHUNK_ROWS, clients=clients)
+    assert failures == {} and [s["batch_id"] for s in summaries] == small
+    reads = [sql for sql in statements if "FROM observations" in sql]
+    assert len(reads) == 2  # the sizes of the group's batches, then their rows
+    assert len([sql for sql in statements if sql.strip().upper() == "COMMIT"]) == 1
+    assert clients.s3.calls == {"put_object": len(small)}
+    assert len(_stored(clients.engine)) == 40 * len(small)
+
+
+def test_a_batch_the_warehouse_refuses_in_the_group_commit_fails_alone(group):
+    """If the one transaction of the held batches fails, each is committed alone: the refused batch
+    fails by name with no file, the others are stored and published."""
+    batch_ids, scorers, clients = group
+    small = batch_ids[:6]
+    refused = small[2]
+    with clients.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE TRIGGER refuse BEFORE INSERT ON predictions WHEN NEW.batch_id = :b "
+                "BEGIN SELECT RAISE(ABORT, 'refused by the warehouse'); END".replace(":b", f"'{refused}'")
+            )
+        )
+    planned = [{"batch_id": b, "roles": ["champion"]} for b in small]
+    summaries, failures = scoring.score_batches(planned, "m", scorers, chunk_rows=CHUNK_ROWS, clients=clients)
+    assert list(failures) == [refused] and "refused by the warehouse" in str(failures[refused])
+    assert [s["batch_id"] for s in summaries] == [b for b in small if b != refused]
+    assert sorted(_stored(clients.engine)["batch_id"].unique()) == [b for b in small if b != refused]
+    published = {key for key in clients.s3.objects if "/_staging/" not in key}
+    assert published == {scoring.predictions_key("m", "1", "champion", b) for b in small if b != refused}

@@ -22,12 +22,13 @@ its own rows and its own Parquet key. Nothing is written when a chunk breaks the
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import itertools
 import logging
 import tempfile
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
@@ -380,7 +381,8 @@ def score_with(
         frames = _read_chunks(batch_id, _selected_columns(scorers), chunk_rows, clients.engine)
     with tempfile.TemporaryDirectory(prefix="batch_score-") as tmp:
         files = {role: Path(tmp) / f"{role}.parquet" for role in scorers}
-        rows_total = _predict_to_files(batch_id, scorers, files, constants, frames)
+        with contextlib.closing(_read_ahead(frames)) as chunks:
+            rows_total = _predict_to_files(batch_id, scorers, files, constants, chunks)
         return _commit_and_publish(files, rows_total, scorers, constants, chunk_rows, clients, published)
 
 
@@ -456,6 +458,68 @@ def _read_chunks(batch_id: str, selected: list[str], chunk_rows: int, engine):
                 return
 
 
+def _read_ahead(frames):
+    """`frames` (an iterator of chunks), each next chunk read in a thread while the caller works on
+    the current one: the warehouse read (driver fetch, DataFrame build) overlaps predict_proba,
+    which releases the GIL. One chunk ahead at most, so memory stays flat. The iterator runs in
+    that thread while this generator runs, and is closed here after the last read ended (a
+    connection used by one thread at a time). Close this generator (contextlib.closing) rather
+    than leave it to the garbage collector."""
+    with ThreadPoolExecutor(1, thread_name_prefix="scoring-read") as reader:
+        pending = reader.submit(next, frames, None)
+        try:
+            while (frame := pending.result()) is not None:
+                pending = reader.submit(next, frames, None)
+                yield frame
+        finally:
+            pending.cancel()
+            futures_wait([pending])  # a read under way ends before the iterator is closed
+            if hasattr(frames, "close"):  # here, not in the reader: at garbage collection it may be gone
+                frames.close()
+
+
+IDS_PER_QUERY = 500  # batch ids bound in one IN list (SQLite allows 32,766 variables, old builds 999)
+
+
+def _sizes_of(batch_ids: list[str], engine) -> dict[str, int]:
+    """Observations of each batch in `batch_ids`: {batch_id: rows} (absent batches: no entry)."""
+    sizes = {}
+    with engine.connect() as conn:
+        cursor = conn.connection.cursor()
+        for start in range(0, len(batch_ids), IDS_PER_QUERY):
+            ids = batch_ids[start : start + IDS_PER_QUERY]
+            sql, order = _compile_sql(conn, "scoring/sizes_of_batches.sql", count=len(ids))
+            cursor.execute(sql, _bind(order, {f"b{i}": b for i, b in enumerate(ids)}))
+            sizes |= {batch_id: int(n) for batch_id, n in cursor.fetchall()}
+    return sizes
+
+
+def _read_batches(batch_ids: list[str], selected: list[str], engine):
+    """The observations of several batches read in one query: (one DataFrame of their rows, in the
+    order of batch_ids and, within a batch, in time order, the time column parsed; [rows of each
+    batch]). For small batches only: all rows are held in memory. Raises LookupError when a batch
+    has no rows (it goes the way of a lone batch instead)."""
+    import numpy as np
+    import pandas as pd
+
+    time_col = get_config().dataset.time_column
+    with engine.connect() as conn:
+        sql, order = _compile_sql(conn, "scoring/observations_of_batches.sql", count=len(batch_ids), selected=selected)
+        cursor = conn.connection.cursor()
+        cursor.execute(sql, _bind(order, {f"b{i}": b for i, b in enumerate(batch_ids)}))
+        frame = pd.DataFrame.from_records(cursor.fetchall(), columns=[_BATCH_COLUMN, *selected])
+    bounds = frame.groupby(_BATCH_COLUMN, sort=False).indices  # rows come sorted by batch id
+    missing = [b for b in batch_ids if b not in bounds]
+    if missing:
+        raise LookupError(f"batches {missing} have no observations")
+    frame = frame.take(np.concatenate([bounds[b] for b in batch_ids])).reset_index(drop=True)
+    frame[time_col] = pd.to_datetime(frame[time_col], format=warehouse.TIMESTAMP_FORMAT)
+    return frame, [len(bounds[b]) for b in batch_ids]
+
+
+_BATCH_COLUMN = "\x00batch_id"  # the batch id column of _read_batches (no clash with a feature)
+
+
 def _predict_to_files(batch_id: str, scorers: dict, files: dict, constants: dict, frames) -> int:
     """Predict every chunk of `frames` with every role's model and append the predictions to the
     role's local Parquet file (the final file's schema). Returns the number of rows scored."""
@@ -479,7 +543,8 @@ def _predict_to_files(batch_id: str, scorers: dict, files: dict, constants: dict
 
 def _prediction_table(constants: dict, version: str, role: str, frame, probability, schema):
     """One role's predictions of `frame`'s rows (probability: float64 array, same length) as a
-    pyarrow Table of the Parquet schema; the label is probability >= the decision threshold."""
+    pyarrow Table of the Parquet schema; the label is probability >= the decision threshold.
+    constants["batch_id"]: the batch's id, or a sequence of each row's batch id."""
     import pyarrow as pa
 
     time_col = get_config().dataset.time_column
@@ -488,7 +553,9 @@ def _prediction_table(constants: dict, version: str, role: str, frame, probabili
     times = pa.array(frame[time_col].to_numpy()).cast(schema.field(time_col).type)
     scored_at = pa.scalar(constants["scored_at"], type=schema.field("scored_at").type)
     label = (probability >= threshold).astype("int8")
-    columns = [pa.repeat(constants["batch_id"], n), times, pa.repeat(constants["model_name"], n)]
+    batch = constants["batch_id"]  # one batch's id, or an array of each row's (several batches)
+    batch = pa.repeat(batch, n) if isinstance(batch, str) else pa.array(batch, pa.string())
+    columns = [batch, times, pa.repeat(constants["model_name"], n)]
     columns += [pa.repeat(version, n), pa.repeat(role, n), pa.array(probability), pa.array(label)]
     columns += [pa.repeat(threshold, n), pa.repeat(scored_at, n)]
     return pa.table(columns, schema=schema)
@@ -542,12 +609,8 @@ def _swap_rows_in(files: dict, scorers: dict, constants: dict, chunk_rows: int, 
     """One transaction: delete the batch's rows of each (version, role), insert the predicted rows
     read back from the local Parquet files (warehouse.bulk_insert: COPY on PostgreSQL). No
     predicting or uploading happens inside it."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    time_col = get_config().dataset.time_column
-    seconds = _parquet_schema(time_col).field(time_col).type  # Parquet stores them as milliseconds
     with engine.begin() as conn:
         delete_sql, delete_order = _compile_sql(conn, "scoring/delete_predictions.sql")
         cursor = conn.connection.cursor()
@@ -556,11 +619,39 @@ def _swap_rows_in(files: dict, scorers: dict, constants: dict, chunk_rows: int, 
             keys |= {"model_version": version, "role": role}
             cursor.execute(delete_sql, _bind(delete_order, keys))
             for chunk in pq.ParquetFile(files[role]).iter_batches(batch_size=chunk_rows):
-                text = pc.strftime(chunk.column(time_col).cast(seconds), format=warehouse.TIMESTAMP_FORMAT)
-                chunk = chunk.set_column(chunk.schema.get_field_index(time_col), time_col, text)
-                scored_at = pa.repeat(constants["scored_at"].strftime(warehouse.TIMESTAMP_FORMAT), chunk.num_rows)
-                chunk = chunk.set_column(chunk.schema.get_field_index("scored_at"), "scored_at", scored_at)
-                warehouse.bulk_insert(conn, "predictions", chunk)
+                warehouse.bulk_insert(conn, "predictions", _as_warehouse_rows(chunk))
+
+
+def _swap_group_in(tables: dict, batch_ids: list[str], name: str, scorers: dict, engine) -> None:
+    """One transaction for several batches: delete each batch's rows of each (version, role), then
+    insert each role's predictions of all of them (`tables`: {role: pyarrow Table of the Parquet
+    schema holding exactly the rows of `batch_ids`}). A group of small batches pays one commit."""
+    with engine.begin() as conn:
+        delete_sql, delete_order = _compile_sql(conn, "scoring/delete_predictions.sql")
+        cursor = conn.connection.cursor()
+        for role, (version, _, _) in scorers.items():
+            keys = [{"batch_id": b, "model_name": name, "model_version": version, "role": role} for b in batch_ids]
+            cursor.executemany(delete_sql, [_bind(delete_order, k) for k in keys])
+            warehouse.bulk_insert(conn, "predictions", _as_warehouse_rows(tables[role]))
+
+
+def _as_warehouse_rows(rows):
+    """Predictions of the Parquet schema (Table or RecordBatch) as the warehouse stores them: the
+    time column and scored_at as TIMESTAMP_FORMAT text (a cast: pc.strftime costs ~1 s per 1M rows)."""
+    for column in (get_config().dataset.time_column, "scored_at"):
+        index = rows.schema.get_field_index(column)
+        rows = rows.set_column(index, column, time_text(rows.column(index)))
+    return rows
+
+
+def time_text(times):
+    """Arrow timestamps (any unit, naive or UTC, whole seconds) as TIMESTAMP_FORMAT text, e.g.
+    "2016-10-01 00:00:00": a cast to naive seconds, then Arrow's own text of them, which is that
+    format (same text as pc.strftime with TIMESTAMP_FORMAT, ~10x faster). Raises
+    pyarrow.ArrowInvalid on fractions of a second (they would be lost)."""
+    import pyarrow as pa
+
+    return times.cast(pa.timestamp("s", tz=times.type.tz)).cast(pa.timestamp("s")).cast(pa.string())
 
 
 def remove_staging(before: datetime) -> int:
@@ -642,143 +733,156 @@ def score_batches(
     chunk_rows: int | None = None,
     clients: Clients | None = None,
 ) -> tuple[list[dict], dict]:
-    """Score `batches` ([{"batch_id", "roles"}]) in order with the loaded `scorers`, each batch
-    committed on its own: (summaries of the batches scored, {batch_id: exception} of those that
-    failed). A batch and role done at or after `since` (see score_group) is skipped. Batches of
-    fewer than chunk_rows rows are predicted together (see _GroupScoring)."""
+    """Score `batches` ([{"batch_id", "roles"}]) in order with the loaded `scorers`: (summaries of
+    the batches scored, {batch_id: exception} of those that failed). A batch and role done at or
+    after `since` (see score_group) is skipped. Batches of fewer than chunk_rows rows are read,
+    predicted and committed together (see _GroupScoring); a larger one streams on its own."""
     clients = clients or open_clients()
-    group = _GroupScoring(name, int(chunk_rows or get_config().scoring.chunk_rows), clients)
+    todo = []
     for batch in batches:
         batch_id = batch["batch_id"]
-        todo = {r: s for r, s in scorers.items() if r in batch["roles"]}
+        wanted = {r: s for r, s in scorers.items() if r in batch["roles"]}
         if since:
-            todo = {r: s for r, s in todo.items() if not _done_since(batch_id, name, s[0], r, since, clients.s3)}
-        if todo:
-            group.add(batch_id, todo)
-    group.flush()
+            wanted = {r: s for r, s in wanted.items() if not _done_since(batch_id, name, s[0], r, since, clients.s3)}
+        if wanted:
+            todo.append((batch_id, wanted))
+    try:  # one query for all sizes; a lone batch streams whatever its size
+        sizes = _sizes_of([b for b, _ in todo], clients.engine) if len(todo) > 1 else {}
+    except Exception:  # noqa: BLE001 - each batch then goes alone, with its own errors
+        log.warning("could not count the group's batches; scoring them one by one", exc_info=True)
+        sizes = {}
+    with ThreadPoolExecutor(S3_THREADS, thread_name_prefix="scoring-s3") as s3_calls:
+        group = _GroupScoring(name, int(chunk_rows or get_config().scoring.chunk_rows), clients, s3_calls)
+        for batch_id, wanted in todo:
+            group.add(batch_id, wanted, sizes.get(batch_id, 0))
+        group.flush()
+        group.drain()
     _delete_staged(group.published, clients.s3)  # one request for the group, not one per batch
     return group.summaries, group.failures
 
 
 class _GroupScoring:
-    """Scores a group's batches in the order added. A batch of fewer than chunk_rows rows is read
-    whole and held; held batches (at most chunk_rows rows in all, the same models) are predicted
-    together, one predict_proba per role (each call costs milliseconds of overhead, more than a
-    small batch's rows take), then each is staged, committed and published on its own, as
-    score_with does: per-batch commits, idempotency and the kill-safe order stay. A larger batch
-    streams through score_with. A failing batch is recorded in `failures`, the others go on."""
+    """Scores a group's batches in the order added.
 
-    def __init__(self, name: str, chunk_rows: int, clients: Clients):
-        self.name, self.chunk_rows, self.clients = name, chunk_rows, clients
+    Batches of fewer than chunk_rows rows are held (at most chunk_rows rows and IDS_PER_QUERY
+    batches in all, the same models), then read in one query, predicted with one predict_proba per
+    role (each call costs milliseconds of overhead, more than a small batch's rows take), and
+    their rows swapped in with one transaction. Only after that commit is each batch's Parquet
+    file written and PUT to its final key (in threads, while the next held batches are read and
+    predicted): a file is never visible before its rows, and a kill before the commit leaves
+    nothing. A small file needs no staging: one PUT after the commit costs what the copy of a
+    staged object would. A larger batch streams through score_with (staged, then copied).
+
+    A failing batch is recorded in `failures`, the others go on: if the held batches fail together
+    (reading, predicting, committing), each is done alone again."""
+
+    def __init__(self, name: str, chunk_rows: int, clients: Clients, s3_calls: ThreadPoolExecutor):
+        self.name, self.chunk_rows, self.clients, self.s3_calls = name, chunk_rows, clients, s3_calls
         self.summaries: list[dict] = []
         self.failures: dict = {}
-        self.published: list[str] = []
-        self.held: list[tuple] = []  # (batch_id, frame) read, not yet predicted
+        self.published: list[str] = []  # staging keys copied into place (by score_with)
+        self.publishing: list[tuple] = []  # (batch_id, summary work, PUT futures), in order
+        self.held: list[str] = []  # small batches not yet read
+        self.held_rows = 0
         self.held_scorers: dict | None = None
 
-    def add(self, batch_id: str, scorers: dict) -> None:
-        """Hold the batch if it is small, else score it now (after the held ones)."""
-        try:
-            frames = _read_chunks(batch_id, _selected_columns(scorers), self.chunk_rows, self.clients.engine)
-            first = next(frames, None)
-        except Exception as exc:  # noqa: BLE001 - recorded, the group goes on
-            self._failed(batch_id, exc)
-            return
-        small = first is not None and len(first) < self.chunk_rows
-        held_rows = sum(len(frame) for _, frame in self.held)
-        if not small or scorers != self.held_scorers or held_rows + len(first) > self.chunk_rows:
+    def add(self, batch_id: str, scorers: dict, rows: int) -> None:
+        """Hold the batch if it is small (rows: its count, 0 if unknown), else score it now (after
+        the held ones)."""
+        small = 0 < rows < self.chunk_rows
+        full = self.held_rows + rows > self.chunk_rows or len(self.held) >= IDS_PER_QUERY
+        if not small or scorers != self.held_scorers or full:
             self.flush()
         if small:
-            frames.close()
-            self.held.append((batch_id, first))
+            self.held.append(batch_id)
+            self.held_rows += rows
             self.held_scorers = scorers
             return
-        rest = iter(()) if first is None else itertools.chain([first], frames)
+        self._alone(batch_id, scorers)
+
+    def _alone(self, batch_id: str, scorers: dict) -> None:
+        self.drain()  # summaries stay in the order added
         self._run(
-            batch_id,
-            lambda: score_with(batch_id, self.name, scorers, self.chunk_rows, self.clients, self.published, rest),
+            batch_id, lambda: score_with(batch_id, self.name, scorers, self.chunk_rows, self.clients, self.published)
         )
 
     def flush(self) -> None:
-        """Predict the held batches together, then commit and publish each; if predicting them
-        together fails (e.g. one batch breaks the signature), each is scored alone instead, so
-        the error names its batch and the others are scored."""
+        """Read, predict and commit the held batches together, then start their PUTs; if reading or
+        predicting them together fails (e.g. one batch breaks the signature), each is scored alone
+        instead, so the error names its batch and the others are scored."""
         held, scorers = self.held, self.held_scorers
-        self.held, self.held_scorers = [], None
+        self.held, self.held_rows, self.held_scorers = [], 0, None
         if not held:
             return
         try:
-            predicted = predict_together([frame for _, frame in held], scorers)
+            frame, counts = _read_batches(held, _selected_columns(scorers), self.clients.engine)
+            probabilities = _predict_rows(frame, scorers, f"{len(held)} batches predicted together")
         except Exception:  # noqa: BLE001 - each batch again on its own, with its own error
-            log.warning("predicting %d batches together failed; scoring them one by one", len(held), exc_info=True)
-            for batch_id, _ in held:
-                self._run(
-                    batch_id,
-                    lambda b=batch_id: score_with(b, self.name, scorers, self.chunk_rows, self.clients, self.published),
-                )
+            log.warning("scoring %d batches together failed; scoring them one by one", len(held), exc_info=True)
+            for batch_id in held:
+                self._alone(batch_id, scorers)
             return
-        with tempfile.TemporaryDirectory(prefix="batch_score-") as tmp, ThreadPoolExecutor(S3_THREADS) as s3_calls:
-            written = self._write_and_stage(held, predicted, scorers, Path(tmp), s3_calls)
-            publishing = self._commit_each(written, scorers, s3_calls)
-            for constants, rows, copies in publishing:
-                self._run(
-                    constants["batch_id"], lambda c=constants, r=rows, f=copies: self._published(c, scorers, r, f)
-                )
-
-    def _write_and_stage(self, held: list, predicted: list, scorers: dict, tmp: Path, s3_calls) -> list:
-        """Write each held batch's Parquet files and start their staging uploads (in threads: each
-        PUT mostly waits on the object store): [(constants, files, rows, staging future)]."""
-        import pyarrow.parquet as pq
-
-        schema = _parquet_schema(get_config().dataset.time_column)
-        written = []
-        for index, ((batch_id, frame), probabilities) in enumerate(zip(held, predicted, strict=True)):
-            try:
-                constants = _constants(batch_id, self.name)
-                files = {role: tmp / f"{index}-{role}.parquet" for role in scorers}
-                for role, (version, _, _) in scorers.items():
-                    table = _prediction_table(constants, version, role, frame, probabilities[role], schema)
-                    pq.write_table(table, files[role])
-            except Exception as exc:  # noqa: BLE001 - recorded, the group goes on
-                self._failed(batch_id, exc)
-                continue
-            staging = s3_calls.submit(_stage, files, self.name, scorers, batch_id, self.clients.s3)
-            written.append((constants, files, len(frame), staging))
-        return written
-
-    def _commit_each(self, written: list, scorers: dict, s3_calls) -> list:
-        """In order, each batch once staged: its own transaction swaps its rows in, then its
-        objects' copies to their final keys start (in threads; the next batch does not wait for
-        them). [(constants, rows, copy futures)] of the batches committed."""
-        publishing = []
-        for constants, files, rows, staging in written:
-            batch_id = constants["batch_id"]
-            try:
-                staged = staging.result()
-                crash_point("scoring_staged")
-                _swap_rows_in(files, scorers, constants, self.chunk_rows, self.clients.engine)
-            except Exception as exc:  # noqa: BLE001 - recorded, the group goes on
-                self._failed(batch_id, exc)
-                continue
-            crash_point("scoring_rows_committed")
-            copies = [
-                s3_calls.submit(
-                    _publish,
-                    staged[role],
-                    predictions_key(self.name, version, role, batch_id),
-                    self.clients.s3,
-                    self.published,
+        parts = self._tables_of_each(held, counts, frame, probabilities, scorers)
+        of_batch = {batch_id: (tables, constants, rows) for batch_id, tables, constants, rows in parts}
+        for batch_id in self._commit(parts, scorers):
+            tables, constants, rows = of_batch[batch_id]
+            puts = [
+                self.s3_calls.submit(
+                    _put_parquet, tables[role], predictions_key(self.name, version, role, batch_id), self.clients.s3
                 )
                 for role, (version, _, _) in scorers.items()
             ]
-            publishing.append((constants, rows, copies))
-        return publishing
+            self.publishing.append((batch_id, functools.partial(_summary, constants, scorers, rows), puts))
 
-    def _published(self, constants: dict, scorers: dict, rows: int, copies: list) -> dict:
-        """The batch's summary once its objects are copied into place (a failed copy raises)."""
-        for copy in copies:
-            copy.result()
-        return _summary(constants, scorers, rows)
+    def _tables_of_each(self, held: list, counts: list, frame, probabilities: dict, scorers: dict) -> list:
+        """[(batch_id, {role: its predictions as a Parquet-schema Table}, constants, rows)] of the
+        held batches: one table per role for all their rows, sliced per batch (no copies)."""
+        import numpy as np
+
+        constants = _constants(None, self.name)  # one scored_at: they are committed together
+        schema = _parquet_schema(get_config().dataset.time_column)
+        batch_column = np.repeat(np.array(held, dtype=object), counts)
+        tables = {
+            role: _prediction_table(
+                constants | {"batch_id": batch_column}, version, role, frame, probabilities[role], schema
+            )
+            for role, (version, _, _) in scorers.items()
+        }
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        return [
+            (b, {r: t.slice(int(o), n) for r, t in tables.items()}, constants | {"batch_id": b}, n)
+            for b, o, n in zip(held, starts, counts, strict=True)
+        ]
+
+    def _commit(self, parts: list, scorers: dict) -> list[str]:
+        """Swap the batches' rows in, all in one transaction; if that fails, each batch in a
+        transaction of its own (a failing one is recorded). The batch ids committed."""
+        import pyarrow as pa
+
+        ids = [b for b, _, _, _ in parts]
+        crash_point("scoring_group_predicted")
+        try:
+            tables = {role: pa.concat_tables([t[role] for _, t, _, _ in parts]) for role in scorers}
+            _swap_group_in(tables, ids, self.name, scorers, self.clients.engine)
+            committed = ids
+        except Exception:  # noqa: BLE001 - each batch in its own transaction, with its own error
+            log.warning("committing %d batches together failed; committing them one by one", len(ids), exc_info=True)
+            committed = []
+            for batch_id, tables, _, _ in parts:
+                try:
+                    _swap_group_in(tables, [batch_id], self.name, scorers, self.clients.engine)
+                    committed.append(batch_id)
+                except Exception as exc:  # noqa: BLE001 - recorded, the group goes on
+                    self._failed(batch_id, exc)
+        crash_point("scoring_group_committed")
+        return committed
+
+    def drain(self) -> None:
+        """Wait for the PUTs started so far; each batch whose files are all in place gets its
+        summary, in the order added (a failed PUT is the batch's failure: the retry rescores it)."""
+        publishing, self.publishing = self.publishing, []
+        for batch_id, summary, puts in publishing:
+            self._run(batch_id, functools.partial(_after, puts, summary))
 
     def _run(self, batch_id: str, work) -> None:
         try:
@@ -789,6 +893,35 @@ class _GroupScoring:
     def _failed(self, batch_id: str, exc: Exception) -> None:
         log.error("batch %r failed; the group goes on", batch_id, exc_info=exc)
         self.failures[batch_id] = exc
+
+
+def _after(futures: list, work):
+    """work() once every future has finished (the first failure raises instead)."""
+    for future in futures:
+        future.result()
+    return work()
+
+
+def _put_parquet(table, key: str, s3) -> str:
+    """Write `table` as Parquet in memory and PUT it to `key` (one request: a small batch's file)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    s3.put_object(Bucket=get_config().storage.bucket, Key=key, Body=sink.getvalue().to_pybytes())
+    return key
+
+
+def _predict_rows(rows, scorers: dict, what: str) -> dict:
+    """Each role's predict_proba of `rows` (a DataFrame holding every role's input columns):
+    {role: probability (float64 array)}. Raises ScoringInputError (naming `what`) if the rows
+    break a role's signature."""
+    predicted = {}
+    for role, (_, model, spec) in scorers.items():
+        x = coerce_to_spec(rows, spec, what)
+        predicted[role] = model.predict_proba(x)[:, 1].astype("float64")
+    return predicted
 
 
 def predict_together(frames: list, scorers: dict) -> list[dict]:
@@ -803,9 +936,7 @@ def predict_together(frames: list, scorers: dict) -> list[dict]:
     rows = pd.concat(frames, ignore_index=True)
     bounds = np.cumsum([len(frame) for frame in frames])[:-1]
     predicted = [{} for _ in frames]
-    for role, (_, model, spec) in scorers.items():
-        x = coerce_to_spec(rows, spec, f"{len(frames)} batches predicted together")
-        probability = model.predict_proba(x)[:, 1].astype("float64")
+    for role, probability in _predict_rows(rows, scorers, f"{len(frames)} batches predicted together").items():
         for one, part in zip(predicted, np.split(probability, bounds), strict=True):
             one[role] = part
     return predicted
