@@ -134,7 +134,8 @@ def _is_constant(column) -> bool:
     """True if the column holds one non-null value in every one of its (at least two) rows."""
     import pyarrow.compute as pc
 
-    return column.null_count == 0 and len(column) > 1 and pc.count_distinct(column).as_py() == 1
+    # Every value equal to the first (NaN equals nothing): a comparison, not a hash of each value.
+    return column.null_count == 0 and len(column) > 1 and pc.all(pc.equal(column, column[0])).as_py()
 
 
 def _copy_insert(dbapi, table: str, rows, conflict_key: str | None) -> int:
