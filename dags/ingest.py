@@ -11,7 +11,7 @@ each file goes through:
 
 1. streamed to a temporary file, hashed; batch id = hash of the key and the content checksum
    (the same file dropped twice is recognised through the `batches` table and not loaded twice);
-2. copied to `raw/<batch_id>/` and the copy verified (size and MD5);
+2. copied to `raw/<batch_id>/` and the copy verified (size, and the ETag read or the MD5);
 3. read in chunks and validated with the Great Expectations suite in `include/expectations/`;
 4. loaded in one transaction (`batches` row + observations, deduplicated on the time column),
    or quarantined to `quarantine/<batch_id>/` with the raw file, `validation.json` and
