@@ -92,10 +92,8 @@ def _encodable(arrow_type, oid: int | None) -> bool:
 
 def encode(table, oids: dict[str, int], header: bool = False, trailer: bool = False) -> bytes:
     """The binary COPY rows of `table` (a pyarrow Table or RecordBatch, its fields in the COPY's
-    column order), with the stream's header and trailer if asked. Raises NotEncodable for a type
-    check_encodable refuses or an integer that does not fit its column (the text format lets the
-    server raise its own error for it)."""
-    check_encodable(table, oids)
+    column order), with the stream's header and trailer if asked. The caller has checked the
+    whole table with check_encodable first (once, not per block of it)."""
     n = table.num_rows
     slots = [_slot(table.column(i), TYPES[oids[name]][1], n) for i, name in enumerate(table.schema.names)]
     # One structured record per row: typed field copies are much faster than byte columns.
@@ -119,10 +117,9 @@ def encode(table, oids: dict[str, int], header: bool = False, trailer: bool = Fa
 
 
 class _Slot:
-    """One column laid out for the row records: lengths (rows,) int32 with -1 for NULL (or one
-    int32 for every row); data
-    (rows,) of the big-endian value type, or (rows, slot width) uint8 for text; present
-    (rows, slot bytes) bool, or None when every byte is kept."""
+    """One column laid out for the row records: lengths (rows,) int32 with -1 for NULL, or one
+    int32 for every row; data (rows,) of the big-endian value type, or (rows, slot width) uint8
+    for text; present (rows, slot bytes) bool, or None when every byte is kept."""
 
     __slots__ = ("data", "lengths", "present")
 

@@ -184,9 +184,9 @@ COPY_BLOCK_ROWS = 10_000  # rows per block handed to COPY (1-2 MB)
 
 
 def _copy(cursor, table: str, columns: str, rows) -> None:
-    """COPY `rows` into `table` (quoted) in PostgreSQL's binary format when every column's type
-    has an encoder in mlops.io.pg_binary (the server then parses no text: see its docstring),
-    else, or for values binary cannot carry as text would, in CSV."""
+    """COPY `rows` into `table` (quoted) in PostgreSQL's binary format when mlops.io.pg_binary
+    can encode every column (the server then parses no text: see its docstring); else in CSV,
+    and the server decides what the text means (or refuses it)."""
     from mlops.io import pg_binary
 
     try:
