@@ -33,8 +33,9 @@ times process_object end to end on the embedded PostgreSQL (its server binaries,
 this script on a free port beside its own SeaweedFS) with the load paths, side by side on the
 same file: `copy-during-validation` (the default: mlops.ingest.load.LoadDuringValidation, the
 COPY of each chunk while the next is validated, in PostgreSQL's binary format),
-`csv-copy-during-validation` (the same in CSV, as before mlops.io.pg_binary), `copy` (ingest.load_during_validation false:
-warehouse.bulk_insert's COPY of the staged file after validation) and `executemany` (the
+`csv-copy-during-validation` (the same in CSV, as before mlops.io.pg_binary), `copy`
+(ingest.load_during_validation false: warehouse.bulk_insert's COPY of the staged file after
+validation) and `executemany` (the
 row-by-row INSERT ... ON CONFLICT DO NOTHING that COPY replaced, psycopg's executemany, after
 validation, kept for the comparison; --paths leaves it out if not named). Each run is a fresh
 process on a freshly created warehouse database, the paths interleaved --repeat times; it prints

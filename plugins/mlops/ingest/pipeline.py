@@ -3,8 +3,9 @@
 The path of a file (all keys under config.storage.bucket):
 
 1. ``landing/<name>`` is streamed to a local temporary file while its SHA-256 is computed
-   (its MD5 later, only if a check needs it). The batch id is ``sha256(key + "\\n" + content sha256)[:16]``: the same file
-   dropped twice has the same id and is not loaded twice (the ``batches`` table says so).
+   (its MD5 later, only if a check needs it). The batch id is
+   ``sha256(key + "\\n" + content sha256)[:16]``: the same file dropped twice has the same id
+   and is not loaded twice (the ``batches`` table says so).
 2. It is copied to the immutable ``raw/<batch_id>/<safe name>`` (a server-side copy of the
    version read, or an upload of the local file) and the copy is verified (size, and MD5 or
    ETag against what was read). The landing object is removed only at the very end,
