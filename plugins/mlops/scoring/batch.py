@@ -606,33 +606,34 @@ def _delete_staged(keys: list[str], s3) -> None:
 
 
 def _swap_rows_in(files: dict, scorers: dict, constants: dict, chunk_rows: int, engine) -> None:
-    """One transaction: delete the batch's rows of each (version, role), insert the predicted rows
-    read back from the local Parquet files (warehouse.bulk_insert: COPY on PostgreSQL). No
-    predicting or uploading happens inside it."""
+    """_swap_in of one batch whose predictions are in local Parquet files ({role: path}), read
+    back chunk by chunk. No predicting or uploading happens inside the transaction."""
     import pyarrow.parquet as pq
 
-    with engine.begin() as conn:
-        delete_sql, delete_order = _compile_sql(conn, "scoring/delete_predictions.sql")
-        cursor = conn.connection.cursor()
-        for role, (version, _, _) in scorers.items():
-            keys = {"batch_id": constants["batch_id"], "model_name": constants["model_name"]}
-            keys |= {"model_version": version, "role": role}
-            cursor.execute(delete_sql, _bind(delete_order, keys))
-            for chunk in pq.ParquetFile(files[role]).iter_batches(batch_size=chunk_rows):
-                warehouse.bulk_insert(conn, "predictions", _as_warehouse_rows(chunk))
+    def chunks(role: str):
+        return pq.ParquetFile(files[role]).iter_batches(batch_size=chunk_rows)
+
+    _swap_in([constants["batch_id"]], constants["model_name"], scorers, chunks, engine)
 
 
 def _swap_group_in(tables: dict, batch_ids: list[str], name: str, scorers: dict, engine) -> None:
-    """One transaction for several batches: delete each batch's rows of each (version, role), then
-    insert each role's predictions of all of them (`tables`: {role: pyarrow Table of the Parquet
-    schema holding exactly the rows of `batch_ids`}). A group of small batches pays one commit."""
+    """_swap_in of several batches (`tables`: {role: pyarrow Table of the Parquet schema holding
+    exactly the rows of `batch_ids`}): a group of small batches pays one commit."""
+    _swap_in(batch_ids, name, scorers, lambda role: [tables[role]], engine)
+
+
+def _swap_in(batch_ids: list[str], name: str, scorers: dict, chunks_of, engine) -> None:
+    """One transaction: delete the batches' rows of each (version, role), then insert the role's
+    predictions, `chunks_of(role)` (pyarrow Tables or RecordBatches of the Parquet schema), with
+    warehouse.bulk_insert (COPY on PostgreSQL)."""
     with engine.begin() as conn:
         delete_sql, delete_order = _compile_sql(conn, "scoring/delete_predictions.sql")
         cursor = conn.connection.cursor()
         for role, (version, _, _) in scorers.items():
             keys = [{"batch_id": b, "model_name": name, "model_version": version, "role": role} for b in batch_ids]
             cursor.executemany(delete_sql, [_bind(delete_order, k) for k in keys])
-            warehouse.bulk_insert(conn, "predictions", _as_warehouse_rows(tables[role]))
+            for chunk in chunks_of(role):
+                warehouse.bulk_insert(conn, "predictions", _as_warehouse_rows(chunk))
 
 
 def _as_warehouse_rows(rows):
