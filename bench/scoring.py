@@ -151,6 +151,7 @@ def child_generate(rows: int, batches: int = 1) -> dict:
     else:
         size = rows // batches
         pieces += [(b, i * size, size) for i, b in enumerate(batch_ids(batches))]
+    spans = {}
     with engine.begin() as conn:
         for batch_id, offset, n in pieces:
             chunk = source.iloc[rng.integers(0, len(source), n)].reset_index(drop=True)
@@ -159,7 +160,24 @@ def child_generate(rows: int, batches: int = 1) -> dict:
             chunk["batch_id"] = batch_id
             chunk["loaded_at"] = loaded_at
             chunk.to_sql("observations", conn, if_exists="append", index=False, chunksize=50_000)
+            first, last = chunk[dataset.time_column].iloc[[0, -1]]
+            spans[batch_id] = (min(first, spans.get(batch_id, (first,))[0]), last)
+        record_spans(conn, spans)
     return {"rows": rows}
+
+
+def record_spans(conn, spans: dict) -> None:
+    """The batches rows ingest would have written: each batch loaded, with its time span (how the
+    warehouse finds a batch's rows, see mlops.io.warehouse.in_batch_span)."""
+    import sqlalchemy as sa
+
+    from mlops.ingest.load import record_batch
+    from mlops.io import warehouse
+
+    widen = sa.text(warehouse.render_sql("ingest/widen_batch_span.sql"))
+    for batch_id, (first, last) in spans.items():
+        record_batch(conn, batch_id=batch_id, object_key=f"bench/{batch_id}", checksum=batch_id, status="loaded")
+        conn.execute(widen, {"batch_id": batch_id, "first_time": first, "last_time": last})
 
 
 def child_raw(rows: int, model_path: Path) -> dict:

@@ -4,4 +4,4 @@ SELECT
     {{ column.quoted }}{% if not loop.last %},{% endif %}
 {%- endfor %}
 FROM observations
-WHERE batch_id = :batch_id
+WHERE {{ in_batch_span(":batch_id") }}

@@ -1,2 +1,2 @@
--- Observations this batch added (rows already stored by an earlier batch keep that batch's id).
-SELECT COUNT(*) FROM observations WHERE batch_id = :batch_id
+-- How many observations carry a batch's id (found within its recorded time span).
+SELECT COUNT(*) FROM observations WHERE {{ in_batch_span(":batch_id") }}

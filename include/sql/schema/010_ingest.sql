@@ -32,6 +32,17 @@ CREATE TABLE IF NOT EXISTS observations (
     loaded_at     TEXT NOT NULL
 );
 
+-- The time span of the rows a batch's loads wrote (time text, NULL: none). observations has no
+-- index on batch_id (one more index entry per row cost the bulk load a third of the server's
+-- work): a batch's rows are found as a range of the time column's primary key, filtered by
+-- batch_id (warehouse.in_batch_span). The span only widens, so it bounds every row that carries
+-- the batch's id, replaced rows included. Older warehouses: computed once from their rows.
+ALTER TABLE batches ADD COLUMN first_time TEXT;
+ALTER TABLE batches ADD COLUMN last_time TEXT;
+UPDATE batches SET
+    first_time = (SELECT MIN(o.{{ quote(time_column) }}) FROM observations o WHERE o.batch_id = batches.batch_id),
+    last_time = (SELECT MAX(o.{{ quote(time_column) }}) FROM observations o WHERE o.batch_id = batches.batch_id);
+
 -- One loaded batch per content: the same file under several keys, processed at once, races
 -- to insert its 'loaded' row; the database lets exactly one win (the others record 'duplicate').
 CREATE UNIQUE INDEX IF NOT EXISTS batches_one_loaded_per_checksum ON batches (checksum) WHERE status = 'loaded';

@@ -13,6 +13,7 @@ CREATE TABLE IF NOT EXISTS predictions (
     PRIMARY KEY (batch_id, {{ quote(time_column) }}, model_name, model_version, role)
 );
 
--- batch_score reads a batch's observations in time order, chunk by chunk (keyset on the
--- time column): this index makes each chunk a direct range read.
-CREATE INDEX IF NOT EXISTS observations_batch_time ON observations (batch_id, {{ quote(time_column) }});
+-- Older warehouses had an index on observations (batch_id, time) for batch_score's reads; a
+-- batch's rows are now a range of the time column's primary key (see 010_ingest.sql), and the
+-- index only slowed every load. Dropped after 010_ingest.sql computed the spans with its help.
+DROP INDEX IF EXISTS observations_batch_time;

@@ -1,2 +1,2 @@
 -- How many observations a batch has in the warehouse.
-SELECT COUNT(*) AS n FROM observations WHERE batch_id = :batch_id
+SELECT COUNT(*) AS n FROM observations WHERE {{ in_batch_span(":batch_id") }}

@@ -129,12 +129,21 @@ LOAD_CHUNK_ROWS = 100_000
 @dataclasses.dataclass
 class _OpenLoad:
     """A load in progress inside its transaction: the batch, its rows stored before, the rows'
-    loaded_at and the conflicts met so far."""
+    loaded_at, the conflicts met so far and the time span of the rows handed to it so far."""
 
     batch_id: str
     rows_before: int
     loaded_at: str
     conflicts: dict
+    first_time: str | None = None
+    last_time: str | None = None
+
+    def widen(self, span: dict) -> None:
+        """Widen the load's time span by a chunk's {"min": ..., "max": ...} (time text)."""
+        if self.first_time is None or span["min"] < self.first_time:
+            self.first_time = span["min"]
+        if self.last_time is None or span["max"] > self.last_time:
+            self.last_time = span["max"]
 
 
 def _begin_load(conn, batch_values: dict) -> _OpenLoad:
@@ -159,10 +168,15 @@ def _load_rows(conn, arrow_batch, load: _OpenLoad) -> None:
     """Settle one chunk's conflicts with other batches' rows, then bulk-insert it (a pyarrow
     RecordBatch or Table with the data set's columns)."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     from mlops.io import warehouse
 
-    _settle_conflicts(conn, arrow_batch, load.batch_id, load.loaded_at, load.conflicts)
+    span = pc.min_max(arrow_batch.column(get_config().dataset.time_column)).as_py()
+    if span["min"] is None:
+        return  # no row (the time column is never null in a staged chunk)
+    load.widen(span)
+    _settle_conflicts(conn, arrow_batch, span, load.batch_id, load.loaded_at, load.conflicts)
     # The time column is the primary key: a row stored already (by an earlier, overlapping
     # batch) is skipped, never duplicated or overwritten.
     rows = _with_batch_columns(arrow_batch, load.batch_id, load.loaded_at)
@@ -172,13 +186,20 @@ def _load_rows(conn, arrow_batch, load: _OpenLoad) -> None:
 
 
 def _end_load(conn, load: _OpenLoad) -> Loaded:
-    """Count the rows this load added; if any, mark the batch not announced, in the same
-    transaction as the rows: whatever happens to this attempt from here on, the batch stays
-    pending until an asset event carrying it has been emitted."""
+    """Record the batch's time span, count the rows this load added; if any, mark the batch not
+    announced, in the same transaction as the rows: whatever happens to this attempt from here
+    on, the batch stays pending until an asset event carrying it has been emitted.
+
+    The span (batches.first_time/last_time) is how the warehouse finds a batch's rows: a range
+    of the time column's primary key, filtered by batch_id (see include/sql/schema/010_ingest.sql).
+    It only ever widens, so it bounds every row that carries the batch's id."""
     import sqlalchemy as sa
 
     from mlops.io import warehouse
 
+    if load.first_time is not None:
+        span = {"batch_id": load.batch_id, "first_time": load.first_time, "last_time": load.last_time}
+        conn.execute(sa.text(warehouse.render_sql("ingest/widen_batch_span.sql")), span)
     count_rows = sa.text(warehouse.render_sql("ingest/count_batch_rows.sql"))
     rows_after = conn.execute(count_rows, {"batch_id": load.batch_id}).scalar_one()
     if rows_after > load.rows_before:
@@ -195,18 +216,15 @@ def _with_batch_columns(arrow_batch, batch_id: str, loaded_at: str):
     return pa.RecordBatch.from_arrays(columns, names=[*arrow_batch.schema.names, "batch_id", "loaded_at"])
 
 
-def _settle_conflicts(conn, arrow_batch, batch_id: str, loaded_at: str, conflicts: dict) -> None:
-    """Find the rows of `arrow_batch` (one staged chunk) whose timestamp another batch stored with
-    other values; record each, and with on_conflict: replace write this batch's values over it.
-    A chunk whose time range holds no other batch's row costs one indexed probe."""
-    import pyarrow.compute as pc
+def _settle_conflicts(conn, arrow_batch, span: dict, batch_id: str, loaded_at: str, conflicts: dict) -> None:
+    """Find the rows of `arrow_batch` (one staged chunk, its time column's {"min", "max"} in
+    `span`) whose timestamp another batch stored with other values; record each, and with
+    on_conflict: replace write this batch's values over it. A chunk whose time range holds no
+    other batch's row costs one indexed probe."""
     import sqlalchemy as sa
 
     from mlops.io import warehouse
 
-    span = pc.min_max(arrow_batch.column(get_config().dataset.time_column)).as_py()
-    if span["min"] is None:
-        return
     probe = {"lo": span["min"], "hi": span["max"], "batch_id": batch_id}
     if conn.execute(sa.text(warehouse.render_sql("ingest/overlapping_rows.sql")), probe).first() is None:
         return

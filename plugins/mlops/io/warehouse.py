@@ -37,7 +37,26 @@ def _template_context() -> dict:
         {"name": name, "quoted": quote(name), "sql_type": SQL_TYPES[spec.type]}
         for name, spec in dataset.columns.items()
     ]
-    return {"columns": columns, "time_column": dataset.time_column, "quote": quote}
+    return {"columns": columns, "time_column": dataset.time_column, "quote": quote, "in_batch_span": in_batch_span}
+
+
+def in_batch_span(batch_id: str, rows: str = "", span: str | None = None) -> str:
+    """SQL condition: an observation carries `batch_id` (an SQL expression: a parameter or a
+    column) and lies in that batch's recorded time span (batches.first_time/last_time, from the
+    batches row aliased `span`, or looked up by scalar subqueries when None).
+
+    observations has no index on batch_id (keeping one per row cost the load a third of the
+    server's work): a batch's rows are a range of the time column's primary key, filtered by
+    batch_id. A batch without a recorded span (rows written by hand) is searched in the whole
+    table. `rows` prefixes the observation columns (e.g. "o.")."""
+    time = rows + quote(get_config().dataset.time_column)
+    if span is None:
+        first = f"(SELECT first_time FROM batches WHERE batch_id = {batch_id})"
+        last = f"(SELECT last_time FROM batches WHERE batch_id = {batch_id})"
+    else:
+        first, last = f"{span}.first_time", f"{span}.last_time"
+    # '' and '~' bound every time text ('YYYY-MM-DD HH:MM:SS' sorts between them).
+    return f"{rows}batch_id = {batch_id} AND {time} >= COALESCE({first}, '') AND {time} <= COALESCE({last}, '~')"
 
 
 def render_sql(name: str, **context) -> str:
@@ -244,6 +263,8 @@ def engine():
 
 # `CREATE [UNIQUE] INDEX IF NOT EXISTS <name>` of the schema files.
 _CREATE_INDEX = re.compile(r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+IF\s+NOT\s+EXISTS\s+(\w+)", re.IGNORECASE)
+# `DROP INDEX IF EXISTS <name>`: an index older warehouses had.
+_DROP_INDEX = re.compile(r"DROP\s+INDEX\s+IF\s+EXISTS\s+(\w+)", re.IGNORECASE)
 # `ALTER TABLE <table> ADD COLUMN <column> ...`: a column added to a table of older warehouses.
 _ADD_COLUMN = re.compile(r"ALTER\s+TABLE\s+(\w+)\s+ADD\s+COLUMN\s+(\w+)", re.IGNORECASE)
 
@@ -255,7 +276,8 @@ def ensure_schema() -> None:
     tables have their own file. Not cached: CREATE TABLE IF NOT EXISTS costs milliseconds, and
     a cache keyed by URL went stale when a database of the same name was dropped and created
     again. An index that exists is skipped: PostgreSQL takes a SHARE lock on the table before
-    it sees that the index exists, so the statement would wait behind any open write.
+    it sees that the index exists, so the statement would wait behind any open write (and a
+    `DROP INDEX IF EXISTS` of an index that is gone is skipped too).
 
     `ALTER TABLE t ADD COLUMN c ...` (neither SQLite nor every PostgreSQL statement has
     `IF NOT EXISTS` for it) runs only when the catalog lacks the column, and the `UPDATE`
@@ -270,11 +292,13 @@ def ensure_schema() -> None:
             skipping_backfill = False
             for statement in split_statements(render_sql(f"schema/{path.name}")):
                 index, column = _CREATE_INDEX.match(statement), _ADD_COLUMN.match(statement)
+                dropped = _DROP_INDEX.match(statement)
                 if column:
                     skipping_backfill = column.group(2) in _column_names(conn, column.group(1))
                 elif not statement.upper().startswith("UPDATE"):
                     skipping_backfill = False
-                if (index and index.group(1) in existing) or skipping_backfill:
+                made = (index and index.group(1) in existing) or (dropped and dropped.group(1) not in existing)
+                if made or skipping_backfill:
                     continue
                 conn.execute(sa.text(statement))
 
