@@ -294,9 +294,11 @@ class Demo:
 
     def wait_scored(self, timeout: float = 900) -> None:
         """batch_score runs on the observations asset; wait until every loaded batch has champion predictions."""
+        from mlops.io.warehouse import in_batch_span
+
         sql = (
             "SELECT count(*) FROM batches b WHERE b.status = 'loaded' "
-            "AND EXISTS (SELECT 1 FROM observations o WHERE o.batch_id = b.batch_id) "
+            f"AND EXISTS (SELECT 1 FROM observations o WHERE {in_batch_span('b.batch_id', 'o.', span='b')}) "
             "AND NOT EXISTS (SELECT 1 FROM predictions p WHERE p.batch_id = b.batch_id AND p.role = 'champion')"
         )
         if self.champion_version() is None:
