@@ -434,27 +434,32 @@ def _selected_columns(scorers: dict) -> list[str]:
 
 def _read_chunks(batch_id: str, selected: list[str], chunk_rows: int, engine):
     """The batch's observations as DataFrames of at most chunk_rows rows, in time order (keyset
-    pagination on the time column), the time column parsed to datetime64. A read-only connection:
-    no write lock is held while the models predict."""
+    pagination on the time column within the batch's recorded span), the time column parsed to
+    datetime64. A read-only connection: no write lock is held while the models predict."""
     import pandas as pd
 
     time_col = get_config().dataset.time_column
     with engine.connect() as conn:
-        chunk_sql, chunk_order = _compile_sql(conn, "scoring/observation_chunk.sql", selected=selected)
         cursor = conn.connection.cursor()
-        after = TIME_MIN
+        span_sql, span_order = _compile_sql(conn, "scoring/batch_span.sql")
+        cursor.execute(span_sql, _bind(span_order, {"batch_id": batch_id}))
+        after, last_time = cursor.fetchone() or ("", "~")  # not in batches: every time
+        first = True
         while True:
-            cursor.execute(chunk_sql, _bind(chunk_order, {"batch_id": batch_id, "after": after, "limit": chunk_rows}))
+            chunk_sql, chunk_order = _compile_sql(conn, "scoring/observation_chunk.sql", selected=selected, first=first)
+            params = {"batch_id": batch_id, "after": after, "last": last_time, "limit": chunk_rows}
+            cursor.execute(chunk_sql, _bind(chunk_order, params))
+            first = False
             records = cursor.fetchall()
             if not records:
                 return
             frame = pd.DataFrame.from_records(records, columns=selected)
-            last = len(records) < chunk_rows  # a short chunk is the last: no query for an empty one
+            short = len(records) < chunk_rows  # a short chunk is the last: no query for an empty one
             del records
             after = frame[time_col].iloc[-1]
             frame[time_col] = pd.to_datetime(frame[time_col], format=warehouse.TIMESTAMP_FORMAT)
             yield frame
-            if last:
+            if short:
                 return
 
 
