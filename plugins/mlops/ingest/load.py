@@ -173,10 +173,9 @@ def _load_rows(conn, arrow_batch, load: _OpenLoad) -> None:
     from mlops.io import warehouse
 
     span = pc.min_max(arrow_batch.column(get_config().dataset.time_column)).as_py()
-    if span["min"] is None:
-        return  # no row (the time column is never null in a staged chunk)
-    load.widen(span)
-    _settle_conflicts(conn, arrow_batch, span, load.batch_id, load.loaded_at, load.conflicts)
+    if span["min"] is not None:  # None: no row with a time (the insert below refuses nulls)
+        load.widen(span)
+        _settle_conflicts(conn, arrow_batch, span, load.batch_id, load.loaded_at, load.conflicts)
     # The time column is the primary key: a row stored already (by an earlier, overlapping
     # batch) is skipped, never duplicated or overwritten.
     rows = _with_batch_columns(arrow_batch, load.batch_id, load.loaded_at)
