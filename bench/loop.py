@@ -65,8 +65,7 @@ def require_stack(settings) -> None:
     """Exit with a message unless every service of the stack runs and answers."""
     bad = []
     for name in stack.services(settings):
-        pid_file = stack._pid_file(settings, name)
-        alive = pid_file.exists() and _alive(int(pid_file.read_text()))
+        alive = stack.service_pid(settings, name) is not None
         healthy, detail = stack.probe(settings, name) if alive else (False, "not running")
         if not healthy:
             bad.append(f"{name}: {detail}")
@@ -76,14 +75,6 @@ def require_stack(settings) -> None:
             + "\n  ".join(bad)
             + "\nStart it with `make up` (or `make demo`, which also makes a champion), then run this again."
         )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
 
 
 def connect(settings):

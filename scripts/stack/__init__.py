@@ -49,7 +49,7 @@ from stack.cli import main  # noqa: E402
 from stack.connections import pipeline_connections  # noqa: E402
 from stack.ports import free_port, free_weed_base, port_is_free  # noqa: E402
 from stack.postgres import create_pg_database, pg_program, start_postgres  # noqa: E402
-from stack.process import _log_file, _pid_file, _spawn, group_members, poll_until, stop_process, wait_http  # noqa: E402
+from stack.process import _log_file, _pid_file, _spawn, group_members, poll_until, service_pid, stop_process, wait_http  # noqa: E402
 from stack.services import ensure_buckets, ensure_system_packages, start_mlflow, start_object_store, start_redis  # noqa: E402
 from stack.settings import BIN, HOST, PG_DATABASES, ROOT, SYSTEM_PACKAGES, TOPOLOGIES, Settings  # noqa: E402
 from stack.topology import (  # noqa: E402
@@ -69,7 +69,7 @@ __all__ = [
     "AIRFLOW_COMPONENTS", "BIN", "HOST", "PG_DATABASES", "ROOT", "SERVICES", "SYSTEM_PACKAGES", "TOPOLOGIES",
     "ConfigMismatch", "Settings", "_log_file", "_pid_file", "_spawn", "airflow_health", "create_pg_database",
     "down", "ensure_buckets", "ensure_system_packages", "free_port", "free_weed_base", "group_members",
-    "load_config", "main", "pg_program", "pipeline_connections", "poll_until", "port_is_free", "probe", "services",
+    "load_config", "main", "pg_program", "pipeline_connections", "poll_until", "port_is_free", "probe", "service_pid", "services",
     "stack_config", "start_airflow", "start_airflow_components", "start_mlflow", "start_object_store",
     "start_postgres", "start_redis", "start_worker", "status", "stop_process", "up", "use_stack_config",
     "wait_http", "wait_worker", "worker_names", "write_env_file", "write_passwords_file",

@@ -65,6 +65,15 @@ def _running(pid: int) -> bool:
     return True
 
 
+def service_pid(settings: Settings, name: str) -> int | None:
+    """The pid of a service of the stack (recorded in <state>/pids/) if that process is alive."""
+    pid_file = _pid_file(settings, name)
+    if not pid_file.exists():
+        return None
+    pid = int(pid_file.read_text())
+    return pid if _running(pid) else None
+
+
 # PostgreSQL shuts down cleanly and at once on SIGINT ("fast" shutdown); SIGTERM waits for clients.
 _STOP_SIGNALS = {"postgres": signal.SIGINT}
 

@@ -19,7 +19,7 @@ from stack.airflow import (
     worker_names,
 )
 from stack.postgres import start_postgres
-from stack.process import _pid_file, _running, stop_process
+from stack.process import service_pid, stop_process
 from stack.services import ensure_system_packages, start_mlflow, start_object_store, start_redis
 from stack.settings import HOST, Settings
 
@@ -115,8 +115,7 @@ def up(settings: Settings) -> None:
             ),
         ]
     for name, start, describe in steps:
-        pid_file = _pid_file(settings, name)
-        if pid_file.exists() and _running(int(pid_file.read_text())):
+        if service_pid(settings, name) is not None:
             healthy, detail = probe(settings, name)
             if healthy:
                 print(f"[stack] {name} already running: {describe()}", flush=True)
@@ -195,11 +194,11 @@ def status(settings: Settings) -> int:
     """Each service: its process and whether it answers (probe). Exit code 1 if any is down."""
     code = 0
     for name in services(settings):
-        pid_file = _pid_file(settings, name)
-        alive = pid_file.exists() and _running(int(pid_file.read_text()))
+        pid = service_pid(settings, name)
+        alive = pid is not None
         healthy, detail = probe(settings, name) if alive else (False, "")
         code |= 0 if healthy else 1
         state = "running" if healthy else ("UNHEALTHY" if alive else "stopped")
-        pid = f"(pid {pid_file.read_text().strip()})" if alive else ""
+        pid = f"(pid {pid})" if alive else ""
         print(f"{name:22s} {state:9s} {pid:12s} {detail}".rstrip())
     return code
