@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS observations (
 );
 
 -- The time span of the rows a batch's loads wrote (time text, NULL: none). observations has no
--- index on batch_id (one more index entry per row cost the bulk load a third of the server's
+-- index on batch_id (one more index entry per row cost the bulk load ~40% of the server's
 -- work): a batch's rows are found as a range of the time column's primary key, filtered by
 -- batch_id (warehouse.in_batch_span). The span only widens, so it bounds every row that carries
 -- the batch's id, replaced rows included. Older warehouses: computed once from their rows.

@@ -45,7 +45,7 @@ def in_batch_span(batch_id: str, rows: str = "", span: str | None = None) -> str
     column) and lies in that batch's recorded time span (batches.first_time/last_time, from the
     batches row aliased `span`, or looked up by scalar subqueries when None).
 
-    observations has no index on batch_id (keeping one per row cost the load a third of the
+    observations has no index on batch_id (keeping one per row cost the load ~40% of the
     server's work): a batch's rows are a range of the time column's primary key, filtered by
     batch_id. A batch without a recorded span (rows written by hand) is searched in the whole
     table. `rows` prefixes the observation columns (e.g. "o.")."""
